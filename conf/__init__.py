@@ -1,0 +1,1 @@
+"""The dendsn Hydra config tree (one folder per config group)."""

@@ -1,0 +1,1 @@
+"""dendsn runner: CLI, config, data, learning rules, training loop."""

@@ -1,0 +1,89 @@
+"""The learning-rule interface every option of the `learning` group implements."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+from ..errors import UserError
+
+
+def count_loss(out: torch.Tensor, y: torch.Tensor, per_step: bool) -> torch.Tensor:
+    """Cross-entropy on read-out spike counts: logits = sum_t out[t]  ([T, B, C] -> [B, C]).
+
+    With ``per_step`` (TET, Deng et al. 2022) the loss is the mean over t of CE(out[t] * T, y), which
+    gives every step its own gradient while keeping the count scale.
+    """
+    T = out.shape[0]
+    if per_step:
+        return nn.functional.cross_entropy((out * T).flatten(0, 1), y.repeat(T))
+    return nn.functional.cross_entropy(out.sum(0), y)
+
+
+class LearningRule:
+    """Base class: holds the optimizer of whatever the rule trains by gradient."""
+
+    def __init__(self, per_step_loss: bool = False):
+        self.per_step_loss = per_step_loss
+        self.optimizer: Optional[torch.optim.Optimizer] = None
+        self.scheduler = None
+
+    def setup(
+        self,
+        model: nn.Module,
+        optimizer_factory: Callable,
+        total_steps: int,
+        lr_schedule: str = "none",
+    ) -> None:
+        params = [p for p in self.trainable_parameters(model) if p.requires_grad]
+        try:
+            self.optimizer = optimizer_factory(params)
+        except (TypeError, ValueError) as e:
+            raise UserError(f"optim: {e}; check the optim.* keys") from None
+        if lr_schedule == "cosine":
+            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=max(1, total_steps))
+        elif lr_schedule != "none":
+            raise UserError(f"lr_schedule={lr_schedule!r} is not known; use none or cosine")
+
+    def trainable_parameters(self, model: nn.Module):
+        return model.parameters()
+
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"] if self.optimizer else math.nan
+
+    def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return count_loss(out, y, self.per_step_loss)
+
+    def train_batch(self, model, x_seq, y, autocast=None):
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def eval_batch(self, model, x_seq, y):
+        out = model(x_seq)
+        return self.loss(out, y), out
+
+    def epoch_end(self) -> None:
+        """Called once after each training epoch."""
+
+    def state_dict(self) -> dict:
+        return {
+            "optimizer": self.optimizer.state_dict() if self.optimizer else None,
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+        }
+
+    def load_state_dict(self, sd: dict) -> None:
+        if self.optimizer is not None and sd.get("optimizer") is not None:
+            self.optimizer.load_state_dict(sd["optimizer"])
+        if self.scheduler is not None and sd.get("scheduler") is not None:
+            self.scheduler.load_state_dict(sd["scheduler"])
+
+
+def clamp_weights(model: nn.Module) -> None:
+    """Keep bounded synapses inside [wmin, wmax] (modules that define ``clamp_``)."""
+    for m in model.modules():
+        clamp = getattr(m, "clamp_", None)
+        if callable(clamp):
+            clamp()

@@ -1,0 +1,123 @@
+"""Network builders: MLP and a small conv net whose hidden layers take any neuron, point or dendritic.
+
+A *neuron factory* is a callable that returns a fresh spiking module; it tells the builder how many
+input features one neuron takes through ``inputs_per_neuron`` (1 for a point neuron, K_in for a
+dendritic one). A hidden layer of S neurons is then
+
+    linear:  Linear(n_in -> S * K_in)   [T, B, n_in] -> [T, B, S*K_in]   -> neuron -> [T, B, S]
+    conv:    Conv2d(C_in -> K_in * C)   [T, B, C_in, H, W] -> [T, B, K_in*C, H, W] -> neuron -> [T, B, C, H, W]
+
+(feature ``s * K_in + k`` is compartment k of neuron s; conv channel ``k * C + c`` is compartment k of
+channel c.) Synapse layers run over ``T * B`` rows in one call. The read-out is a linear layer into
+``n_classes`` neurons of its own factory; the network returns the read-out spikes [T, B, n_classes].
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+
+NeuronFactory = Callable[[], nn.Module]
+
+
+class TimeDistributed(nn.Module):
+    """Apply a stateless module to [T, B, ...] by folding T into the batch: one call for all steps."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        T, B = x.shape[:2]
+        y = self.module(x.flatten(0, 1))
+        return y.unflatten(0, (T, B))
+
+
+def _k_in(neuron: nn.Module) -> int:
+    return int(getattr(neuron, "inputs_per_neuron", 1))
+
+
+class SpikingNet(nn.Module):
+    """A feed-forward stack of (synapse, neuron) pairs; ``spiking`` lists its neuron modules."""
+
+    def __init__(self, layers: Sequence[nn.Module]):
+        super().__init__()
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        return self.layers(x_seq)
+
+    def reset(self) -> None:
+        for m in self.modules():
+            if m is not self and hasattr(m, "reset") and callable(m.reset):
+                m.reset()
+
+
+class MLP(SpikingNet):
+    """input -> [Linear -> neuron] x len(hidden) -> Linear -> read-out neuron."""
+
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        n_classes: int,
+        neuron: NeuronFactory,
+        readout: NeuronFactory,
+        hidden: Sequence[int] = (256,),
+        bias: bool = True,
+        dropout: float = 0.0,
+    ):
+        hidden = list(hidden)
+        if not hidden or any(int(h) < 1 for h in hidden):
+            raise ValueError(f"hidden must be a non-empty list of positive sizes (got {hidden})")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1) (got {dropout})")
+        n_in = 1
+        for d in input_shape:
+            n_in *= int(d)
+        layers: list[nn.Module] = [nn.Flatten(2)] if len(input_shape) > 1 else []
+        for width in hidden:
+            cell = neuron()
+            layers += [nn.Linear(n_in, width * _k_in(cell), bias=bias), cell]
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+            n_in = width
+        out = readout()
+        layers += [nn.Linear(n_in, n_classes * _k_in(out), bias=bias), out]
+        super().__init__(layers)
+
+
+class ConvNet(SpikingNet):
+    """conv-pool-conv-pool-fc: [Conv3x3 -> neuron -> AvgPool2] x len(channels) -> Linear -> neuron -> read-out."""
+
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        n_classes: int,
+        neuron: NeuronFactory,
+        readout: NeuronFactory,
+        channels: Sequence[int] = (16, 32),
+        fc: int = 128,
+        bias: bool = True,
+    ):
+        if len(input_shape) != 3:
+            raise ValueError(f"conv needs image inputs [C, H, W] (got input shape {tuple(input_shape)}); use network=mlp")
+        c_in, h, w = (int(d) for d in input_shape)
+        layers: list[nn.Module] = []
+        for c in channels:
+            cell = neuron()
+            layers += [
+                TimeDistributed(nn.Conv2d(c_in, int(c) * _k_in(cell), 3, padding=1, bias=bias)),
+                cell,
+                TimeDistributed(nn.AvgPool2d(2)),
+            ]
+            c_in, h, w = int(c), h // 2, w // 2
+            if h < 1 or w < 1:
+                raise ValueError(f"too many conv stages ({len(channels)}) for input {tuple(input_shape)}")
+        cell = neuron()
+        layers += [nn.Flatten(2), nn.Linear(c_in * h * w, fc * _k_in(cell), bias=bias), cell]
+        out = readout()
+        layers += [nn.Linear(fc, n_classes * _k_in(out), bias=bias), out]
+        super().__init__(layers)

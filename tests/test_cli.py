@@ -1,0 +1,282 @@
+"""The `dendsn` command line, end to end: real subprocesses, real files, tiny data."""
+
+import json
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import DENDSN, TINY, run_dendsn
+from test_data import _write_fake_mnist
+
+
+def metrics(run: Path) -> dict:
+    return json.loads((run / "metrics.json").read_text())
+
+
+def one_error_line(p) -> str:
+    """A user mistake: non-zero exit, one error line (the last on stderr, after any progress), no traceback."""
+    assert p.returncode != 0, p.stdout + p.stderr
+    assert "Traceback" not in p.stderr and "Traceback" not in p.stdout, p.stderr
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if "error" in ln.lower()]
+    assert len(errors) == 1 and lines[-1] == errors[0], p.stderr
+    assert errors[0].startswith("dendsn: error: ")
+    return errors[0]
+
+
+# ------------------------------------------------------------------ 1. set up and run the default
+def test_default_train_reaches_90_percent_on_the_synthetic_task(dendsn, tmp_path):
+    p = dendsn("train", "progress=false", "hydra.run.dir=run", check=True)
+    m = metrics(tmp_path / "run")
+    assert m["status"] == "completed" and m["epochs_completed"] == 10
+    assert m["final"]["test_acc"] >= 0.90, m["final"]
+    assert re.search(r"dendsn: 10 epochs in [\d.]+s \| test acc [\d.]+%", p.stdout)
+
+
+# ------------------------------------------------------------------ 2. overrides, --help, --cfg job
+def test_help_lists_groups_and_options(dendsn):
+    p = dendsn("train", "--help", check=True)
+    for line in ("dataset: fashion_mnist, mnist, synthetic", "encoder: direct, latency, poisson",
+                 "network: conv, mlp", "learning: bptt", "optim: adam, sgd"):
+        assert line in p.stdout
+    assert re.search(r"neuron: .*\blif\b.*\bplif\b", p.stdout)
+
+
+def test_cfg_job_prints_the_composed_config_with_overrides(dendsn):
+    p = dendsn("train", "--cfg", "job", "neuron=if", "epochs=3", "encoder=poisson", check=True)
+    assert "_target_: dendsn.neurons.IF" in p.stdout
+    assert "_target_: dendsn_cli.encoders.Poisson" in p.stdout
+    assert re.search(r"^epochs: 3$", p.stdout, re.M)
+
+
+def test_run_dir_holds_config_checkpoints_metrics_and_events(dendsn, tmp_path):
+    dendsn("train", *TINY, "neuron=plif", "hydra.run.dir=run", check=True)
+    run = tmp_path / "run"
+    assert "dendsn.neurons.PLIF" in (run / ".hydra" / "config.yaml").read_text()
+    for f in ("checkpoints/last.pt", "checkpoints/best.pt", "metrics.json"):
+        assert (run / f).is_file(), f
+    assert list(run.glob("events.out.tfevents.*"))
+    m = metrics(run)
+    assert [h["epoch"] for h in m["history"]] == [1, 2]
+    assert m["best"]["test_acc"] == max(h["test_acc"] for h in m["history"])
+    assert not list(run.glob("checkpoints/.*tmp*"))  # atomic writes leave no temp files
+
+
+def test_default_outputs_dir_layout(dendsn, tmp_path):
+    dendsn("train", *TINY, "epochs=1", check=True)
+    runs = list((tmp_path / "outputs").glob("*/*/metrics.json"))
+    assert len(runs) == 1 and re.match(r"\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d", "/".join(runs[0].parent.parts[-2:]))
+
+
+# ------------------------------------------------------------------ 3. sweeps
+def test_multirun_gives_every_job_its_dir_events_and_metrics(dendsn, tmp_path):
+    p = dendsn("train", "-m", *TINY, "epochs=1", "neuron=lif,if", "hydra.sweep.dir=sweep", check=True)
+    for job in ("0", "1"):
+        d = tmp_path / "sweep" / job
+        assert metrics(d)["status"] == "completed"
+        assert list(d.glob("events.out.tfevents.*"))
+    assert "dendsn.neurons.IF" in (tmp_path / "sweep" / "1" / ".hydra" / "config.yaml").read_text()
+    assert "2 job(s) completed, 0 failed" in p.stderr
+
+
+def test_failed_job_is_reported_and_the_others_keep_their_results(dendsn, tmp_path):
+    p = dendsn("train", "-m", *TINY, "epochs=1", "neuron.tau=2.0,0.5", "hydra.sweep.dir=sweep")
+    assert p.returncode == 1
+    assert metrics(tmp_path / "sweep" / "0")["status"] == "completed"
+    assert "tau must be > 1" in (tmp_path / "sweep" / "1" / "error.txt").read_text()
+    assert "1 job(s) completed, 1 failed" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+# ------------------------------------------------------------------ 4. eval
+def test_eval_reproduces_the_final_test_accuracy(dendsn, tmp_path):
+    dendsn("train", *TINY, "hydra.run.dir=run", check=True)
+    final = metrics(tmp_path / "run")["final"]
+    for target in ("run/checkpoints/last.pt", "run"):
+        p = dendsn("eval", f"ckpt={target}", check=True)
+        m = re.search(r"test acc ([\d.]+)% \| test loss ([\d.]+)", p.stdout)
+        assert m, p.stdout
+        assert float(m.group(1)) == pytest.approx(100 * final["test_acc"], abs=0.006)
+        assert float(m.group(2)) == pytest.approx(final["test_loss"], abs=1e-4)
+
+
+def test_eval_of_a_checkpoint_from_another_model_is_one_line(dendsn, tmp_path):
+    dendsn("train", *TINY, "epochs=1", "hydra.run.dir=run", check=True)
+    line = one_error_line(dendsn("eval", "ckpt=run", "network.hidden=[64]"))
+    assert "holds a different model" in line
+
+
+@pytest.mark.parametrize("content", [b"not a checkpoint at all", None])
+def test_corrupt_checkpoint_is_one_line(dendsn, tmp_path, content):
+    if content is None:  # a real checkpoint cut in half
+        dendsn("train", *TINY, "epochs=1", "hydra.run.dir=run", check=True)
+        content = (tmp_path / "run/checkpoints/last.pt").read_bytes()
+        content = content[: len(content) // 2]
+    (tmp_path / "bad.pt").write_bytes(content)
+    assert "not a readable checkpoint" in one_error_line(dendsn("eval", "ckpt=bad.pt"))
+    assert "not a readable checkpoint" in one_error_line(dendsn("train", "resume=bad.pt"))
+
+
+# ------------------------------------------------------------------ 5. list
+def test_list_prints_groups_options_and_descriptions(dendsn):
+    p = dendsn("list", check=True)
+    for group in ("dataset:", "encoder:", "network:", "neuron:", "learning:", "optim:", "logger:"):
+        assert group in p.stdout
+    p = dendsn("list", "neuron", check=True)
+    assert re.search(r"\* lif\s+Point leaky integrate-and-fire", p.stdout)
+    assert "dataset:" not in p.stdout
+    assert "no config group 'bogus'" in one_error_line(dendsn("list", "bogus"))
+
+
+# ------------------------------------------------------------------ 6. resume
+def test_resume_after_epoch_k_equals_the_uninterrupted_run(dendsn, tmp_path):
+    # poisson: the RNG state must be restored too; a constant learning rate, because a cosine schedule
+    # over 2 epochs is not the same run as one over 3 (the SIGTERM test below covers cosine)
+    args = [*TINY, "encoder=poisson", "lr_schedule=none"]
+    dendsn("train", *args, "epochs=3", "hydra.run.dir=full", check=True)
+    dendsn("train", *args, "epochs=2", "hydra.run.dir=part", check=True)
+    dendsn("train", "resume=part", "epochs=3", check=True)
+    assert metrics(tmp_path / "part")["history"] == metrics(tmp_path / "full")["history"]
+
+
+def test_sigterm_mid_epoch_saves_and_resume_is_exact(tmp_path):
+    args = ["train", "dataset.n_train=1500", "dataset.n_test=100", "T=12", "network.hidden=[48]",
+            "batch_size=10", "epochs=3", "progress=false", "optim.lr=0.005"]
+    run_dendsn(*args, "hydra.run.dir=full", cwd=tmp_path, check=True)
+    proc = subprocess.Popen([DENDSN, *args, "hydra.run.dir=part"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ckpt = tmp_path / "part/checkpoints/last.pt"
+    deadline = time.time() + 300
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "dendsn train resume=" in err and "Traceback" not in err
+    assert metrics(tmp_path / "part")["status"] == "interrupted"
+    saved = torch.load(ckpt, weights_only=False)
+    assert (saved["epoch"], saved["batch"]) != (3, 0)
+    run_dendsn("train", "resume=part", cwd=tmp_path, check=True)
+    assert metrics(tmp_path / "part")["history"] == metrics(tmp_path / "full")["history"]
+
+
+def test_resume_of_a_finished_run_says_how_to_extend_it(dendsn):
+    dendsn("train", *TINY, "epochs=1", "hydra.run.dir=run", check=True)
+    assert "raise epochs=" in one_error_line(dendsn("train", "resume=run"))
+
+
+# ------------------------------------------------------------------ 7. TensorBoard
+def test_tensorboard_events_have_every_tag(dendsn, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    dendsn("train", *TINY, "hydra.run.dir=run", check=True)
+    ea = EventAccumulator(str(tmp_path / "run"), size_guidance={"scalars": 0, "histograms": 0, "images": 0,
+                                                                 "tensors": 0})
+    ea.Reload()
+    tags = ea.Tags()
+    for t in ("train/loss", "train/acc", "test/loss", "test/acc", "lr", "rate/layer1", "rate/readout",
+              "hparam/test_acc"):
+        assert t in tags["scalars"], (t, tags["scalars"])
+    assert [e.step for e in ea.Scalars("test/acc")] == [1, 2]
+    assert any(re.fullmatch(r"weights/layers\.\d+\.weight", t) for t in tags["histograms"]), tags["histograms"]
+    assert any(t.startswith("potential/layer1") for t in tags["histograms"])
+    assert "raster/layer1" in tags["images"]
+    assert "config/text_summary" in tags["tensors"]
+    assert "dendsn.neurons.LIF" in ea.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
+    hp = ea.PluginTagToContent("hparams")
+    assert "_hparams_/experiment" in hp and "_hparams_/session_start_info" in hp
+    assert b"choice/neuron" in hp["_hparams_/session_start_info"]
+
+
+# ------------------------------------------------------------------ data paths through the CLI
+def test_mnist_from_idx_files_trains_a_conv_net(dendsn, tmp_path):
+    _write_fake_mnist(tmp_path / "data", n_train=40, n_test=20)
+    dendsn("train", "dataset=mnist", f"dataset.root={tmp_path / 'data'}", "network=conv",
+           "network.channels=[4,8]", "network.fc=16", "epochs=1", "T=3", "batch_size=20",
+           "progress=false", "hydra.run.dir=run", check=True)
+    assert metrics(tmp_path / "run")["status"] == "completed"
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists(),
+                    reason="Debian package dataset-fashion-mnist is not installed")
+@pytest.mark.parametrize("encoder", ["poisson", "latency"])
+def test_fashion_mnist_from_the_debian_package(dendsn, tmp_path, encoder):
+    dendsn("train", "dataset=fashion_mnist", f"dataset.root={tmp_path / 'data'}", "dataset.n_train=2000",
+           "dataset.n_test=200", f"encoder={encoder}", "T=4", "epochs=1", "batch_size=20", "network.hidden=[32]",
+           "progress=false", "hydra.run.dir=run", check=True)
+    assert metrics(tmp_path / "run")["final"]["test_acc"] > 0.2
+
+
+# ------------------------------------------------------------------ errors: one line, non-zero, no traceback
+ERRORS = [
+    (["neuron=lifx"], "neuron=lifx is not an option of 'neuron'; available: "),
+    (["neuron.tua=3"], "neuron.tua is not a known key"),
+    (["+bogus=1"], "bogus is not a known key"),
+    (["batch_size=abc"], "batch_size='abc' has the wrong type"),
+    (["neuron.tau=abc"], "neuron.tau='abc' has the wrong type: expected float"),
+    (["T=0"], "T must be >= 1"),
+    (["batch_size=0"], "batch_size must be >= 1"),
+    (["epochs=0"], "epochs must be >= 1"),
+    (["neuron.tau=1.0"], "tau must be > 1"),
+    (["device=tpu"], "device='tpu' is not known"),
+    (["seed=0,1"], "add -m"),
+    (["dataset=mnist", "dataset.root=nowhere"], "dataset.download=true"),
+    (["resume=nowhere"], "no checkpoint there"),
+    (["encoder=latency"], "needs static inputs"),
+]
+
+
+@pytest.mark.parametrize("args,expected", ERRORS, ids=[" ".join(a) for a, _ in ERRORS])
+def test_user_mistakes_end_in_one_line(dendsn, args, expected):
+    line = one_error_line(dendsn("train", *args, "progress=false", "hydra.run.dir=run"))
+    assert expected in line
+
+
+def test_missing_dataset_names_root_flag_and_the_embedded_alternative(dendsn):
+    line = one_error_line(dendsn("train", "dataset=mnist", "dataset.root=nowhere"))
+    assert "nowhere" in line and "dataset.download=true" in line and "dataset=synthetic" in line
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu_is_one_line(dendsn):
+    assert "no CUDA GPU" in one_error_line(dendsn("train", "device=cuda"))
+
+
+def test_unknown_command_and_eval_without_ckpt(dendsn):
+    assert "unknown command 'trian'" in one_error_line(dendsn("trian"))
+    assert "needs ckpt=PATH" in one_error_line(dendsn("eval"))
+
+
+# ------------------------------------------------------------------ plug-in classes and divergence
+NAN_RULE = '''
+import torch
+from dendsn_cli.learning import BPTT
+
+class NaNAfter(BPTT):
+    """BPTT whose loss turns NaN after `after` batches (a user's own rule, plugged in by _target_)."""
+    def __init__(self, after: int = 3, **kw):
+        super().__init__(**kw)
+        self.after, self.seen = after, 0
+    def train_batch(self, model, x_seq, y, autocast=None):
+        self.seen += 1
+        loss, out = super().train_batch(model, x_seq, y, autocast)
+        return (loss * float("nan") if self.seen > self.after else loss), out
+'''
+
+
+def test_a_user_class_plugs_in_and_nan_loss_stops_keeping_the_last_good_checkpoint(dendsn, tmp_path):
+    (tmp_path / "myrules.py").write_text(NAN_RULE)
+    env = {"PYTHONPATH": str(tmp_path)}
+    # 300 samples / 50 = 6 batches an epoch: epoch 1 is clean, the NaN appears in epoch 2
+    p = dendsn("train", *TINY, "epochs=3", "learning._target_=myrules.NaNAfter", "+learning.after=7",
+               "hydra.run.dir=run", env=env)
+    line = one_error_line(p)
+    assert "loss became nan at epoch 2" in line and "last good checkpoint is kept" in line
+    m = metrics(tmp_path / "run")
+    assert m["status"] == "diverged" and m["epochs_completed"] == 1
+    assert torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=False)["epoch"] == 1
