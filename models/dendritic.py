@@ -1,0 +1,333 @@
+"""Dendritic neurons: synaptic current -> dendrite (K compartments) -> soma -> spikes.
+
+A layer of S neurons shares one wiring (K compartments, K_in inputs, K_out outputs). Input
+currents come from a synapse of `synapses.py`, one per input compartment of every neuron:
+
+    linear  [T, B, S*K_in]       -> [T, B, S, K_in]                      (neuron-major)
+    conv    [T, B, K_in*C, H, W] -> [T, B, K_in, C, H, W] -> [T, B, C, H, W, K_in]   (compartment-major)
+
+(which one is inferred from ndim: 3 -> linear, 4+ -> conv; single-step the same without T). Per step t:
+
+    v_k[t]  the dendrite's compartment potentials (`dendrite.py`), k in output_index
+    J[t] = sum_k phi_k (v_k[t] - v[t-1])      forward_mode = "voltage_difference"
+    J[t] = sum_k phi_k f(v_k[t])              forward_mode = "activation", f = forward_activation
+    h[t] = soma charge with drive J[t];  s[t] = F(h[t] - v_threshold);  v[t] = reset(h[t], s[t])
+    v_p,k[t] += bap_psi * s[t]                back-propagating spike into the output compartments
+
+with the soma of `soma.py` (LIF or IF; hard reset to v_reset or soft reset when v_reset is None;
+F a surrogate or `surrogate.StochasticFiring`). v[t-1] is the soma potential after the previous
+step's reset. phi is a scalar or one value per output compartment, fixed or learnable.
+
+Voltage-difference forward keeps the soma linear. With a[t] = sum_k phi_k v_k[t] and
+Phi = sum_k phi_k, J[t] = a[t] - Phi v[t-1], so the charge h[t] = alpha' v[t-1] + u'[t] with
+
+    LIF, decay_input:    h = v + (J - (v - v_reset))/tau  ->  alpha' = 1 - (1 + Phi)/tau,  u' = (a + v_reset)/tau
+    LIF, no decay_input: h = v - (v - v_reset)/tau + J    ->  alpha' = 1 - 1/tau - Phi,    u' = a + v_reset/tau
+    IF:                  h = v + J                        ->  alpha' = 1 - Phi,            u' = a
+
+(v_reset -> 0 in u' for soft reset). In general (alpha, u') = leak_and_drive(a) of the point soma
+and alpha' = alpha - input_gain * Phi, input_gain = du/dJ (1/tau with decay_input, else 1). The
+whole soma therefore still runs in ONE `soma.multi_step` call; alpha' is a tensor when phi is
+learnable and its gradient comes back from the kernel. Note |alpha'| < 1 (a stable soma) needs
+Phi < 2 tau - 1 (LIF, decay_input), Phi < 2 - 1/tau (no decay_input), Phi < 2 (IF).
+
+A layer runs as: one synapse matmul, the dendrite for all T at once (passive / uncoupled active),
+the fused soma kernel. Back-propagating spikes couple soma -> dendrite, so with bap_psi != 0 the
+neuron runs its single step T times (the same code as step_mode='s').
+
+State (cleared by `reset()`): ``v`` [B, S...] soma potential, ``v_dend`` [B, S..., K] compartment
+potentials and ``v_dend_p`` their passive part, all after the last step; with ``store_seq = True``
+also ``v_seq`` [T, B, S...] and ``v_dend_seq`` [T, B, S..., K] (after each step's reset / BAP).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from . import soma
+from .compartments import Passive
+from .dendrite import Coupling, Dendrite
+from .neurons import SpikingModule, _check_threshold
+from .surrogate import Sigmoid, Surrogate
+from .wiring import Wiring
+
+Phi = Union[float, Sequence[float]]
+
+FORWARD_ACTIVATIONS = {"sigmoid": torch.sigmoid, "identity": lambda v: v, "relu": torch.relu}
+
+
+def weighted_sum(v: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
+    """sum_k phi_k v[..., k]: [..., K_out] -> [...]; phi scalar or [K_out]."""
+    return v.sum(-1) * phi if phi.dim() == 0 else v @ phi.to(v.dtype)
+
+
+def total_strength(phi: torch.Tensor, n_output: int) -> torch.Tensor:
+    """Phi = sum_k phi_k."""
+    return phi * n_output if phi.dim() == 0 else phi.sum()
+
+
+def _number(name: str, value, minimum: Optional[float] = None) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number (got {name}={value!r})")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum} (got {name}={value!r})")
+    return float(value)
+
+
+class DendriticNeuron(SpikingModule):
+    """Wiring + compartments + dendrite + soma input + soma. Subclasses define the soma's leak."""
+
+    store_seq = False
+
+    def __init__(
+        self,
+        wiring: Wiring,
+        compartment: Optional[nn.Module] = None,
+        v_threshold: float = 1.0,
+        v_reset: Optional[float] = 0.0,
+        surrogate: Optional[Surrogate] = None,
+        detach_reset: bool = False,
+        coupling_g: Coupling = 1.0,
+        learn_g: bool = False,
+        forward_mode: str = "voltage_difference",
+        forward_activation: str = "sigmoid",
+        phi: Phi = 1.0,
+        learn_phi: bool = False,
+        bap_psi: float = 0.0,
+        firing=None,
+        step_mode: str = "m",
+        dendrite_method: str = "auto",
+    ):
+        super().__init__(step_mode)
+        v_threshold = _number("v_threshold", v_threshold)
+        v_reset = None if v_reset is None else _number("v_reset", v_reset)
+        _check_threshold(v_threshold, v_reset)
+        if forward_mode not in ("voltage_difference", "activation"):
+            raise ValueError(f"forward_mode must be 'voltage_difference' or 'activation' (got forward_mode={forward_mode!r})")
+        if forward_activation not in FORWARD_ACTIVATIONS:
+            raise ValueError(
+                f"forward_activation must be one of {sorted(FORWARD_ACTIVATIONS)} (got forward_activation={forward_activation!r})"
+            )
+        # a fresh copy per neuron layer: a Hydra partial shares one compartment object between calls
+        comp = copy.deepcopy(compartment) if compartment is not None else Passive()
+        self.dendrite = Dendrite(wiring, comp, coupling_g, learn_g, dendrite_method)
+        self.wiring = wiring
+        self.inputs_per_neuron = wiring.n_input
+        self.v_threshold, self.v_reset = v_threshold, v_reset
+        self.surrogate = firing if firing is not None else (surrogate if surrogate is not None else Sigmoid())
+        self.detach_reset = bool(detach_reset)
+        self.forward_mode, self.forward_activation = forward_mode, forward_activation
+        p = _check_phi(phi, wiring.n_output, nonnegative=forward_mode == "voltage_difference")
+        if learn_phi:
+            self.phi = nn.Parameter(p)
+        else:
+            self.register_buffer("phi", p)
+        self.bap_psi = _number("bap_psi", bap_psi, minimum=0.0)
+        bap_mask = torch.zeros(wiring.n_compartments)
+        bap_mask[wiring.output_index] = 1.0
+        self.register_buffer("bap_mask", bap_mask, persistent=False)
+        self.reset()
+
+    # --- the soma (subclasses) ---------------------------------------------------------------------
+    def leak_and_drive(self, x: torch.Tensor):
+        """(alpha, u) of `soma.py` for soma input current x."""
+        raise NotImplementedError
+
+    @property
+    def input_gain(self) -> float:
+        """du/dx of `leak_and_drive`."""
+        raise NotImplementedError
+
+    # --- soma input ----------------------------------------------------------------------------
+    def soma_terms(self, v_out: torch.Tensor):
+        """(alpha', u') of the soma charge from the output compartments' v_out [..., K_out]."""
+        if self.forward_mode == "voltage_difference":
+            alpha, u = self.leak_and_drive(weighted_sum(v_out, self.phi))
+            return alpha - self.input_gain * total_strength(self.phi, v_out.shape[-1]), u
+        f = FORWARD_ACTIVATIONS[self.forward_activation]
+        return self.leak_and_drive(weighted_sum(f(v_out), self.phi))
+
+    # --- shapes and state ----------------------------------------------------------------------
+    def split_compartments(self, x: torch.Tensor, n_lead: int) -> torch.Tensor:
+        """Synaptic currents -> [lead..., S..., K_in] (n_lead = 2 for [T, B], 1 for [B])."""
+        K_in = self.inputs_per_neuron
+        if x.dim() == n_lead + 1:                                   # linear, neuron-major
+            if x.shape[-1] % K_in:
+                raise ValueError(f"input has {x.shape[-1]} features, not a multiple of K_in={K_in} (shape {tuple(x.shape)})")
+            return x.unflatten(-1, (x.shape[-1] // K_in, K_in))
+        if x.dim() >= n_lead + 2:                                   # conv, compartment-major
+            c = x.shape[n_lead]
+            if c % K_in:
+                raise ValueError(f"input has {c} channels, not a multiple of K_in={K_in} (shape {tuple(x.shape)})")
+            return x.unflatten(n_lead, (K_in, c // K_in)).movedim(n_lead, -1)
+        raise ValueError(f"input of shape {tuple(x.shape)} has too few dimensions for step_mode={self.step_mode!r}")
+
+    def _soma_v0(self, like: torch.Tensor) -> torch.Tensor:
+        if self.v is not None and self.v.shape == like.shape:
+            return self.v
+        dtype = torch.float32 if like.dtype in (torch.float16, torch.bfloat16) else like.dtype
+        return torch.full(like.shape, 0.0 if self.v_reset is None else self.v_reset, dtype=dtype, device=like.device)
+
+    def _dend_v0(self, x: torch.Tensor) -> Optional[torch.Tensor]:
+        """The passive state to continue from for input x [B, S..., K_in], or None (at rest)."""
+        if self.v_dend_p is not None and self.v_dend_p.shape[:-1] == x.shape[:-1]:
+            return self.v_dend_p
+        return None
+
+    def reset(self) -> None:
+        self.v: Optional[torch.Tensor] = None
+        self.v_dend: Optional[torch.Tensor] = None
+        self.v_dend_p: Optional[torch.Tensor] = None
+        self.v_seq: Optional[torch.Tensor] = None
+        self.v_dend_seq: Optional[torch.Tensor] = None
+
+    # --- dynamics ------------------------------------------------------------------------------
+    def step(self, x: torch.Tensor, v: torch.Tensor, v_p: torch.Tensor):
+        """One step: x [B, S..., K_in], soma v [B, S...], passive state v_p [B, S..., K] -> (s, v, v_p, v_dend)."""
+        v_p, v_dend = self.dendrite.step(x, v_p)
+        alpha, u = self.soma_terms(self.dendrite.output(v_dend))
+        s, v, _ = soma.single_step(
+            u, v, alpha, self.v_threshold, self.v_reset, self.surrogate, self.detach_reset, self.training
+        )
+        if self.bap_psi != 0.0:                                     # back-propagating spike
+            v_p = v_p + (self.bap_psi * s).unsqueeze(-1) * self.bap_mask.to(v_p.dtype)
+            v_dend = self.dendrite.compartment.potential(v_p)
+        return s, v, v_p, v_dend
+
+    def single_step(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.split_compartments(x, 1)                           # [B, S..., K_in]
+        v_p = self._dend_v0(x)
+        v_p = self.dendrite.initial(x) if v_p is None else v_p
+        s, self.v, self.v_dend_p, self.v_dend = self.step(x, self._soma_v0(x[..., 0]), v_p)
+        return s
+
+    def multi_step(self, x_seq: torch.Tensor) -> torch.Tensor:
+        x = self.split_compartments(x_seq, 2)                       # [T, B, S..., K_in]
+        v, v_p = self._soma_v0(x[0, ..., 0]), self._dend_v0(x[0])
+        if self.bap_psi != 0.0:                                     # soma -> dendrite: step loop
+            v_p = self.dendrite.initial(x[0]) if v_p is None else v_p
+            s_seq, v_seq, vd_seq = [], [], []
+            for t in range(x.shape[0]):
+                s, v, v_p, v_dend = self.step(x[t], v, v_p)
+                s_seq.append(s)
+                if self.store_seq:
+                    v_seq.append(v)
+                    vd_seq.append(v_dend)
+            self.v, self.v_dend_p, self.v_dend = v, v_p, v_dend
+            if self.store_seq:
+                self.v_seq, self.v_dend_seq = torch.stack(v_seq), torch.stack(vd_seq)
+            return torch.stack(s_seq)
+        vp_seq, vd_seq = self.dendrite.multi_step(x, v_p)           # [T, B, S..., K]
+        alpha, u = self.soma_terms(self.dendrite.output(vd_seq))    # u [T, B, S...]
+        s, self.v, _, v_seq = soma.multi_step(
+            u, v, alpha, self.v_threshold, self.v_reset, self.surrogate, self.detach_reset, self.training,
+            keep_v=self.store_seq,
+        )
+        self.v_dend_p, self.v_dend = vp_seq[-1], vd_seq[-1]
+        if self.store_seq:
+            self.v_seq, self.v_dend_seq = v_seq, vd_seq
+        return s
+
+    def extra_repr(self) -> str:
+        return (
+            f"v_threshold={self.v_threshold}, v_reset={self.v_reset}, surrogate={self.surrogate}, "
+            f"forward_mode={self.forward_mode!r}, bap_psi={self.bap_psi}, step_mode={self.step_mode!r}"
+        )
+
+
+def _check_phi(phi, n_output: int, nonnegative: bool) -> torch.Tensor:
+    if isinstance(phi, (int, float)) and not isinstance(phi, bool):
+        values, scalar = [phi], True
+    else:
+        try:
+            values, scalar = list(phi), False
+        except TypeError:
+            raise ValueError(f"phi must be a number or a list of numbers (got phi={phi!r})") from None
+        if len(values) != n_output:
+            raise ValueError(f"phi has {len(values)} values but the wiring has {n_output} output compartments (got phi={phi!r})")
+    for v in values:
+        _number("phi", v, minimum=0.0 if nonnegative else None)
+    return torch.tensor(float(values[0])) if scalar else torch.tensor([float(v) for v in values])
+
+
+class DendLIF(DendriticNeuron):
+    """Dendritic neuron with a LIF soma: h = v + (J - (v - v_reset))/tau (decay_input) or v - (v - v_reset)/tau + J."""
+
+    def __init__(
+        self,
+        wiring: Wiring,
+        tau: float = 2.0,
+        decay_input: bool = True,
+        v_threshold: float = 1.0,
+        v_reset: Optional[float] = 0.0,
+        surrogate: Optional[Surrogate] = None,
+        detach_reset: bool = False,
+        compartment: Optional[nn.Module] = None,
+        coupling_g: Coupling = 1.0,
+        learn_g: bool = False,
+        forward_mode: str = "voltage_difference",
+        forward_activation: str = "sigmoid",
+        phi: Phi = 1.0,
+        learn_phi: bool = False,
+        bap_psi: float = 0.0,
+        firing=None,
+        step_mode: str = "m",
+        dendrite_method: str = "auto",
+    ):
+        if _number("tau", tau) <= 1:
+            raise ValueError(f"tau must be > 1 (got tau={tau!r})")
+        super().__init__(
+            wiring, compartment, v_threshold, v_reset, surrogate, detach_reset, coupling_g, learn_g,
+            forward_mode, forward_activation, phi, learn_phi, bap_psi, firing, step_mode, dendrite_method,
+        )
+        self.tau, self.decay_input = float(tau), bool(decay_input)
+
+    def leak_and_drive(self, x):
+        return soma.lif_terms(x, 1.0 / self.tau, self.v_reset, self.decay_input)
+
+    @property
+    def input_gain(self) -> float:
+        return 1.0 / self.tau if self.decay_input else 1.0
+
+    def extra_repr(self) -> str:
+        return f"tau={self.tau}, decay_input={self.decay_input}, " + super().extra_repr()
+
+
+class DendIF(DendriticNeuron):
+    """Dendritic neuron with an IF soma: h = v + J."""
+
+    def __init__(
+        self,
+        wiring: Wiring,
+        v_threshold: float = 1.0,
+        v_reset: Optional[float] = 0.0,
+        surrogate: Optional[Surrogate] = None,
+        detach_reset: bool = False,
+        compartment: Optional[nn.Module] = None,
+        coupling_g: Coupling = 1.0,
+        learn_g: bool = False,
+        forward_mode: str = "voltage_difference",
+        forward_activation: str = "sigmoid",
+        phi: Phi = 1.0,
+        learn_phi: bool = False,
+        bap_psi: float = 0.0,
+        firing=None,
+        step_mode: str = "m",
+        dendrite_method: str = "auto",
+    ):
+        super().__init__(
+            wiring, compartment, v_threshold, v_reset, surrogate, detach_reset, coupling_g, learn_g,
+            forward_mode, forward_activation, phi, learn_phi, bap_psi, firing, step_mode, dendrite_method,
+        )
+
+    def leak_and_drive(self, x):
+        return 1.0, x
+
+    @property
+    def input_gain(self) -> float:
+        return 1.0
