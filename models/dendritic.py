@@ -16,7 +16,8 @@ currents come from a synapse of `synapses.py`, one per input compartment of ever
 
 with the soma of `soma.py` (LIF or IF; hard reset to v_reset or soft reset when v_reset is None;
 F a surrogate or `surrogate.StochasticFiring`). v[t-1] is the soma potential after the previous
-step's reset. phi is a scalar or one value per output compartment, fixed or learnable.
+step's reset. phi is a scalar or one value per output compartment, fixed or learnable; the default
+(phi=None) is 1/K_out for every output compartment, so Phi = 1 whatever the wiring.
 
 Voltage-difference forward keeps the soma linear. With a[t] = sum_k phi_k v_k[t] and
 Phi = sum_k phi_k, J[t] = a[t] - Phi v[t-1], so the charge h[t] = alpha' v[t-1] + u'[t] with
@@ -96,7 +97,7 @@ class DendriticNeuron(SpikingModule):
         learn_g: bool = False,
         forward_mode: str = "voltage_difference",
         forward_activation: str = "sigmoid",
-        phi: Phi = 1.0,
+        phi: Optional[Phi] = None,
         learn_phi: bool = False,
         bap_psi: float = 0.0,
         firing=None,
@@ -241,6 +242,8 @@ class DendriticNeuron(SpikingModule):
 
 
 def _check_phi(phi, n_output: int, nonnegative: bool) -> torch.Tensor:
+    if phi is None:  # the default: 1/K_out each, so Phi = 1 and the soma is stable for every wiring
+        phi = 1.0 / n_output
     if isinstance(phi, (int, float)) and not isinstance(phi, bool):
         values, scalar = [phi], True
     else:
@@ -272,7 +275,7 @@ class DendLIF(DendriticNeuron):
         learn_g: bool = False,
         forward_mode: str = "voltage_difference",
         forward_activation: str = "sigmoid",
-        phi: Phi = 1.0,
+        phi: Optional[Phi] = None,
         learn_phi: bool = False,
         bap_psi: float = 0.0,
         firing=None,
@@ -313,7 +316,7 @@ class DendIF(DendriticNeuron):
         learn_g: bool = False,
         forward_mode: str = "voltage_difference",
         forward_activation: str = "sigmoid",
-        phi: Phi = 1.0,
+        phi: Optional[Phi] = None,
         learn_phi: bool = False,
         bap_psi: float = 0.0,
         firing=None,

@@ -152,3 +152,18 @@ class _SpikeFn(torch.autograd.Function):
     def backward(ctx, grad_s):
         x, s = ctx.saved_tensors
         return grad_s * ctx.firing.grad(x, s), None, None
+
+
+def firing(
+    kind: str = "deterministic",
+    f_max: float = 0.5,
+    beta: float = 5.0,
+    deterministic_eval: bool = False,
+):
+    """The firing function a config names: None for deterministic firing (the neuron's surrogate
+    decides the gradient), or `StochasticFiring` of ``kind`` 'logistic' / 'exponential'."""
+    if kind == "deterministic":
+        return None
+    if kind not in ("logistic", "exponential"):
+        raise ValueError(f"firing kind must be 'deterministic', 'logistic' or 'exponential' (got {kind!r})")
+    return StochasticFiring(kind, f_max, beta, deterministic_eval)
