@@ -195,10 +195,7 @@ def explain(e: BaseException) -> str:
         group, option, rest = m.groups()
         options = ", ".join(o.strip() for o in rest.split("\n") if o.strip())
         return f"{group}={option} is not an option of '{group}'; available: {options}"
-    m = re.search(r"Could not find '([^/']+)/([^']+)'", msg)
-    if m:
-        return f"{m.group(1)}={m.group(2)} is not an option of '{m.group(1)}'; run `dendsn list {m.group(1)}`"
-    m = re.search(r"Could not load '([^/']+)/([^']+)'", msg)
+    m = re.search(r"Could not (?:find|load) '([^/']+)/([^']+)'", msg)
     if m:
         return f"{m.group(1)}={m.group(2)} is not an option of '{m.group(1)}'; run `dendsn list {m.group(1)}`"
     m = re.search(r"Could not override '([^']+)'\.\s*No match in the defaults list", msg)
