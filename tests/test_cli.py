@@ -280,3 +280,10 @@ def test_a_user_class_plugs_in_and_nan_loss_stops_keeping_the_last_good_checkpoi
     m = metrics(tmp_path / "run")
     assert m["status"] == "diverged" and m["epochs_completed"] == 1
     assert torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=False)["epoch"] == 1
+
+
+def test_profile_prints_where_the_time_goes(dendsn):
+    p = dendsn("train", *TINY, "epochs=1", "profile=true", "hydra.run.dir=run", check=True)
+    m = re.search(r"^profile: data [\d.]+s \(\d+%\), train_step [\d.]+s \(\d+%\), evaluate [\d.]+s \(\d+%\), "
+                  r"logging [\d.]+s \(\d+%\), checkpoint [\d.]+s \(\d+%\)$", p.stderr, re.M)
+    assert m, p.stderr
