@@ -128,7 +128,8 @@ def test_list_prints_groups_options_and_descriptions(dendsn):
     for group in ("dataset:", "encoder:", "network:", "neuron:", "learning:", "optim:", "logger:"):
         assert group in p.stdout
     p = dendsn("list", "neuron", check=True)
-    assert re.search(r"\* lif\s+Point leaky integrate-and-fire", p.stdout)
+    assert re.search(r"^  \* dend_lif\s+Dendritic LIF", p.stdout, re.M)
+    assert re.search(r"^    lif\s+Point leaky integrate-and-fire", p.stdout, re.M)
     assert "dataset:" not in p.stdout
     assert "no config group 'bogus'" in one_error_line(dendsn("list", "bogus"))
 
