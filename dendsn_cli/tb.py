@@ -6,6 +6,7 @@ Tags:
     weights/<param>                    weight histograms
     potential/<layer>                  membrane (and dendritic) potentials after the last test batch
     raster/<layer>                     spike raster of one test sample: neurons x time
+    <rule's tags>                      a learning rule's `epoch_scalars` / `epoch_images` (`images`)
     config                             the composed config (text)
     hparams                            the run's hyperparameters and final metrics (HParams tab)
 """
@@ -31,6 +32,11 @@ class TensorBoardLogger:
     def scalars(self, values: dict, step: int) -> None:
         for k, v in values.items():
             self.writer.add_scalar(k, v, step)
+
+    def images(self, images: dict, step: int) -> None:
+        """Tag -> [C, H, W] image in [0, 1] (e.g. a learning rule's receptive fields)."""
+        for tag, img in images.items():
+            self.writer.add_image(tag, img.detach().float().cpu(), step)
 
     def epoch_tensors(self, model: torch.nn.Module, potentials: dict, rasters: dict, step: int) -> None:
         if self.histograms:

@@ -44,6 +44,21 @@ class Diverged(Exception):
     """The loss became NaN or infinite."""
 
 
+def tune_cpu_allocator() -> bool:
+    """Let glibc's malloc keep freed memory for reuse (CPU runs). Every batch allocates and frees the
+    same large tensors; by default glibc hands blocks of 32 MiB and more (and, after trimming, smaller
+    ones) back to the OS, so each batch faults fresh zero pages in again. Raising the mmap and trim
+    thresholds keeps them in the heap. A no-op (False) where mallopt is missing (not glibc)."""
+    try:
+        import ctypes
+
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    return bool(mallopt(M_MMAP_THRESHOLD, 1 << 30)) and bool(mallopt(M_TRIM_THRESHOLD, 1 << 30))
+
+
 def select_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -232,6 +247,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict | 
     """Train per ``cfg``, writing checkpoints, TensorBoard events and metrics.json into ``run_dir``."""
     t_start = time.perf_counter()
     device = select_device(cfg.device)
+    if device.type == "cpu":
+        tune_cpu_allocator()
     seed_everything(cfg.seed)
     parts = build(cfg, device)
     model, rule, train_split = parts.model, parts.rule, parts.train
@@ -341,6 +358,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict | 
                 train_time += time.perf_counter() - t_epoch
                 samples_seen += n_epoch
                 rule.epoch_end()
+                logger.scalars(rule.epoch_scalars(), epoch + 1)
+                logger.images(rule.epoch_images(), epoch + 1)
                 loss_sum, correct, n = sums.tolist()
                 if not math.isfinite(loss_sum):
                     raise Diverged(f"loss became {loss_sum} at epoch {epoch + 1}")

@@ -33,11 +33,16 @@ learnable and its gradient comes back from the kernel. Note |alpha'| < 1 (a stab
 Phi < 2 tau - 1 (LIF, decay_input), Phi < 2 - 1/tau (no decay_input), Phi < 2 (IF).
 
 A layer runs as: one synapse matmul, the dendrite for all T at once (passive / uncoupled active),
-the fused soma kernel. Back-propagating spikes couple soma -> dendrite, so with bap_psi != 0 the
-neuron runs its single step T times (the same code as step_mode='s').
+the fused soma kernel. Since the soma only needs a[t] = sum_k phi_k v_k[t], a passive dendrite is
+read out without forming the [T, B, S, K] compartment potentials at all (`_drive_at_once`), and
+active compartments run as one fused step loop; the general path below is the reference (and
+serves ``store_seq``, learnable phi / g / strength and ``dendrite_method="loop"``).
+Back-propagating spikes couple soma -> dendrite, so with bap_psi != 0 the neuron runs its single
+step T times (the same code as step_mode='s').
 
 State (cleared by `reset()`): ``v`` [B, S...] soma potential, ``v_dend`` [B, S..., K] compartment
-potentials and ``v_dend_p`` their passive part, all after the last step; with ``store_seq = True``
+potentials and ``v_dend_p`` their passive part, all after the last step (after the read-out
+shortcut, computed on first access from the kept input); with ``store_seq = True``
 also ``v_seq`` [T, B, S...] and ``v_dend_seq`` [T, B, S..., K] (after each step's reset / BAP).
 """
 
@@ -51,8 +56,8 @@ import torch
 from torch import nn
 
 from . import soma
-from .compartments import Passive
-from .dendrite import Coupling, Dendrite
+from .compartments import Active, Passive, active_scan
+from .dendrite import Coupling, Dendrite, coupling_matrix, readout_factors
 from .neurons import SpikingModule, _check_threshold
 from .surrogate import Sigmoid, Surrogate
 from .wiring import Wiring
@@ -182,10 +187,43 @@ class DendriticNeuron(SpikingModule):
 
     def reset(self) -> None:
         self.v: Optional[torch.Tensor] = None
-        self.v_dend: Optional[torch.Tensor] = None
-        self.v_dend_p: Optional[torch.Tensor] = None
+        self._set_dend(None, None)
         self.v_seq: Optional[torch.Tensor] = None
         self.v_dend_seq: Optional[torch.Tensor] = None
+
+    # The compartment state after the last step. The all-at-once read-out (`_drive_at_once`) never
+    # forms it; it is computed from the kept input on first access (`dendrite.last_state`), under
+    # the grad mode of the forward pass, so training steps that reset every batch never pay for it.
+    def _set_dend(self, v_p: Optional[torch.Tensor], v: Optional[torch.Tensor]) -> None:
+        self._pending = None
+        self._v_dend_p, self._v_dend = v_p, v
+
+    def _settle(self) -> None:
+        if self._pending is not None:
+            x, v_p0, grad = self._pending
+            with torch.set_grad_enabled(grad):
+                v_p = self.dendrite.last_state(x, v_p0)
+                self._set_dend(v_p, self.dendrite.compartment.potential(v_p))
+
+    @property
+    def v_dend_p(self) -> Optional[torch.Tensor]:
+        self._settle()
+        return self._v_dend_p
+
+    @v_dend_p.setter
+    def v_dend_p(self, value: Optional[torch.Tensor]) -> None:
+        self._settle()
+        self._v_dend_p = value
+
+    @property
+    def v_dend(self) -> Optional[torch.Tensor]:
+        self._settle()
+        return self._v_dend
+
+    @v_dend.setter
+    def v_dend(self, value: Optional[torch.Tensor]) -> None:
+        self._settle()
+        self._v_dend = value
 
     # --- dynamics ------------------------------------------------------------------------------
     def step(self, x: torch.Tensor, v: torch.Tensor, v_p: torch.Tensor):
@@ -213,26 +251,156 @@ class DendriticNeuron(SpikingModule):
         if self.bap_psi != 0.0:                                     # soma -> dendrite: step loop
             v_p = self.dendrite.initial(x[0]) if v_p is None else v_p
             s_seq, v_seq, vd_seq = [], [], []
-            for t in range(x.shape[0]):
-                s, v, v_p, v_dend = self.step(x[t], v, v_p)
+            for x_t in x.unbind(0):                                 # one backward node, not T slices
+                s, v, v_p, v_dend = self.step(x_t, v, v_p)
                 s_seq.append(s)
                 if self.store_seq:
                     v_seq.append(v)
                     vd_seq.append(v_dend)
-            self.v, self.v_dend_p, self.v_dend = v, v_p, v_dend
+            self.v = v
+            self._set_dend(v_p, v_dend)
             if self.store_seq:
                 self.v_seq, self.v_dend_seq = torch.stack(v_seq), torch.stack(vd_seq)
             return torch.stack(s_seq)
-        vp_seq, vd_seq = self.dendrite.multi_step(x, v_p)           # [T, B, S..., K]
-        alpha, u = self.soma_terms(self.dendrite.output(vd_seq))    # u [T, B, S...]
+        fast = self._drive_at_once(x, v_p)
+        if fast is None:
+            vp_seq, vd_seq = self.dendrite.multi_step(x, v_p)       # [T, B, S..., K]
+            alpha, u = self.soma_terms(self.dendrite.output(vd_seq))   # u [T, B, S...]
+        else:
+            alpha, u, gain, state = fast                            # the drive is gain * u
         s, self.v, _, v_seq = soma.multi_step(
             u, v, alpha, self.v_threshold, self.v_reset, self.surrogate, self.detach_reset, self.training,
-            keep_v=self.store_seq,
+            keep_v=self.store_seq, gain=1.0 if fast is None else gain,
         )
-        self.v_dend_p, self.v_dend = vp_seq[-1], vd_seq[-1]
+        if fast is None:
+            self._set_dend(vp_seq[-1], vd_seq[-1])
+        elif state is not None:
+            self._set_dend(*state)
+        else:
+            self._set_dend(None, None)
+            self._pending = (x, v_p, torch.is_grad_enabled())
         if self.store_seq:
             self.v_seq, self.v_dend_seq = v_seq, vd_seq
         return s
+
+    def soma_input(self, x_seq: torch.Tensor):
+        """(alpha', u') of the soma charge h[t] = alpha' v[t-1] + u'[t] for synaptic currents x_seq
+        [T, B, S*K_in] (or the conv layout), from the kept dendritic state: the dendrite's whole
+        contribution for all T steps, computed as `multi_step` does (``dendrite_method``). Without
+        back-propagating spikes (bap_psi = 0); the state is not changed."""
+        if self.bap_psi != 0.0:
+            raise ValueError("soma_input needs bap_psi = 0: a back-propagating spike couples the soma back into the dendrite")
+        x = self.split_compartments(x_seq, 2)                       # [T, B, S..., K_in]
+        v_p = self._dend_v0(x[0])
+        fast = self._drive_at_once(x, v_p)
+        if fast is not None:
+            alpha, u, gain, _ = fast
+            return alpha, (u if gain == 1.0 else u * gain)
+        return self.soma_terms(self.dendrite.output(self.dendrite.multi_step(x, v_p)[1]))
+
+    def _drive_at_once(self, x: torch.Tensor, v_p0: Optional[torch.Tensor]):
+        """(alpha', u'/gain, gain, state) of the soma straight from the synaptic currents x [T, B, S..., K_in], or None.
+
+        The soma only needs a[t] = sum_k phi_k v_k[t] (voltage-difference or identity activation):
+
+        * passive dendrite: a = Ell @ (x @ q) + v_rest Phi whenever `dendrite.readout_factors` finds a
+          rank-1 read-out (on CPU a leaky recurrence instead of Ell when Ell is geometric): one pass
+          over x instead of forming all K compartments for all T steps; the compartment state
+          after the last step is computed only if it is read (`_settle`);
+        * active, segregated compartments: `compartments.active_scan`, the leaky recurrence and
+          a = sum_k phi_k (v_p + f(v_p))_k step by step in one autograd node (no [T, ..., K] temporaries);
+        * active, coupled compartments (inherently sequential): `dendrite.loop_readout`, the step
+          loop in one autograd node.
+
+        Parameters must be fixed (learnable phi, g or strength take the general path while grads
+        are on). The soma's input gain is folded in: u' = input_gain a + u'(0), returned as
+        (u' / gain, gain) so that a scale the read-out leaves over is applied inside the soma
+        kernel. ``state`` is the compartment state after the last step, (v_p, v), or None when it
+        is left to `_settle`. The results equal the general path's (tests/test_fast_paths.py).
+        """
+        d = self.dendrite
+        comp, g = d.compartment, d.g
+        if (self.store_seq or d.method == "loop"
+                or (self.forward_mode == "activation" and self.forward_activation != "identity")):
+            return None
+        if comp.linear:
+            mode = "readout"
+        elif isinstance(comp, Active) and comp.activation in ("sigmoid", "threshold_linear"):
+            mode = "active" if d.path() == "segregated" else "loop"
+        else:
+            return None
+        if torch.is_grad_enabled() and (self.phi.requires_grad or (g is not None and g.requires_grad)
+                                        or (mode != "readout" and comp.strength.requires_grad)):
+            return None
+        alpha0, u0 = self.leak_and_drive(0.0)
+        if isinstance(alpha0, torch.Tensor) or isinstance(u0, torch.Tensor):
+            return None
+        T = x.shape[0]
+        key = (mode, T, x.dtype, x.device, repr(comp), alpha0, u0, self.input_gain, self.forward_mode,
+               self.phi.data_ptr(), self.phi._version, None if g is None else (g.data_ptr(), g._version),
+               (comp.strength.data_ptr(), comp.strength._version) if mode != "readout" else None)
+        if getattr(self, "_readout_key", None) != key:
+            self._readout = self._readout_terms(T, x, alpha0, u0, mode)
+            self._readout_key = key
+        terms, alpha, const = self._readout
+        if terms is None:
+            return None
+        gain = 1.0
+        if mode == "active":                                        # segregated: x [T, B, S..., K]
+            v_rest = comp.v_rest
+            w0 = None if v_p0 is None else (v_p0 - v_rest if v_rest != 0.0 else v_p0)
+            a, gain_d = comp.terms()
+            u, w = active_scan(x, w0, a, gain_d, *terms, comp.activation, comp.beta, comp.theta_d - v_rest)
+            v_p = w + v_rest if v_rest != 0.0 else w
+            state = (v_p, comp.potential(v_p))
+        elif mode == "loop":
+            u, v_p = d.loop_readout(x, terms, v_p0)
+            state = (v_p, comp.potential(v_p))
+        else:
+            w0 = None
+            if v_p0 is not None:
+                w0 = v_p0 - comp.v_rest if comp.v_rest != 0.0 else v_p0
+            u, gain = d.readout(x, terms, w0, dim=2)                # u' = gain * u [T, B, S...]
+            state = None
+        if const != 0.0:
+            u = u + const / gain
+        return alpha, u, gain, state
+
+    def _readout_terms(self, T: int, like: torch.Tensor, alpha0: float, u0: float, mode: str):
+        """(terms, alpha', constant drive) for `_drive_at_once`; terms None when it does not apply.
+        readout: the rank-1 factors (Ell, q, q as floats, m0) cast like ``like``;  active: (c, c * strength)
+        as floats when uniform;  loop: c [K]. (c = input_gain * phi on the output compartments.)"""
+        d = self.dendrite
+        comp = d.compartment
+        K = d.wiring.n_compartments
+        c = torch.zeros(K, dtype=torch.float64)
+        c[d.output_index.cpu()] = self.phi.detach().to("cpu", torch.float64)
+        Phi = float(c.sum())
+        ig = self.input_gain
+        alpha = alpha0 - ig * Phi if self.forward_mode == "voltage_difference" else alpha0
+        cast = dict(dtype=like.dtype, device=like.device)
+        if mode == "loop":                                          # a = sum_k c_k v_k, v_rest included
+            return (c * ig).to(**cast), alpha, u0
+        if mode == "active":                                        # y = a - v_rest Phi (see compartments.active_scan)
+            s = comp.strength.detach().to("cpu", torch.float64)
+            c = c * ig
+            cs = c * s
+            const = ig * comp.v_rest * Phi + u0
+            if bool((c == c[0]).all()) and s.dim() == 0:
+                return (float(c[0]), float(cs[0])), alpha, const
+            return (c.to(**cast), cs.to(**cast)), alpha, const
+        a, gain = comp.terms()
+        P = a * torch.eye(K, dtype=torch.float64)
+        if d.g is not None:
+            P = P + gain * coupling_matrix(K, d.edge_index.cpu(), d.g.detach().to("cpu", torch.float64))
+        const = ig * comp.v_rest * Phi + u0
+        found = readout_factors(P, gain, T, d.input_index.cpu(), c)
+        if found is None:
+            return None, alpha, const
+        Ell, q, m0, geo = found
+        geo = None if geo is None else (geo[0] * ig, geo[1])
+        factors = ((Ell * ig).to(**cast), q.to(**cast), [float(v) for v in q], (m0 * ig).to(**cast), geo)
+        return factors, alpha, const
 
     def extra_repr(self) -> str:
         return (

@@ -82,16 +82,21 @@ class PointNeuron(SpikingModule):
         """(alpha, u) of `soma.py` for input current ``x``."""
         raise NotImplementedError
 
+    def drive(self, x: torch.Tensor):
+        """(alpha, u, gain) for `soma.multi_step`: the drive is gain * u (default gain 1)."""
+        alpha, u = self.leak_and_drive(x)
+        return alpha, u, 1.0
+
     def _v0(self, like: torch.Tensor) -> torch.Tensor:
         if self.v is not None and self.v.shape == like.shape:
             return self.v
         return torch.full_like(like, 0.0 if self.v_reset is None else self.v_reset, dtype=torch.float32 if like.dtype in (torch.float16, torch.bfloat16) else like.dtype)
 
     def multi_step(self, x_seq: torch.Tensor) -> torch.Tensor:
-        alpha, u = self.leak_and_drive(x_seq)
+        alpha, u, gain = self.drive(x_seq)
         s, self.v, _, _ = soma.multi_step(
             u, self._v0(x_seq[0]), alpha, self.v_threshold, self.v_reset, self.surrogate,
-            self.detach_reset, self.training,
+            self.detach_reset, self.training, gain=gain,
         )
         return s
 
@@ -121,6 +126,9 @@ class LIF(PointNeuron):
 
     def leak_and_drive(self, x):
         return soma.lif_terms(x, 1.0 / self.tau, self.v_reset, self.decay_input)
+
+    def drive(self, x):
+        return soma.lif_drive(x, 1.0 / self.tau, self.v_reset, self.decay_input)
 
     def extra_repr(self) -> str:
         return f"tau={self.tau}, decay_input={self.decay_input}, " + super().extra_repr()

@@ -14,11 +14,13 @@ integrator followed by a firing function and a reset. Per time step t:
     LIF, no decay_input:  alpha = 1 - 1/tau,  u[t] = x[t] + v_reset / tau
     IF:                   alpha = 1,          u[t] = x[t]
 
-``lif_terms`` computes (alpha, u) for the LIF family so models do not write the algebra twice.
+``lif_terms`` computes (alpha, u) for the LIF family so models do not write the algebra twice
+(``lif_drive`` the same as (alpha, u, gain) with u * gain the drive, for `multi_step`'s ``gain``).
 
-`multi_step` runs all T steps in one autograd node: the forward loop does three tensor ops a
-step, and the backward pass computes every surrogate derivative for all T at once, leaving a
-two-op recurrence per step:
+`multi_step` runs all T steps in one autograd node, a few in-place tensor ops per step on [B, ...]
+slices written into preallocated outputs (no autograd graph, no temporaries): three forward
+(charge, fire as 0/1 floats, reset), and in reverse a handful that evaluate the surrogate derivative
+of step t and the recurrence
 
     dL/dh[t]   = dL/ds[t] * F'(h[t]-theta) + dL/dv[t] * dv[t]/dh[t]
     dL/dv[t-1] = alpha * dL/dh[t]  (+ the direct gradient of v[t-1], when it is an output)
@@ -35,7 +37,7 @@ from typing import Optional, Union
 
 import torch
 
-from .surrogate import Surrogate
+from .surrogate import Sigmoid, Surrogate
 
 Alpha = Union[float, torch.Tensor]
 
@@ -49,6 +51,15 @@ def lif_terms(x: torch.Tensor, inv_tau: Alpha, v_reset: Optional[float], decay_i
     else:
         u = x if vr == 0.0 else x + vr * inv_tau
     return alpha, u
+
+
+def lif_drive(x: torch.Tensor, inv_tau: Alpha, v_reset: Optional[float], decay_input: bool):
+    """(alpha, u, gain) with ``gain * u`` the drive of `lif_terms`: a float 1/tau is left as a gain for
+    `multi_step` to apply inside its loop (no separate pass over x) when there is no constant term."""
+    if isinstance(inv_tau, float) and (v_reset is None or v_reset == 0.0):
+        return 1.0 - inv_tau, x, (inv_tau if decay_input else 1.0)
+    alpha, u = lif_terms(x, inv_tau, v_reset, decay_input)
+    return alpha, u, 1.0
 
 
 def _reset(h, s, theta, v_reset):
@@ -78,77 +89,117 @@ def single_step(
 
 
 class _SomaScan(torch.autograd.Function):
+    """All T steps of the soma in one autograd node (see the module docstring).
+
+    Forward, per step: ``h[t] = u[t] + alpha v`` (``gain * u[t]`` first when the drive is scaled),
+    ``s[t] = h >= theta`` as 0/1 floats (a bool mask is slower on CPU), and ``v = h - h s + v_reset s``
+    (hard reset, the same values as masked_fill for finite h) or ``v = h - theta s`` (soft).
+    Backward, per step in reverse: the surrogate derivative of step t (in place for Sigmoid) and
+    the recurrence, on [B, ...] slices that stay in cache.
+    """
+
     @staticmethod
-    def forward(ctx, u_seq, v0, alpha_t, alpha_f, theta, v_reset, firing, detach_reset, training, keep_v):
-        alpha = alpha_f if alpha_t is None else alpha_t
+    def forward(ctx, u_seq, v0, alpha_t, alpha_f, gain, theta, v_reset, firing, detach_reset, training, keep_v):
         T = u_seq.shape[0]
-        h_seq = torch.empty_like(u_seq)
-        v = v0
-        v_seq = torch.empty_like(u_seq) if keep_v else None
+        h_seq = torch.empty_like(u_seq, memory_format=torch.contiguous_format)
+        s_seq = torch.empty_like(h_seq)
+        v_seq = torch.empty_like(h_seq) if keep_v else None
+        v_buf = None if keep_v else torch.empty_like(h_seq[0])
         stochastic = firing.stochastic
-        if stochastic:
-            s_seq = torch.empty_like(u_seq)
-        else:
-            fired = torch.empty(u_seq.shape, dtype=torch.bool, device=u_seq.device)
-        hard = v_reset is not None
+        v = v0
         for t in range(T):
-            h = h_seq[t]
-            if alpha_t is None:
+            h, s = h_seq[t], s_seq[t]
+            if gain != 1.0:                                          # h = gain * x[t] + alpha * v
+                torch.mul(u_seq[t], gain, out=h)
+                if alpha_t is None:
+                    h.add_(v, alpha=alpha_f)
+                else:
+                    h.addcmul_(v, alpha_t)
+            elif alpha_t is None:
                 torch.add(u_seq[t], v, alpha=alpha_f, out=h)
             else:
                 torch.addcmul(u_seq[t], v, alpha_t, out=h)
             if stochastic:
-                s_seq[t] = firing.spike(h - theta, training)
-                f = s_seq[t] > 0
+                s.copy_(firing.spike(h - theta, training))
             else:
-                f = fired[t]
-                torch.ge(h, theta, out=f)
-            if hard:
-                v = h.masked_fill(f, v_reset)
+                torch.ge(h, theta, out=s)                            # float 0/1 (a bool mask is slower on CPU)
+            v = v_seq[t] if keep_v else v_buf
+            if v_reset is None:
+                torch.add(h, s, alpha=-theta, out=v)                 # h - theta s
             else:
-                v = torch.where(f, h - theta, h)
-            if keep_v:
-                v_seq[t] = v
-        if not stochastic:
-            s_seq = fired.to(u_seq.dtype)
+                torch.addcmul(h, h, s, value=-1.0, out=v)            # h (1 - s), exact for s in {0, 1}
+                if v_reset != 0.0:
+                    v.add_(s, alpha=v_reset)
+        v_last = v.clone() if keep_v else v
         ctx.save_for_backward(h_seq, s_seq, v0, alpha_t)
-        ctx.alpha_f, ctx.theta, ctx.v_reset = alpha_f, theta, v_reset
+        ctx.alpha_f, ctx.gain, ctx.theta, ctx.v_reset = alpha_f, gain, theta, v_reset
         ctx.firing, ctx.detach_reset = firing, detach_reset
-        return s_seq, v, h_seq, v_seq
+        ctx.set_materialize_grads(False)                             # unused outputs: None, not zeros
+        return s_seq, v_last, h_seq, v_seq
 
     @staticmethod
     def backward(ctx, g_s, g_v_last, g_h, g_v_seq):
         h_seq, s_seq, v0, alpha_t = ctx.saved_tensors
-        theta, v_reset = ctx.theta, ctx.v_reset
+        theta, v_reset, gain, firing = ctx.theta, ctx.v_reset, ctx.gain, ctx.firing
         alpha = ctx.alpha_f if alpha_t is None else alpha_t
+        hard, detach = v_reset is not None, ctx.detach_reset
         T = h_seq.shape[0]
-        x = h_seq - theta
-        sg = ctx.firing.grad(x, s_seq)                           # [T, ...] all steps at once
-        gs_sg = g_s * sg if g_s is not None else torch.zeros_like(h_seq)
-        if g_h is not None:
-            gs_sg = gs_sg + g_h
-        if v_reset is None:
-            dvdh = None if ctx.detach_reset else 1.0 - theta * sg
-        else:
-            dvdh = 1.0 - s_seq
-            if not ctx.detach_reset:
-                dvdh = dvdh + (v_reset - h_seq) * sg
+        # Sigmoid surrogate in place: sg = a_sg * sig * (1 - sig), sig = sigmoid(a_sg (h - theta))
+        fast_sg = type(firing).grad is Sigmoid.grad
+        a_sg = firing.alpha if fast_sg else 1.0
         g_u = torch.empty_like(h_seq)
-        carry = g_v_last if g_v_last is not None else torch.zeros_like(h_seq[0])
+        sg_buf = torch.empty_like(h_seq[0]) if fast_sg else None
+        tmp = torch.empty_like(h_seq[0])
+        carry, own = g_v_last, False                                  # dL/dv[t], v after step t's reset
         for t in range(T - 1, -1, -1):
+            h = h_seq[t]
             if g_v_seq is not None:
-                carry = carry + g_v_seq[t]
-            if dvdh is None:
-                torch.add(gs_sg[t], carry, out=g_u[t])
+                carry, own = (g_v_seq[t] if carry is None else carry + g_v_seq[t]), False
+            if fast_sg:
+                sg = torch.sub(h, theta, out=sg_buf)
+                sg.mul_(a_sg).sigmoid_()
+                sg.addcmul_(sg, sg, value=-1.0)                      # sig (1 - sig); a_sg applied below
             else:
-                torch.addcmul(gs_sg[t], carry, dvdh[t], out=g_u[t])
-            carry = g_u[t] * alpha
+                sg = firing.grad(h - theta, s_seq[t])
+            g = g_u[t]
+            # dL/dh = a_sg sg (g_s + carry dv/dh|_surrogate) + carry dv/dh|_reset (+ g_h)
+            if carry is None:
+                if g_s is None:
+                    g.zero_()
+                else:
+                    torch.mul(g_s[t], sg, out=g)
+                    if a_sg != 1.0:
+                        g.mul_(a_sg)
+            else:
+                gs_t = g_s[t] if g_s is not None else torch.zeros((), dtype=h.dtype, device=h.device)
+                if detach:
+                    term = gs_t
+                elif hard:
+                    term = torch.addcmul(gs_t, carry, h, value=-1.0, out=tmp)   # g_s + carry (v_reset - h)
+                    if v_reset != 0.0:
+                        term.add_(carry, alpha=v_reset)
+                else:
+                    term = torch.add(gs_t, carry, alpha=-theta, out=tmp)        # g_s - theta carry
+                if hard:
+                    torch.addcmul(carry, carry, s_seq[t], value=-1.0, out=g)    # carry (1 - s)
+                    g.addcmul_(term, sg, value=a_sg)
+                else:
+                    torch.addcmul(carry, term, sg, value=a_sg, out=g)
+            if g_h is not None:
+                g.add_(g_h[t])
+            if not own:                                              # never write into a given gradient
+                carry, own = torch.empty_like(g), True
+            if alpha_t is None:
+                torch.mul(g, alpha, out=carry)
+            else:
+                torch.mul(g, alpha_t, out=carry)
         g_alpha = None
         if alpha_t is not None and ctx.needs_input_grad[2]:
             v_prev = torch.cat([v0.expand_as(h_seq[:1]), _reset(h_seq[:-1], s_seq[:-1], theta, v_reset)])
-            g_alpha = (g_u * v_prev).sum(0)
-            g_alpha = _sum_to(g_alpha, alpha_t.shape)
-        return g_u, carry, g_alpha, None, None, None, None, None, None, None
+            g_alpha = _sum_to((g_u * v_prev).sum(0), alpha_t.shape)
+        if gain != 1.0:
+            g_u.mul_(gain)
+        return g_u, carry, g_alpha, None, None, None, None, None, None, None, None
 
 
 def _sum_to(g: torch.Tensor, shape) -> torch.Tensor:
@@ -171,23 +222,27 @@ def multi_step(
     detach_reset: bool = False,
     training: bool = True,
     keep_v: bool = False,
+    gain: float = 1.0,
 ):
     """Run the soma over ``u_seq`` [T, ...] from ``v0`` [...].
 
-    Returns ``(s_seq, v_last, h_seq, v_seq)``: spikes [T, ...], the potential after the last step,
-    the charged potentials before firing [T, ...], and the post-reset potentials [T, ...] when
-    ``keep_v`` (else None). Half-precision drives are integrated in float32.
+    The drive is ``gain * u_seq`` (``gain`` a float, folded into the kernel so that a scaled input
+    such as LIF's x / tau costs no extra pass). Returns ``(s_seq, v_last, h_seq, v_seq)``: spikes
+    [T, ...], the potential after the last step, the charged potentials before firing [T, ...], and
+    the post-reset potentials [T, ...] when ``keep_v`` (else None). Half-precision drives are
+    integrated in float32.
     """
     dtype = u_seq.dtype
     if dtype in (torch.float16, torch.bfloat16):
         u_seq = u_seq.float()
-    v0 = v0.to(u_seq.dtype)
+    if v0.dtype != u_seq.dtype:
+        v0 = v0.to(u_seq.dtype)
     if isinstance(alpha, torch.Tensor):
         alpha_t, alpha_f = alpha.to(u_seq.dtype), 0.0
     else:
         alpha_t, alpha_f = None, float(alpha)
     s, v, h, v_seq = _SomaScan.apply(
-        u_seq, v0, alpha_t, alpha_f, float(theta), v_reset, firing, detach_reset, training, keep_v
+        u_seq, v0, alpha_t, alpha_f, float(gain), float(theta), v_reset, firing, detach_reset, training, keep_v
     )
     if s.dtype != dtype:
         s = s.to(dtype)

@@ -68,6 +68,14 @@ class LearningRule:
     def epoch_end(self) -> None:
         """Called once after each training epoch."""
 
+    def epoch_scalars(self) -> dict:
+        """Scalars of the epoch just ended (tag -> float), logged after `epoch_end`."""
+        return {}
+
+    def epoch_images(self) -> dict:
+        """Images of the epoch just ended (tag -> [C, H, W] tensor in [0, 1]), logged after `epoch_end`."""
+        return {}
+
     def state_dict(self) -> dict:
         return {
             "optimizer": self.optimizer.state_dict() if self.optimizer else None,

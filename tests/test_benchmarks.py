@@ -1,0 +1,47 @@
+"""The benchmark runs end to end (`benchmarks/bench.py --quick`) and produces every row of its table.
+
+No timing assertions: --quick sizes are too small for the ratios to mean anything, and the
+machine may be shared. The full run is `python benchmarks/bench.py` (see its docstring).
+"""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+DEND = ["segregated-passive", "segregated-active", "kto1-passive-k=2n_out=2", "kto1-active-k=2n_out=2",
+        "kto1-passive-k=4n_out=1"]
+EXPECTED = (
+    [f"1.784-{w}-10.{m}" for w in (32, 128) for m in ("time", "memory")]
+    + [f"2.{d}.{v}" for d in DEND for v in ("vs_point", "vs_floor")]
+    + [f"3.{d}{part}.T{T}" for d in ("segregated-passive", "kto1-passive", "segregated-active") for T in (4, 8)
+       for part in ("", ".layer") + ((".compartments",) if d.endswith("passive") else ())]
+    + ["4.data.load_encode", "4.data.load_only"]
+    + ["5.epoch.dend_vs_point", "5.epoch.logs_share", "5.epoch.logs_on_vs_off"]
+)
+
+
+def test_quick_benchmark_produces_every_row(tmp_path):
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--quick", "--json", "--data-root", str(tmp_path / "data")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = json.loads(p.stdout)
+    rows = {r["id"]: r for r in out["rows"]}
+    assert sorted(rows) == sorted(EXPECTED)
+    for id_, r in rows.items():
+        if id_.endswith(".memory"):                     # CPU peak memory comes from a private profiler API
+            continue
+        for key in ("ours", "other", "ratio"):
+            assert isinstance(r[key], float) and math.isfinite(r[key]), (id_, key, r[key])
+    assert "spikes differ" not in " ".join(r["note"] for r in out["rows"])
+    assert out["meta"]["quick"] and out["meta"]["threads"] == 1
+
+
+def test_module_entry_point_help():
+    p = subprocess.run([sys.executable, "-m", "benchmarks.bench", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 0 and "--threads" in p.stdout and "--quick" in p.stdout
