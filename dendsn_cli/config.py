@@ -51,6 +51,7 @@ class DendsnConfig:
     epochs: int = 10
     T: int = 8
     batch_size: int = 128
+    init_rate: Optional[float] = None
     amp: str = "none"
     lr_schedule: str = "none"
     progress: bool = True
@@ -73,6 +74,8 @@ def validate(cfg: DictConfig) -> None:
     for key in ("T", "batch_size", "epochs"):
         if cfg[key] < 1:
             raise UserError(f"{key}={cfg[key]} is out of range: {key} must be >= 1")
+    if cfg.init_rate is not None and not 0.0 < cfg.init_rate < 1.0:
+        raise UserError(f"init_rate={cfg.init_rate} is out of range: it must be in (0, 1) (spikes per neuron and step), or null to keep the plain initialisation")
     if not _DEVICE.match(str(cfg.device)):
         raise UserError(f"device={cfg.device!r} is not known: use auto, cpu, cuda or cuda:N")
     if cfg.amp not in ("none", "bf16", "fp16"):

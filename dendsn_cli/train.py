@@ -124,6 +124,25 @@ def build(cfg: DictConfig, device: torch.device) -> Parts:
     return Parts(model, train, test, info, encoder, rule, spiking_layers(model))
 
 
+def calibrate(parts: Parts, cfg: DictConfig) -> None:
+    """Scale each layer's synapses so it fires at ``cfg.init_rate`` on the first training batch
+    (`dendsn.calibrate`); the run's random stream is left as it was. Layers the rule keeps at a
+    fixed scale (``rule.calibration_skip``) stay as they are."""
+    from dendsn.calibrate import calibrate_rates, describe
+
+    x, _ = next(parts.train.batches(cfg.batch_size, shuffle=False))
+    devices = [x.device.index] if x.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        x_seq = parts.encoder(x, cfg.T, time_major=parts.info.time_major)
+    try:
+        results = calibrate_rates(parts.model, x_seq, cfg.init_rate, skip=parts.rule.calibration_skip())
+    except ValueError as e:
+        raise UserError(f"init_rate={cfg.init_rate}: {e}; set init_rate=null to keep the plain initialisation") from None
+    if results:
+        names = [name for name, _ in parts.layers]
+        print(f"dendsn: init_rate={cfg.init_rate}: {describe(results, names)}", file=sys.stderr)
+
+
 def spiking_layers(model: torch.nn.Module) -> list:
     from dendsn.neurons import SpikingModule
 
@@ -255,6 +274,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict | 
     steps = math.ceil(len(train_split) / cfg.batch_size)
     optim_factory = _instantiate(cfg.optim, "optim")
     rule.setup(model, optim_factory, cfg.epochs * steps, cfg.lr_schedule)
+    if cfg.init_rate is not None and not cfg.resume:
+        calibrate(parts, cfg)
     autocast = None
     if cfg.amp != "none":
         if device.type == "cuda":

@@ -10,11 +10,15 @@ dendritic one). A hidden layer of S neurons is then
 (feature ``s * K_in + k`` is compartment k of neuron s; conv channel ``k * C + c`` is compartment k of
 channel c.) Synapse layers run over ``T * B`` rows in one call. The read-out is a linear layer into
 ``n_classes`` neurons of its own factory; the network returns the read-out spikes [T, B, n_classes].
+
+``competition`` (optional, default None: nothing added) is a factory of `competition.py`, called as
+``competition(n_neurons=S, k_in=K_in)`` for every hidden layer; its module sits between the synapse and the
+neurons and acts on their currents (lateral inhibition, k-winner-take-all).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 from torch import nn
@@ -38,6 +42,11 @@ class TimeDistributed(nn.Module):
 
 def _k_in(neuron: nn.Module) -> int:
     return int(getattr(neuron, "inputs_per_neuron", 1))
+
+
+def _compete(competition: Optional[Callable[..., nn.Module]], n_neurons: int, cell: nn.Module) -> list:
+    """[] or [the competition module for the currents of a layer of ``n_neurons`` ``cell``s]."""
+    return [] if competition is None else [competition(n_neurons=int(n_neurons), k_in=_k_in(cell))]
 
 
 class SpikingNet(nn.Module):
@@ -68,6 +77,7 @@ class MLP(SpikingNet):
         hidden: Sequence[int] = (256,),
         bias: bool = True,
         dropout: float = 0.0,
+        competition: Optional[Callable[..., nn.Module]] = None,
     ):
         hidden = list(hidden)
         if not hidden or any(int(h) < 1 for h in hidden):
@@ -80,7 +90,7 @@ class MLP(SpikingNet):
         layers: list[nn.Module] = [nn.Flatten(2)] if len(input_shape) > 1 else []
         for width in hidden:
             cell = neuron()
-            layers += [nn.Linear(n_in, width * _k_in(cell), bias=bias), cell]
+            layers += [nn.Linear(n_in, width * _k_in(cell), bias=bias), *_compete(competition, width, cell), cell]
             if dropout:
                 layers.append(nn.Dropout(dropout))
             n_in = width
@@ -101,6 +111,7 @@ class ConvNet(SpikingNet):
         channels: Sequence[int] = (16, 32),
         fc: int = 128,
         bias: bool = True,
+        competition: Optional[Callable[..., nn.Module]] = None,
     ):
         if len(input_shape) != 3:
             raise ValueError(f"conv needs image inputs [C, H, W] (got input shape {tuple(input_shape)}); use network=mlp")
@@ -110,6 +121,7 @@ class ConvNet(SpikingNet):
             cell = neuron()
             layers += [
                 TimeDistributed(nn.Conv2d(c_in, int(c) * _k_in(cell), 3, padding=1, bias=bias)),
+                *_compete(competition, c, cell),
                 cell,
                 TimeDistributed(nn.AvgPool2d(2)),
             ]
@@ -117,7 +129,7 @@ class ConvNet(SpikingNet):
             if h < 1 or w < 1:
                 raise ValueError(f"too many conv stages ({len(channels)}) for input {tuple(input_shape)}")
         cell = neuron()
-        layers += [nn.Flatten(2), nn.Linear(c_in * h * w, fc * _k_in(cell), bias=bias), cell]
+        layers += [nn.Flatten(2), nn.Linear(c_in * h * w, fc * _k_in(cell), bias=bias), *_compete(competition, fc, cell), cell]
         out = readout()
         layers += [nn.Linear(fc, n_classes * _k_in(out), bias=bias), out]
         super().__init__(layers)

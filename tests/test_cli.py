@@ -229,6 +229,7 @@ ERRORS = [
     (["dataset=mnist", "dataset.root=nowhere"], "dataset.download=true"),
     (["resume=nowhere"], "no checkpoint there"),
     (["encoder=latency"], "needs static inputs"),
+    (["init_rate=1.5"], "init_rate=1.5 is out of range"),
 ]
 
 

@@ -51,6 +51,10 @@ class LearningRule:
     def trainable_parameters(self, model: nn.Module):
         return model.parameters()
 
+    def calibration_skip(self) -> list:
+        """0-based indices of the spiking layers whose weight scale `init_rate` must not change."""
+        return []
+
     def lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"] if self.optimizer else math.nan
 
