@@ -195,13 +195,44 @@ def test_dpp_by_hand(steps):
     # phi(u) = sigmoid(u) (beta 1, v_threshold 1 + offset -1 = 0); pre [[1,0],[0,1]] -> psp [[1,0],[.5,1]] (tau 2)
     # S = [0, 1], u_pred = [0, 1]: err = [0 - .5, 1 - sigmoid(1)]
     # dW = eta * (err[0] psp[0] + err[1] psp[1]),  db = eta * (err[0] + err[1])
-    rule = setup_rule(DPP(eta=2.0, phi_beta=1.0, phi_offset=-1.0, readout="gradient", learn_bias=True), point_net())
+    rule = setup_rule(DPP(eta=2.0, phi_beta=1.0, phi_offset=-1.0, readout="gradient", learn_bias=True, error="spikes"),
+                      point_net())
     layer = rule.layers[0]
     record(layer, pre=t([[1.0, 0.0]], [[0.0, 1.0]]), post=t([[0.0]], [[1.0]]), u_pred=t([[0.0]], [[1.0]]))
     e0, e1 = -0.5, 1 - 1 / (1 + math.exp(-1))
     dW, db = (rule.delta_steps if steps else rule.delta_seq)(layer, None, None)
     assert torch.allclose(dW, 2.0 * t([e0 + 0.5 * e1, e1]))
     assert torch.allclose(db, 2.0 * t(e0 + e1))
+
+
+@pytest.mark.parametrize("steps", [False, True])
+def test_dpp_rate_error_by_hand(steps):
+    # error=rate: err = phi(u_soma) - phi(u_pred); phi = sigmoid as above, u_soma = [2, 1], u_pred = [0, 1]
+    # err = [sigmoid(2) - .5, 0];  dW = eta * (err[0] psp[0] + err[1] psp[1]) with psp [[1, 0], [.5, 1]]
+    rule = setup_rule(DPP(eta=2.0, phi_beta=1.0, phi_offset=-1.0, readout="gradient", error="rate"), point_net())
+    layer = rule.layers[0]
+    record(layer, pre=t([[1.0, 0.0]], [[0.0, 1.0]]), post=t([[0.0]], [[1.0]]), u_pred=t([[0.0]], [[1.0]]),
+           u_soma=t([[2.0]], [[1.0]]))
+    e0 = 1 / (1 + math.exp(-2)) - 0.5
+    dW, _ = (rule.delta_steps if steps else rule.delta_seq)(layer, None, None)
+    assert torch.allclose(dW, 2.0 * t([e0, 0.0]))
+
+
+def test_dpp_rate_error_predicts_the_nudged_soma():
+    """u_soma of the read-out is the steady state under drive + teacher: (1 - nudge) u_pred + nudge u_target."""
+    torch.manual_seed(0)
+    net = point_net(n_in=4, n_hidden=3, n_out=2, neuron=LIF())
+    net.layers[2] = nn.Linear(3, 2)
+    net.layers[3] = LIF(tau=2.0)
+    rule = setup_rule(DPP(eta=0.0, nudge=0.5, u_plus=3.0, u_minus=-1.0, error="rate"), net)
+    x, y = torch.rand(5, 2, 4), torch.tensor([0, 1])
+    rule._y = y
+    rule.record_pass(net, x)
+    ro = rule.readout_layer
+    target = torch.tensor([[3.0, -1.0], [-1.0, 3.0]])
+    assert torch.allclose(ro.seq("u_soma"), 0.5 * ro.seq("u_pred") + 0.5 * target, atol=1e-5)
+    hidden = rule.layers[0]
+    assert torch.equal(hidden.seq("u_soma"), hidden.seq("u_pred"))     # no feedback: nothing to predict
 
 
 def test_dpp_teacher_nudges_the_readout_toward_the_label_during_training_only():
@@ -247,7 +278,8 @@ RULES = {
                                   wmin=-1.0, wmax=1.0, wta=1, readout="none"),
     "semi_stdp": lambda: SemiSTDP(a_plus=0.01, readout="none"),
     "rstdp": lambda: RSTDP(a_plus=0.01, a_minus=0.005, tau_e=3.0, readout="none"),
-    "dpp": lambda: DPP(eta=0.01, feedback=1.0),
+    "dpp": lambda: DPP(eta=0.01, feedback=1.0, error="spikes"),
+    "dpp_rate": lambda: DPP(eta=0.01, feedback=1.0, error="rate"),
 }
 
 
@@ -412,6 +444,8 @@ def test_out_of_range_parameters_name_the_key(kw, key):
 def test_dpp_and_rstdp_check_their_parameters():
     with pytest.raises(ValueError, match="nudge"):
         DPP(nudge=1.5)
+    with pytest.raises(ValueError, match="error must be one of"):
+        DPP(error="voltage")
     with pytest.raises(ValueError, match="tau_e"):
         RSTDP(tau_e=0.0)
     with pytest.raises(ValueError, match="tau_post does not apply"):

@@ -43,10 +43,10 @@ def train(rule: str, tmp_path: Path, *extra) -> dict:
     return m
 
 
-@pytest.mark.parametrize("rule", ["rstdp", "dpp"])
-def test_rule_learns_above_chance_on_the_synthetic_task(rule, tmp_path):
+@pytest.mark.parametrize("rule, floor", [("rstdp", 0.2), ("dpp", 0.5)])   # measured: 32%, 95%
+def test_rule_learns_above_chance_on_the_synthetic_task(rule, floor, tmp_path):
     m = train(rule, tmp_path)
-    assert m["best"]["test_acc"] >= 0.2, m["history"]          # chance is 0.10 (1000 test samples: sd 0.01)
+    assert m["best"]["test_acc"] >= floor, m["history"]        # chance is 0.10 (1000 test samples: sd 0.01)
 
 
 def test_stdp_and_semi_stdp_learn_features_that_beat_the_random_readout_baseline(tmp_path):

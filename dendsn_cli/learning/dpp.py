@@ -15,9 +15,13 @@ its synaptic current I, u_pred = v_reset + tau' I. Then, per step, summed over t
     phi(u)   = sigmoid(phi_beta (u - v_threshold - phi_offset))             spikes per step
     psp[t]   = psp[t-1] (1 - 1/tau_psp) + s_pre[t]                          presynaptic trace
 
-with S the soma's spikes, the sample of the rate phi(u_soma) that U&S's rule uses (a stochastic
-soma, ``neuron.firing.kind=logistic``, spikes with probability phi-like f(u)). Every input
-compartment of a neuron gets its soma's error.
+with S the soma's spikes (``error=spikes``), a sample of the rate phi(u_soma) that U&S's rule uses (a
+stochastic soma, ``neuron.firing.kind=logistic``, spikes with probability phi-like f(u)), or that rate
+itself (``error=rate``): S - phi(u_pred) is replaced by phi(u_soma) - phi(u_pred), where u_soma is the
+steady state of the soma under the dendrite *and* the teacher / feedback current below (u_soma =
+u_pred where a layer gets none). The rate error is graded: it moves the weights of a neuron whose
+nudge does not carry it across the threshold. Every input compartment of a neuron gets its soma's
+error.
 
 Supervision (``readout=dpp``): during training the read-out somas get a teacher current that nudges
 them toward the label, none at test:
@@ -41,7 +45,7 @@ from torch import nn
 from dendsn.dendritic import DendriticNeuron
 
 from .local import READOUT_MODES, LocalRule, PlasticLayer, reset_state
-from .plasticity import check_number, check_tau, correlate, expand, reduce_rows, trace, trace_step
+from .plasticity import check_choice, check_number, check_tau, correlate, expand, reduce_rows, trace, trace_step
 
 
 def steady_soma(neuron: nn.Module, drive: torch.Tensor) -> torch.Tensor:
@@ -87,6 +91,9 @@ def drive_gain(neuron: nn.Module, device=None, T: int = 200) -> float:
     return g if g > 1e-6 else 1.0
 
 
+ERRORS = ("spikes", "rate")
+
+
 class DPP(LocalRule):
     """Dendritic prediction plasticity; see the module docstring. Other keys: `LocalRule`."""
 
@@ -94,7 +101,7 @@ class DPP(LocalRule):
 
     def __init__(
         self,
-        eta: float = 3e-5,
+        eta: float = 3e-4,
         tau_psp: float = 2.0,
         phi_beta: float = 5.0,
         phi_offset: float = 0.5,
@@ -104,6 +111,7 @@ class DPP(LocalRule):
         feedback: float = 0.0,
         calibrate: float = 0.0,
         learn_bias: bool = False,
+        error: str = "rate",
         readout: str = "dpp",
         **kw,
     ):
@@ -119,6 +127,7 @@ class DPP(LocalRule):
         self.calibrate = check_number("calibrate", calibrate, minimum=0.0)
         self._shift: dict = {}
         self.learn_bias = bool(learn_bias)
+        self.error = check_choice("error", error, ERRORS)
         self._gain: dict = {}
         self._feedback: dict = {}
         self._err: Optional[torch.Tensor] = None
@@ -177,9 +186,16 @@ class DPP(LocalRule):
             u_pred = predicted_soma(layer.neuron, x)                             # [T, B, S...]
         layer.add("u_pred", u_pred)
         current = self.teacher(layer, u_pred)
-        if current is None:
-            return None
-        return x + expand(layer.conn, current.to(x.dtype), dim=layer.conn.channel_dim)
+        nudged = None if current is None else x + expand(layer.conn, current.to(x.dtype), dim=layer.conn.channel_dim)
+        if self.error == "rate":                 # the nudged soma's steady state: u_pred + G * current
+            if nudged is None:
+                u_soma = u_pred
+            elif layer.single_step:
+                u_soma = predicted_soma_step(layer.neuron, nudged, layer.state.setdefault("nudged", {}))
+            else:
+                u_soma = predicted_soma(layer.neuron, nudged)
+            layer.add("u_soma", u_soma)
+        return nudged
 
     def teacher(self, layer: PlasticLayer, u_pred: torch.Tensor) -> Optional[torch.Tensor]:
         """The nudging current per neuron (broadcastable to u_pred), or None."""
@@ -200,14 +216,21 @@ class DPP(LocalRule):
         return fb
 
     # --- the update ---------------------------------------------------------------------------------
+    def somatic(self, layer, seq: bool, t=None):
+        """What the dendrite learns to predict: the soma's spikes S, or its rate phi(u_soma) (``error=rate``)."""
+        if self.error == "spikes":
+            return layer.seq("post") if seq else layer.steps("post")
+        u = layer.seq("u_soma") if seq else layer.steps("u_soma")
+        return self.phi(layer, u) if seq else [self.phi(layer, v) for v in u]
+
     def delta_seq(self, layer, out, y):
-        err = layer.seq("post") - self.phi(layer, layer.seq("u_pred"))          # [T, B, S...]
+        err = self.somatic(layer, True) - self.phi(layer, layer.seq("u_pred"))  # [T, B, S...]
         psp = trace(layer.seq("pre"), self.tau_psp)
         return self._scaled(layer, correlate(layer.conn, err, psp), reduce_rows(layer.conn, err))
 
     def delta_steps(self, layer, out, y):
         psp, g, gb = None, 0.0, 0.0
-        for pre, post, u_pred in zip(layer.steps("pre"), layer.steps("post"), layer.steps("u_pred")):
+        for pre, post, u_pred in zip(layer.steps("pre"), self.somatic(layer, False), layer.steps("u_pred")):
             err = post - self.phi(layer, u_pred)
             psp = trace_step(psp, pre, self.tau_psp)
             g = g + correlate(layer.conn, err, psp)
