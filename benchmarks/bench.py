@@ -16,8 +16,10 @@ Sections (rows are numbered by section):
    package (SpikingJelly < 2 only, so not re-measured here).
 3. the all-at-once dendrite vs the plain step loop of the same equations (``dendrite_method="loop"``),
    one dendritic layer forward+backward, T = 8 and T = 32.
-4. the data path, one epoch of (load + Poisson encode): device-resident `Split.batches` vs a
-   torchvision DataLoader with per-sample transforms (ToTensor), the same encoder on both.
+4. the data path, one epoch of (load + Poisson encode): device-resident `Split.batches` with our
+   Poisson encoder (16 random bits per spike) vs a torchvision DataLoader with per-sample transforms
+   (ToTensor) and SpikingJelly's PoissonEncoder (one float `rand_like(x).le(x)` per step); then the
+   same with our encoder on both sides, loading alone, and encoding alone.
 5. whole training epochs through the CLI (`dendsn train dataset=fashion_mnist epochs=1`), dendritic
    vs point MLP, and the cost of training logs (TensorBoard + progress bar) as a share of epoch time.
 
@@ -425,13 +427,14 @@ def section_dendrite(tab: Table, clock: Clock, dev, sz) -> None:
 def section_data(tab: Table, clock: Clock, dev, sz, root: str) -> None:
     """4. one epoch of load + Poisson encode: device-resident split vs per-sample DataLoader."""
     import torchvision.transforms as tvt
+    from spikingjelly.activation_based.encoding import PoissonEncoder
 
     from dendsn_cli.data import images_to_split
     from dendsn_cli.encoders import Poisson
 
     data, targets, source = load_images(root, sz["data_n"])
     split = images_to_split(data, targets, None, dev)
-    encoder = Poisson().to(dev)
+    encoder, sj_encoder = Poisson().to(dev), PoissonEncoder(step_mode="s")
     T, B = sz["T"], sz["B"]
     if source == "Fashion-MNIST":                       # torchvision's own dataset class, per-sample ToTensor
         import torchvision
@@ -450,21 +453,30 @@ def section_data(tab: Table, clock: Clock, dev, sz, root: str) -> None:
             if encode:
                 encoder(xb, T)
 
-    def torchvision_loader(encode=True):
+    def torchvision_loader(encode: Optional[str] = "spikingjelly"):
         for xb, yb in loader:
             xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
-            if encode:
+            if encode == "spikingjelly":                # the peer's pipeline: one rand_like(x).le(x) per step
+                torch.stack([sj_encoder(xb) for _ in range(T)])
+            elif encode == "ours":
                 encoder(xb, T)
 
     reps = Clock(dev, max(2, clock.repeats // 3), 0.0)
-    t = reps.ms({"ours": ours, "loader": torchvision_loader}, warmup=1)
     n = len(split)
+    t = reps.ms({"ours": ours, "loader": torchvision_loader}, warmup=1)
     tab.add("4.data.load_encode", f"data path, one epoch of load + Poisson encode (T={T}, {n} {source}): "
-            f"Split.batches vs DataLoader(ToTensor)", n / t["ours"] * 1e3, n / t["loader"] * 1e3, "samples/s",
-            t["loader"] / t["ours"], "speed-up", ">= 10.0")
-    t = reps.ms({"ours": partial(ours, False), "loader": partial(torchvision_loader, False)}, warmup=1)
-    tab.add("4.data.load_only", "data path, load only (no encoding): Split.batches vs DataLoader(ToTensor)",
+            f"Split.batches + Poisson vs DataLoader(ToTensor) + SpikingJelly PoissonEncoder",
+            n / t["ours"] * 1e3, n / t["loader"] * 1e3, "samples/s", t["loader"] / t["ours"], "speed-up", ">= 10.0")
+    t = reps.ms({"ours": ours, "loader": partial(torchvision_loader, "ours")}, warmup=1)
+    tab.add("4.data.same_encoder", "  ... with our Poisson encoder on both sides",
             n / t["ours"] * 1e3, n / t["loader"] * 1e3, "samples/s", t["loader"] / t["ours"], "speed-up")
+    t = reps.ms({"ours": partial(ours, False), "loader": partial(torchvision_loader, None)}, warmup=1)
+    tab.add("4.data.load_only", "  ... load only (no encoding): Split.batches vs DataLoader(ToTensor)",
+            n / t["ours"] * 1e3, n / t["loader"] * 1e3, "samples/s", t["loader"] / t["ours"], "speed-up")
+    x = split.x[:B].to(dev)
+    t = clock.ms({"ours": partial(encoder, x, T), "sj": lambda: torch.stack([sj_encoder(x) for _ in range(T)])})
+    tab.add("4.data.encode", f"  ... Poisson encoding of one batch [{T}, {B}, {x[0].numel()}]: ours vs SpikingJelly",
+            t["ours"], t["sj"], "ms", t["sj"] / t["ours"], "speed-up")
 
 
 def run_cli(overrides: list[str], threads: Optional[int], workdir: Path) -> dict:

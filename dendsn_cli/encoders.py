@@ -11,6 +11,7 @@ guess it from the number of dimensions.
 
     Direct    I[t] = x                                   (constant current)
     Poisson   S[t] ~ Bernoulli(clamp(rate_scale * x, 0, 1))  independently per t
+              (p in steps of 2^-16, from 16 random bits per spike: see `bernoulli16`)
     Latency   S[t] = [t == round((1 - x) * (T - 1))] * [x > threshold]   (one spike)
 """
 
@@ -55,15 +56,43 @@ class Direct(nn.Module):
         return x.unsqueeze(0).expand(T, *x.shape)            # [T, B, ...]
 
 
+def random_int16(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """Independent uniform integers in [-2^15, 2^15 - 1], int16, from torch's global RNG on `device`.
+
+    One 64-bit draw gives four of them: a quarter of the generator calls of `torch.rand`.
+    """
+    n = math.prod(shape)
+    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-2 ** 63, None)
+    return words.view(torch.int16)[:n].view(shape)
+
+
+def bernoulli16(p: torch.Tensor, T: int, dtype: torch.dtype) -> torch.Tensor:
+    """S[t] ~ Bernoulli(p) for t = 0..T-1, independently: [B, ...] probabilities -> [T, B, ...] spikes.
+
+    One 16-bit random integer r per spike, compared with p's threshold:
+
+        q = round(2^16 p),   S = [r < q - 2^15],   r uniform on {-2^15 .. 2^15 - 1}, then r = min(r, 2^15 - 2)
+
+    so P(S = 1) = q / 2^16 for q <= 2^16 - 2, and q >= 2^16 - 1 (threshold 2^15 - 1, above every
+    clamped r) always spikes: p = 0 never spikes, p = 1 always does, and any other p is resolved
+    to 2^-16 (float32 `torch.rand` resolves it to 2^-24).
+    """
+    q = torch.round(p.clamp(0.0, 1.0) * 65536.0)                         # [B, ...] in 0..2^16
+    threshold = (q - 32768.0).clamp_(max=32767.0).to(torch.int16)       # [B, ...]
+    r = random_int16((T, *p.shape), p.device).clamp_(max=32766)          # [T, B, ...]
+    return torch.lt(r, threshold, out=torch.empty(r.shape, dtype=dtype, device=p.device))
+
+
 class Poisson(nn.Module):
     """Rate coding: each input spikes independently at each step with probability p.
 
-    S[t] ~ Bernoulli(p),  p = clamp(rate_scale * x, 0, 1),  t = 0..T-1.
+    S[t] ~ Bernoulli(p),  p = clamp(rate_scale * x, 0, 1),  t = 0..T-1,
 
-    Draws from torch's global RNG on x's device, so the runner's seeding (and
-    RNG-state restore on resume) makes it reproducible. Time-major data are
-    already spikes: they are passed through unchanged (as [T, B, C]),
-    `rate_scale` is not applied.
+    with p resolved to 2^-16 (`bernoulli16`: 16 random bits per spike, a quarter of the random-number
+    work of one float per spike); p = 0 never spikes and p = 1 always does. Draws from torch's global
+    RNG on x's device, so the runner's seeding (and RNG-state restore on resume) makes it
+    reproducible. Time-major data are already spikes: they are passed through unchanged (as
+    [T, B, C]), `rate_scale` is not applied.
     """
 
     def __init__(self, rate_scale: float = 1.0):
@@ -76,9 +105,7 @@ class Poisson(nn.Module):
         _check_T(T)
         if time_major:
             return spike_trains_to_time_major(x, T)          # [T, B, C]
-        p = (x * self.rate_scale).clamp(0.0, 1.0)            # [B, ...]
-        u = torch.rand((T, *x.shape), device=x.device, dtype=x.dtype)   # u in [0, 1)
-        return (u < p).to(x.dtype)                           # [T, B, ...]; p=0 never, p=1 always
+        return bernoulli16(x * self.rate_scale, T, x.dtype)  # [T, B, ...]
 
 
 class Latency(nn.Module):

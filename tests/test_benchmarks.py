@@ -19,7 +19,7 @@ EXPECTED = (
     + [f"2.{d}.{v}" for d in DEND for v in ("vs_point", "vs_floor")]
     + [f"3.{d}{part}.T{T}" for d in ("segregated-passive", "kto1-passive", "segregated-active") for T in (4, 8)
        for part in ("", ".layer") + ((".compartments",) if d.endswith("passive") else ())]
-    + ["4.data.load_encode", "4.data.load_only"]
+    + ["4.data.load_encode", "4.data.same_encoder", "4.data.load_only", "4.data.encode"]
     + ["5.epoch.dend_vs_point", "5.epoch.logs_share", "5.epoch.logs_on_vs_off"]
 )
 

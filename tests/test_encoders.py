@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from dendsn_cli.encoders import Direct, Latency, Poisson
+from dendsn_cli.encoders import Direct, Latency, Poisson, random_int16
 from dendsn_cli.errors import UserError
 
 
@@ -120,3 +120,24 @@ def test_latency_refuses_spike_trains():
 def test_latency_rejects_bad_threshold(kwargs):
     with pytest.raises(UserError, match=r"encoder\.threshold="):
         Latency(**kwargs)
+
+
+def test_random_int16_is_uniform_and_independent():
+    torch.manual_seed(0)
+    r = random_int16((200_003,), torch.device("cpu")).long()               # odd length: a partial last word
+    assert r.shape == (200_003,) and r.min() >= -32768 and r.max() <= 32767
+    bits = torch.stack([(r >> k) & 1 for k in range(16)]).float()          # [16, n]: every bit is a fair coin
+    assert torch.allclose(bits.mean(1), torch.full((16,), 0.5), atol=0.006)
+    lag = torch.corrcoef(torch.stack([r[:-1], r[1:]]).float())[0, 1]        # neighbours share a 64-bit word
+    assert abs(lag) < 0.01
+
+
+def test_poisson_rate_is_exact_on_the_2_pow_16_grid():
+    # p = q / 2^16 spikes with probability q / 2^16; near 0 and 1 the rounding stays within 2^-16
+    torch.manual_seed(0)
+    p = torch.tensor([1 / 65536, 0.001, 0.25, 0.999, 65534 / 65536]).repeat(4000, 1)   # [B=4000, 5]
+    rate = Poisson()(p, 50).mean((0, 1))                                                # 200,000 draws each
+    expected = torch.tensor([1 / 65536, round(0.001 * 65536) / 65536, 0.25, round(0.999 * 65536) / 65536,
+                             65534 / 65536])
+    sd = (expected * (1 - expected) / 200_000).sqrt()
+    assert torch.all((rate - expected).abs() <= 5 * sd + 1e-6), (rate, expected)
