@@ -11,6 +11,7 @@ validated once (every job of a sweep), so a typo fails before any work.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from importlib import resources
@@ -166,6 +167,27 @@ class SweepReport:
         raise AttributeError(name)
 
 
+@contextlib.contextmanager
+def _keep_run_record_unless_trained(overrides: list[str]):
+    """On resume, Hydra rewrites the run's .hydra/ with the new overrides before the run starts. If the
+    resumed run then fails before it saves a checkpoint (say, its overrides change the model), put
+    the run's record back as it was: .hydra/ keeps describing what its checkpoints hold."""
+    run_dir = next((o.split("=", 1)[1] for o in overrides if o.startswith("hydra.run.dir=")), None)
+    record = Path(run_dir or ".") / ".hydra"
+    if not any(o.startswith("resume=") for o in overrides) or not run_dir or not record.is_dir():
+        yield
+        return
+    saved = {f: f.read_bytes() for f in record.glob("*.yaml")}
+    last = Path(run_dir) / "checkpoints" / "last.pt"
+    stamp = last.stat().st_mtime_ns if last.exists() else None
+    try:
+        yield
+    finally:
+        if (last.stat().st_mtime_ns if last.exists() else None) == stamp:
+            for f, data in saved.items():
+                f.write_bytes(data)
+
+
 def train_command(args: list[str]) -> None:
     import hydra
 
@@ -182,7 +204,8 @@ def train_command(args: list[str]) -> None:
     hydra_flags = [a for a in args if a not in ns.overrides]
     sys.argv = ["dendsn train", *hydra_flags, *overrides]
     app = hydra.main(config_path="pkg://dendsn_conf", config_name="train", version_base="1.3")(_task)
-    app()
+    with _keep_run_record_unless_trained(overrides):
+        app()
     if FAILED_JOBS:
         sys.exit(1)
 

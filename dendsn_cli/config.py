@@ -12,6 +12,7 @@ before Hydra starts), and `explain` turns Hydra/OmegaConf exceptions into one li
 
 from __future__ import annotations
 
+import collections.abc
 import inspect
 import itertools
 import re
@@ -24,7 +25,7 @@ from hydra import initialize_config_module
 from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException
-from hydra.utils import get_object
+from hydra._internal.utils import _locate
 from omegaconf import DictConfig, ListConfig, MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -112,7 +113,7 @@ def check_node(node: DictConfig, path: str) -> None:
     if target is None:
         return
     try:
-        obj = get_object(str(target))
+        obj = _locate(str(target))              # not hydra.utils.get_object: it logs the error itself
     except Exception:
         raise UserError(f"{path}._target_={target!r} cannot be imported: check the class path") from None
     params, takes_kwargs, hints = _signature(obj)
@@ -174,8 +175,13 @@ def _matches(value, expected) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if expected in (bool, str):
         return isinstance(value, expected)
-    if origin in (list, tuple, typing.Sequence) or expected in (list, tuple):
-        return isinstance(value, (list, tuple))
+    if origin in (list, tuple, collections.abc.Sequence) or expected in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return False
+        args = [a for a in typing.get_args(expected) if a is not Ellipsis]
+        if origin is tuple and len(args) > 1:                       # Tuple[int, float]: one type per place
+            return len(value) == len(args) and all(_matches(v, a) for v, a in zip(value, args))
+        return not args or all(_matches(v, args[0]) for v in value)
     if inspect.isclass(expected) and isinstance(value, (str, int, float, bool)):
         return isinstance(value, expected)
     return True
@@ -183,6 +189,8 @@ def _matches(value, expected) -> bool:
 
 def _type_name(expected) -> str:
     args = typing.get_args(expected)
+    if typing.get_origin(expected) in (list, tuple, collections.abc.Sequence):
+        return f"a list of {_type_name(args[0])}" if args else "a list"
     if args:
         return " or ".join(_type_name(a) for a in args)
     return "null" if expected is type(None) else getattr(expected, "__name__", str(expected))

@@ -14,6 +14,7 @@ and saves a checkpoint that holds the position inside the epoch, so `resume=` co
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import random
@@ -32,6 +33,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import checkpoint
 from .errors import UserError
+
+log = logging.getLogger("dendsn")   # records go to <run dir>/train.log (conf/hydra/job_logging/dendsn.yaml)
 
 SYNC_EVERY = 20
 
@@ -300,6 +303,10 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict | 
         if start_epoch >= cfg.epochs:
             raise UserError(f"resume={cfg.resume}: that run already finished {start_epoch} epochs; raise epochs= to train further")
         print(f"dendsn: resuming {path} at epoch {start_epoch + 1}, batch {start_batch}", file=sys.stderr)
+        log.info("resuming %s at epoch %d, batch %d", path, start_epoch + 1, start_batch)
+    else:
+        log.info("training on %s: %d parameters, %d train / %d test samples, %d batches per epoch",
+                 device, sum(p.numel() for p in model.parameters()), len(train_split), len(parts.test), steps)
 
     logger = _instantiate(cfg.logger, "logger")
     logger.open(str(run_dir), purge_step=start_epoch + 1 if cfg.resume else None)
@@ -413,8 +420,10 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict | 
                     checkpoint.save_atomic(ck, ckpt_dir / "best.pt")
                 _write_json(metrics_path, summary("running"))
                 times["checkpoint"] += time.perf_counter() - t0
-                tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.2%}"
-                           f" | test loss {test_loss:.4f} acc {test_acc:.2%}", file=sys.stderr)
+                line = (f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.2%}"
+                        f" | test loss {test_loss:.4f} acc {test_acc:.2%}")
+                tqdm.write(line, file=sys.stderr)
+                log.info(line)
                 if stop.requested:
                     raise Interrupted(f"after epoch {epoch + 1}")
         status = "completed"
@@ -422,6 +431,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict | 
         status = "interrupted"
         _write_json(metrics_path, summary(status))
         logger.close()
+        log.warning("interrupted (%s); last checkpoint: %s", e, ckpt_dir / "last.pt")
         raise UserError(
             f"interrupted ({e}); checkpoint saved at {ckpt_dir / 'last.pt'}; continue with: dendsn train resume={run_dir}"
         ) from None
@@ -430,6 +440,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict | 
         _write_json(metrics_path, summary(status))
         logger.close()
         kept = f"the last good checkpoint is kept at {ckpt_dir / 'last.pt'}" if (ckpt_dir / "last.pt").exists() else "no epoch finished, so no checkpoint was written"
+        log.error("%s; stopped (%s)", e, kept)
         raise UserError(f"{e}; stopped ({kept}); lower optim.lr or set learning.grad_clip") from None
     finally:
         for h in monitor.handles:
@@ -447,6 +458,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict | 
         parts_txt = ", ".join(f"{k} {v:.2f}s ({v / total:.0%})" for k, v in times.items())
         print(f"profile: {parts_txt}", file=sys.stderr)
     sps = result["train_samples_per_s"]
+    log.info("%s: %d epochs in %.1fs, test acc %.4f (best %.4f at epoch %d)", status, len(history),
+             result["time_s"], last["test_acc"], best["test_acc"], best["epoch"])
     print(f"dendsn: {len(history)} epochs in {result['time_s']:.1f}s | test acc {last['test_acc']:.2%} "
           f"(best {best['test_acc']:.2%} @ epoch {best['epoch']}) | {sps or 0:.0f} train samples/s | {run_dir}")
     return result

@@ -65,6 +65,9 @@ def test_run_dir_holds_config_checkpoints_metrics_and_events(dendsn, tmp_path):
     assert [h["epoch"] for h in m["history"]] == [1, 2]
     assert m["best"]["test_acc"] == max(h["test_acc"] for h in m["history"])
     assert not list(run.glob("checkpoints/.*tmp*"))  # atomic writes leave no temp files
+    log = (run / "train.log").read_text()
+    assert "training on cpu" in log and "epoch 1/2: train loss" in log and "epoch 2/2: train loss" in log
+    assert "completed: 2 epochs in" in log
 
 
 def test_default_outputs_dir_layout(dendsn, tmp_path):
@@ -171,6 +174,19 @@ def test_resume_of_a_finished_run_says_how_to_extend_it(dendsn):
     assert "raise epochs=" in one_error_line(dendsn("train", "resume=run"))
 
 
+def test_resume_into_another_model_fails_and_keeps_the_run_record(dendsn, tmp_path):
+    dendsn("train", *TINY, "hydra.run.dir=run", check=True)
+    record = {f.name: f.read_text() for f in (tmp_path / "run/.hydra").glob("*.yaml")}
+    last = (tmp_path / "run/checkpoints/last.pt").read_bytes()
+    line = one_error_line(dendsn("train", "resume=run", "epochs=3", "network.hidden=[64]"))
+    assert "holds a different model" in line
+    assert {f.name: f.read_text() for f in (tmp_path / "run/.hydra").glob("*.yaml")} == record
+    assert (tmp_path / "run/checkpoints/last.pt").read_bytes() == last
+    dendsn("train", "resume=run", "epochs=3", check=True)                    # the run goes on as it was
+    assert "epochs=3" in (tmp_path / "run/.hydra/overrides.yaml").read_text()
+    assert len(metrics(tmp_path / "run")["history"]) == 3
+
+
 # ------------------------------------------------------------------ 7. TensorBoard
 def test_tensorboard_events_have_every_tag(dendsn, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -230,6 +246,9 @@ ERRORS = [
     (["resume=nowhere"], "no checkpoint there"),
     (["encoder=latency"], "needs static inputs"),
     (["init_rate=1.5"], "init_rate=1.5 is out of range"),
+    (["learning._target_=nope.Rule"], "learning._target_='nope.Rule' cannot be imported"),
+    (["neuron.coupling_g=abc"], "neuron.coupling_g='abc' has the wrong type: expected float or a list of float"),
+    (["neuron.coupling_g=[a]"], "neuron.coupling_g=['a'] has the wrong type"),
 ]
 
 
@@ -237,6 +256,15 @@ ERRORS = [
 def test_user_mistakes_end_in_one_line(dendsn, args, expected):
     line = one_error_line(dendsn("train", *args, "progress=false", "hydra.run.dir=run"))
     assert expected in line
+
+
+def test_readme_errors_section_is_what_the_cli_prints(dendsn):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("### Errors", 1)[1].split("```", 2)[1]
+    pairs = re.findall(r"^\$ dendsn (.+)\n(dendsn: error: .+)$", block, re.M)
+    assert len(pairs) >= 4, block
+    for command, shown in pairs:
+        assert one_error_line(dendsn(*command.split(), "hydra.run.dir=run")) == shown, command
 
 
 def test_missing_dataset_names_root_flag_and_the_embedded_alternative(dendsn):
