@@ -325,6 +325,12 @@ def test_double_moves_every_parameter_and_buffer():
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     moved = _learnable_layer().to(dev)
     assert {t.device.type for t in list(moved.parameters()) + list(moved.buffers())} == {torch.device(dev).type}
+    # a tensor kept as a plain attribute would stay behind: "meta" shows a move without a second device
+    for layer in (_learnable_layer(), DendLIF(KTo1(2, 1), compartment=Active())):
+        moved = layer.to("meta")
+        assert {t.device.type for t in list(moved.parameters()) + list(moved.buffers())} == {"meta"}
+        tensors = [(n, v) for mod in moved.modules() for n, v in vars(mod).items() if isinstance(v, torch.Tensor)]
+        assert all(v.device.type == "meta" for _, v in tensors), [n for n, v in tensors if v.device.type != "meta"]
 
 
 def test_partial_calls_create_fresh_parameters():
