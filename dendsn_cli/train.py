@@ -32,6 +32,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from . import checkpoint
+from .learning.base import PhaseClock
 from .errors import UserError
 
 log = logging.getLogger("dendsn")   # records go to <run dir>/train.log (conf/hydra/job_logging/dendsn.yaml)
@@ -308,6 +309,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict | 
         log.info("training on %s: %d parameters, %d train / %d test samples, %d batches per epoch",
                  device, sum(p.numel() for p in model.parameters()), len(train_split), len(parts.test), steps)
 
+    if cfg.profile:
+        rule.clock = PhaseClock(device)
     logger = _instantiate(cfg.logger, "logger")
     logger.open(str(run_dir), purge_step=start_epoch + 1 if cfg.resume else None)
     if not cfg.resume:
@@ -353,6 +356,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict | 
                         continue
                     x_seq = parts.encoder(x, cfg.T, time_major=parts.info.time_major)
                     t1 = time.perf_counter()
+                    if rule.clock is not None:
+                        rule.clock.start()
                     model.reset()
                     loss, out = rule.train_batch(model, x_seq, y, autocast)
                     sums[0] += loss.float() * y.shape[0]
@@ -456,7 +461,10 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict | 
     if cfg.profile:
         total = sum(times.values())
         parts_txt = ", ".join(f"{k} {v:.2f}s ({v / total:.0%})" for k, v in times.items())
-        print(f"profile: {parts_txt}", file=sys.stderr)
+        phases = dict(rule.clock.times)
+        phases["other"] = max(times["train_step"] - sum(phases.values()), 0.0)
+        phases_txt = ", ".join(f"{k} {v:.2f}s" for k, v in phases.items())
+        print(f"profile: {parts_txt} | train_step = {phases_txt}", file=sys.stderr)
     sps = result["train_samples_per_s"]
     log.info("%s: %d epochs in %.1fs, test acc %.4f (best %.4f at epoch %d)", status, len(history),
              result["time_s"], last["test_acc"], best["test_acc"], best["epoch"])

@@ -17,6 +17,7 @@ DEND = ["segregated-passive", "segregated-active", "kto1-passive-k=2n_out=2", "k
 EXPECTED = (
     [f"1.784-{w}-10.{m}" for w in (32, 128) for m in ("time", "memory")]
     + [f"2.{d}.{v}" for d in DEND for v in ("vs_point", "vs_floor")]
+    + ["2.segregated-passive.vs_reference_multi_step", "2.segregated-passive.vs_reference_step_loop"]
     + [f"3.{d}{part}.T{T}" for d in ("segregated-passive", "kto1-passive", "segregated-active") for T in (4, 8)
        for part in ("", ".layer") + ((".compartments",) if d.endswith("passive") else ())]
     + ["4.data.load_encode", "4.data.same_encoder", "4.data.load_only", "4.data.encode"]

@@ -315,5 +315,9 @@ def test_a_user_class_plugs_in_and_nan_loss_stops_keeping_the_last_good_checkpoi
 def test_profile_prints_where_the_time_goes(dendsn):
     p = dendsn("train", *TINY, "epochs=1", "profile=true", "hydra.run.dir=run", check=True)
     m = re.search(r"^profile: data [\d.]+s \(\d+%\), train_step [\d.]+s \(\d+%\), evaluate [\d.]+s \(\d+%\), "
-                  r"logging [\d.]+s \(\d+%\), checkpoint [\d.]+s \(\d+%\)$", p.stderr, re.M)
+                  r"logging [\d.]+s \(\d+%\), checkpoint [\d.]+s \(\d+%\) \| train_step = forward ([\d.]+)s, "
+                  r"backward ([\d.]+)s, optimizer ([\d.]+)s, other [\d.]+s$", p.stderr, re.M)
     assert m, p.stderr
+    assert float(m.group(1)) > 0 and float(m.group(2)) > 0
+    p = dendsn("train", *TINY, "epochs=1", "learning=stdp", "profile=true", "hydra.run.dir=stdp", check=True)
+    assert re.search(r"\| train_step = forward [\d.]+s, plasticity [\d.]+s, other [\d.]+s$", p.stderr, re.M), p.stderr

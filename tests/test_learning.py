@@ -332,6 +332,33 @@ def test_weights_stay_in_bounds(kind):
         assert W.min() >= -0.2 and W.max() <= 0.3
 
 
+BOUNDED = {
+    "semi_stdp": lambda: SemiSTDP(a_plus=5.0, wmin=-0.2, wmax=0.3, init="uniform", readout="none"),
+    "rstdp": lambda: RSTDP(a_plus=5.0, a_minus=3.0, eta=2.0, wmin=-0.2, wmax=0.3, init="uniform", readout="none"),
+    "dpp": lambda: DPP(eta=5.0, feedback=1.0, wmin=-0.2, wmax=0.3, init="uniform"),
+}
+
+
+@pytest.mark.parametrize("rule_name", list(BOUNDED))
+@pytest.mark.parametrize("net", ["mlp", "dend_mlp", "conv", "dend_conv"])
+def test_every_rule_keeps_its_weights_in_bounds(rule_name, net):
+    # rates far too large for the bounds: every update would leave [wmin, wmax] if it were not clipped
+    # (the bounds are the hidden layers'; a dpp read-out learns unbounded)
+    model = (_mlp if "mlp" in net else _conv)("m", net.startswith("dend"))
+    rule = setup_rule(BOUNDED[rule_name](), model)
+    shape = (5, 8, 6) if "mlp" in net else (5, 8, 1, 3, 3)
+    moved = False
+    for b in range(3):
+        torch.manual_seed(b)
+        hidden = [l for l in rule.local_layers() if not l.is_readout]
+        before = [l.weight.clone() for l in hidden]
+        rule.train_batch(model, (torch.rand(shape) < 0.7).float() * 6, torch.randint(0, 2, (8,)))
+        for l, w0 in zip(hidden, before):
+            assert l.weight.min() >= -0.2 and l.weight.max() <= 0.3, (l.name, l.weight.min(), l.weight.max())
+            moved |= not torch.equal(l.weight, w0)
+    assert moved, "no weight changed: the bounds were not tested"
+
+
 def test_normalize_and_uniform_init():
     net = _mlp("m", dendritic=False)
     rule = setup_rule(STDP(wmin=0.0, wmax=1.0, init="uniform", normalize=0.5), net)

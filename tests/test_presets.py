@@ -13,6 +13,7 @@ from conftest import TINY, run_dendsn
 
 FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 needs_fashion = pytest.mark.skipif(not FASHION.exists(), reason="Debian package dataset-fashion-mnist is not installed")
+DPP_README = 0.7874     # experiment=fmnist_dpp, README "Local learning rules" table
 
 
 def final(run: Path) -> dict:
@@ -54,3 +55,22 @@ def test_dendritic_and_point_presets_match_the_readme(tmp_path):
                    f"hydra.run.dir={preset}", cwd=tmp_path, check=True, timeout=1800)
         accs[preset] = final(tmp_path / preset)["test_acc"]
     assert accs["fmnist_dend_mlp"] >= 0.85 and accs["fmnist_point_mlp"] >= 0.85, accs
+
+
+@pytest.mark.slow
+@needs_fashion
+def test_stdp_features_beat_random_features_by_2_points_on_fashion_mnist(tmp_path):
+    accs = {}
+    for rule in ("stdp", "readout"):
+        run_dendsn("train", "experiment=fmnist_stdp", f"learning={rule}", f"dataset.root={tmp_path / 'data'}",
+                   "progress=false", f"hydra.run.dir={rule}", cwd=tmp_path, check=True, timeout=1800)
+        accs[rule] = final(tmp_path / rule)["test_acc"]
+    assert accs["stdp"] >= accs["readout"] + 0.02, accs
+
+
+@pytest.mark.slow
+@needs_fashion
+def test_dpp_preset_reaches_the_readme_figure(tmp_path):
+    run_dendsn("train", "experiment=fmnist_dpp", f"dataset.root={tmp_path / 'data'}", "progress=false",
+               "hydra.run.dir=run", cwd=tmp_path, check=True, timeout=1800)
+    assert final(tmp_path / "run")["test_acc"] >= DPP_README - 0.005

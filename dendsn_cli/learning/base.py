@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Callable, Optional
 
 import torch
@@ -23,6 +24,31 @@ def count_loss(out: torch.Tensor, y: torch.Tensor, per_step: bool) -> torch.Tens
     return nn.functional.cross_entropy(out.sum(0), y)
 
 
+class PhaseClock:
+    """``profile=true``: wall time of the phases of a training step, summed over the run.
+
+    `start` before a step, `mark(name)` at the end of each phase (time since the previous mark). On
+    CUDA every mark synchronises the device, so a phase is charged with its own kernels; that costs
+    time, which is why the clock exists only when the user asks for a profile.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device, self.times, self._t = device, {}, 0.0
+
+    def _now(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def start(self) -> None:
+        self._t = self._now()
+
+    def mark(self, name: str) -> None:
+        now = self._now()
+        self.times[name] = self.times.get(name, 0.0) + now - self._t
+        self._t = now
+
+
 class LearningRule:
     """Base class: holds the optimizer of whatever the rule trains by gradient."""
 
@@ -30,6 +56,12 @@ class LearningRule:
         self.per_step_loss = per_step_loss
         self.optimizer: Optional[torch.optim.Optimizer] = None
         self.scheduler = None
+        self.clock: Optional[PhaseClock] = None      # set by the runner with profile=true
+
+    def phase(self, name: str) -> None:
+        """End of a phase of `train_batch` (forward, backward, optimizer, plasticity) for the profile."""
+        if self.clock is not None:
+            self.clock.mark(name)
 
     def setup(
         self,

@@ -30,12 +30,14 @@ class BPTT(LearningRule):
         with autocast if autocast is not None else contextlib.nullcontext():
             out = model(x_seq)
             loss = self.loss(out.float(), y)
+        self.phase("forward")
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)
         else:
             loss.backward()
+        self.phase("backward")
         if self.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
         if self.scaler is not None:
@@ -46,4 +48,5 @@ class BPTT(LearningRule):
         if self.scheduler is not None:
             self.scheduler.step()
         clamp_weights(model)
+        self.phase("optimizer")
         return loss.detach(), out.detach()

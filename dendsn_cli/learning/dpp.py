@@ -154,17 +154,17 @@ class DPP(LocalRule):
         if self.calibrate:                      # hidden layers: mean(phi(u_pred)) follows mean(S)
             for l in self.local_layers():
                 if not l.is_readout:
-                    gap = float(self.phi(l, l.seq("u_pred")).mean() - l.seq("post").mean())
+                    gap = self.phi(l, l.seq("u_pred")).mean() - l.seq("post").mean()    # on the device: no sync
                     self._shift[l.name] = self._shift.get(l.name, 0.0) + self.calibrate * gap
 
     def rule_state(self) -> dict:
-        return {"shift": dict(self._shift)}
+        return {"shift": {k: float(v) for k, v in self._shift.items()}}
 
     def load_rule_state(self, sd: dict) -> None:
         self._shift = dict(sd.get("shift", {}))
 
     def extra_scalars(self) -> dict:
-        return {f"plasticity/{k}/phi_shift": v for k, v in self._shift.items()}
+        return {f"plasticity/{k}/phi_shift": float(v) for k, v in self._shift.items()}
 
     # --- the passes -------------------------------------------------------------------------------
     def run(self, model, x_seq, y):

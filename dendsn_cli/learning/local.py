@@ -362,23 +362,28 @@ class LocalRule(LearningRule):
         if self._bptt is not None and self.epochs_done < self.pretrain_bptt_epochs:
             self._set_phase_grads(bptt=True)
             self.steps_done += 1
+            self._bptt.clock = self.clock
             return self._bptt.train_batch(model, x_seq, y, autocast)
         self._set_phase_grads(bptt=False)
         self._input_shape = tuple(x_seq.shape[2:])
         self._y = y
         out = self.run(model, x_seq, y)
         loss = self.loss(out.float(), y)
+        self.phase("forward")
         if self.readout_mode == "gradient":
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            self.phase("backward")
             self.optimizer.step()
             if self.scheduler is not None:
                 self.scheduler.step()
+            self.phase("optimizer")
         with torch.no_grad():
             out_d = out.detach()
             self.learn(out_d, y)
             if self.readout_mode == "delta":
                 self.delta_readout(out_d, y)
+        self.phase("plasticity")
         for l in self.layers:
             l.rec, l.state = {}, {}
         self.steps_done += 1

@@ -26,6 +26,8 @@ Weight dependence of STDP (``f_plus`` on potentiation, ``f_minus`` on depression
 
 from __future__ import annotations
 
+import functools
+
 import math
 from dataclasses import dataclass
 from typing import Optional
@@ -86,8 +88,12 @@ def trace_step(x: Optional[torch.Tensor], s: torch.Tensor, tau: float) -> torch.
     return s if x is None else x * (1.0 - 1.0 / tau) + s
 
 
+@functools.lru_cache(maxsize=64)
 def time_weights(decay: float, T: int, device=None, dtype=torch.float32) -> torch.Tensor:
-    """[T]: decay^(T-1-t), how much a contribution at step t still counts at the end of the sequence."""
+    """[T]: decay^(T-1-t), how much a contribution at step t still counts at the end of the sequence.
+
+    Cached per (decay, T, device, dtype): the rules call it every batch, and building it on the host
+    and copying it to a GPU each time would stall the device. Read it, do not write to it."""
     t = torch.arange(T, dtype=torch.float64)
     return (torch.tensor(decay, dtype=torch.float64) ** (T - 1 - t)).to(dtype=dtype, device=device)
 

@@ -39,8 +39,8 @@ class RSTDP(STDP):
         self.reward_correct = check_number("reward_correct", reward_correct)
         self.reward_wrong = check_number("reward_wrong", reward_wrong)
         self.baseline_rate = check_number("baseline_rate", baseline_rate, minimum=0.0, maximum=1.0)
-        self.r_bar = 0.0
-        self._reward_sum, self._reward_n = 0.0, 0
+        self.r_bar = 0.0                            # a float, or a 0-dim tensor on the device once it moves
+        self._reward_sum, self._reward_n = 0.0, 0   # summed on the device, read once per epoch
         self._r = None
 
     def rate(self) -> float:
@@ -56,15 +56,16 @@ class RSTDP(STDP):
     def learn(self, out, y):
         R = self.reward(out, y)
         self._r = R - self.r_bar
-        mean_R = float(R.mean())
-        self._reward_sum += mean_R
+        mean_R = R.mean()                           # no float(): no host sync per batch
+        self._reward_sum = self._reward_sum + mean_R
         self._reward_n += 1
         super().learn(out, y)
-        self.r_bar += self.baseline_rate * (mean_R - self.r_bar)
+        if self.baseline_rate:
+            self.r_bar = self.r_bar + self.baseline_rate * (mean_R - self.r_bar)
 
     def delta_seq(self, layer, out, y):
         T = out.shape[0]
-        w = self._r.to(out.device).unsqueeze(0) * time_weights(1.0 - 1.0 / self.tau_e, T, out.device).unsqueeze(1)  # [T, B]
+        w = self._r.unsqueeze(0) * time_weights(1.0 - 1.0 / self.tau_e, T, out.device).unsqueeze(1)  # [T, B]
         return self.eta * self.combine(layer, *self.correlations_seq(layer, row_weight=w)), None
 
     def delta_steps(self, layer, out, y):
@@ -82,12 +83,13 @@ class RSTDP(STDP):
         return self.eta * self.combine(layer, (r * e_ltp).sum(0), (r * e_ltd).sum(0)), None
 
     def extra_scalars(self) -> dict:
-        out = {"plasticity/reward": self._reward_sum / max(self._reward_n, 1), "plasticity/reward_baseline": self.r_bar}
+        out = {"plasticity/reward": float(self._reward_sum) / max(self._reward_n, 1),
+               "plasticity/reward_baseline": float(self.r_bar)}
         self._reward_sum, self._reward_n = 0.0, 0
         return out
 
     def rule_state(self) -> dict:
-        return {"r_bar": self.r_bar}
+        return {"r_bar": float(self.r_bar)}
 
     def load_rule_state(self, sd: dict) -> None:
         self.r_bar = float(sd.get("r_bar", 0.0))
