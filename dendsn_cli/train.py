@@ -309,8 +309,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict | 
         log.info("training on %s: %d parameters, %d train / %d test samples, %d batches per epoch",
                  device, sum(p.numel() for p in model.parameters()), len(train_split), len(parts.test), steps)
 
-    if cfg.profile:
-        rule.clock = PhaseClock(device)
+    clock = rule.clock = PhaseClock(device) if cfg.profile else None   # (a plug-in rule may lack the attribute)
     logger = _instantiate(cfg.logger, "logger")
     logger.open(str(run_dir), purge_step=start_epoch + 1 if cfg.resume else None)
     if not cfg.resume:
@@ -356,8 +355,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict | 
                         continue
                     x_seq = parts.encoder(x, cfg.T, time_major=parts.info.time_major)
                     t1 = time.perf_counter()
-                    if rule.clock is not None:
-                        rule.clock.start()
+                    if clock is not None:
+                        clock.start()
                     model.reset()
                     loss, out = rule.train_batch(model, x_seq, y, autocast)
                     sums[0] += loss.float() * y.shape[0]
@@ -461,7 +460,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict | 
     if cfg.profile:
         total = sum(times.values())
         parts_txt = ", ".join(f"{k} {v:.2f}s ({v / total:.0%})" for k, v in times.items())
-        phases = dict(rule.clock.times)
+        phases = dict(clock.times)
         phases["other"] = max(times["train_step"] - sum(phases.values()), 0.0)
         phases_txt = ", ".join(f"{k} {v:.2f}s" for k, v in phases.items())
         print(f"profile: {parts_txt} | train_step = {phases_txt}", file=sys.stderr)
