@@ -173,8 +173,8 @@ def _keep_run_record_unless_trained(overrides: list[str]):
     resumed run then fails before it saves a checkpoint (say, its overrides change the model), put
     the run's record back as it was: .hydra/ keeps describing what its checkpoints hold."""
     run_dir = next((o.split("=", 1)[1] for o in overrides if o.startswith("hydra.run.dir=")), None)
-    record = Path(run_dir or ".") / ".hydra"
-    if not any(o.startswith("resume=") for o in overrides) or not run_dir or not record.is_dir():
+    record = Path(run_dir) / ".hydra" if run_dir else None
+    if record is None or not record.is_dir() or not any(o.startswith("resume=") for o in overrides):
         yield
         return
     saved = {f: f.read_bytes() for f in record.glob("*.yaml")}

@@ -27,7 +27,6 @@ Weight dependence of STDP (``f_plus`` on potentiation, ``f_minus`` on depression
 from __future__ import annotations
 
 import functools
-
 import math
 from dataclasses import dataclass
 from typing import Optional
