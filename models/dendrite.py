@@ -38,6 +38,8 @@ coupled active compartments as one autograd node with a hand-written backward (`
 
 from __future__ import annotations
 
+import math
+
 from typing import Optional, Sequence, Union
 
 import torch
@@ -299,7 +301,7 @@ class Dendrite(nn.Module):
         self,
         wiring: Wiring,
         compartment: Optional[nn.Module] = None,
-        coupling_g: Coupling = 1.0,
+        coupling_g: Optional[Coupling] = None,
         learn_g: bool = False,
         method: str = "auto",
     ):
@@ -323,6 +325,8 @@ class Dendrite(nn.Module):
         if wiring.n_edges == 0:
             self.register_buffer("g", None)
         else:
+            if coupling_g is None:
+                coupling_g = auto_coupling(wiring, self.compartment)
             g = _check_coupling(coupling_g, wiring.n_edges)
             if learn_g:
                 self.g = nn.Parameter(g)
@@ -500,8 +504,42 @@ class Dendrite(nn.Module):
             self._ops = {key: build()}
         return self._ops[key]
 
+    def growth(self, g: Optional[torch.Tensor] = None) -> float:
+        """Spectral radius of the passive propagator P = a Id + gain C (with conductance ``g``, default
+        this dendrite's): the factor by which the compartment potentials can grow per step without input.
+        >= 1 means the explicit update is unstable (potentials oscillate and explode whatever the input)."""
+        g = self.g if g is None else g
+        if g is None:
+            return abs(self.compartment.terms()[0])
+        a, gain = self.compartment.terms()
+        C = coupling_matrix(self.wiring.n_compartments, self.edge_index.cpu(), g.detach().double().cpu())
+        P = a * torch.eye(self.wiring.n_compartments, dtype=torch.float64) + gain * C
+        return float(torch.linalg.eigvals(P).abs().max())
+
+    def stable_coupling_limit(self) -> float:
+        """The largest scalar conductance g for which `growth` stays below 1 (bisection)."""
+        if self.g is None:
+            return math.inf
+        lo, hi = 0.0, 1.0
+        while self.growth(torch.tensor(hi)) < 1.0 and hi < 1e6:
+            lo, hi = hi, hi * 2.0
+        for _ in range(40):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if self.growth(torch.tensor(mid)) < 1.0 else (lo, mid)
+        return lo
+
     def extra_repr(self) -> str:
         return f"wiring={self.wiring!r}, method={self.method!r}"
+
+
+def auto_coupling(wiring: Wiring, compartment: nn.Module) -> float:
+    """The default conductance: the largest g for which every compartment's explicit update stays
+    monotone, a - gain * g * d_j >= 0 for the largest in-degree d_j (a, gain of the passive update).
+    A compartment then relaxes toward its inputs without overshoot, so the dendrite is stable for every
+    wiring (g = 1 makes a k-to-1 tree with k = 3 grow 2.5x per step: its potentials explode)."""
+    a, gain = compartment.terms()
+    d_max = max(int(c) for c in wiring.adjacency.sum(0).tolist()) if wiring.n_edges else 1
+    return a / (gain * max(d_max, 1))
 
 
 def _check_coupling(coupling_g, n_edges: int) -> torch.Tensor:

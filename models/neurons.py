@@ -60,7 +60,12 @@ def _check_threshold(v_threshold: float, v_reset: Optional[float]) -> None:
 
 
 class PointNeuron(SpikingModule):
-    """A soma driven directly by its input current: subclasses define ``leak_and_drive``."""
+    """A soma driven directly by its input current: subclasses define ``leak_and_drive``.
+
+    With ``store_seq = True`` a multi-step pass also keeps ``v_seq`` [T, B, ...], the potential after
+    each step's reset (for plots of membrane traces); off by default, it costs memory."""
+
+    store_seq = False
 
     def __init__(
         self,
@@ -77,6 +82,7 @@ class PointNeuron(SpikingModule):
         self.surrogate = surrogate if surrogate is not None else Sigmoid()
         self.detach_reset = detach_reset
         self.v: Optional[torch.Tensor] = None
+        self.v_seq: Optional[torch.Tensor] = None
 
     def leak_and_drive(self, x: torch.Tensor):
         """(alpha, u) of `soma.py` for input current ``x``."""
@@ -94,10 +100,11 @@ class PointNeuron(SpikingModule):
 
     def multi_step(self, x_seq: torch.Tensor) -> torch.Tensor:
         alpha, u, gain = self.drive(x_seq)
-        s, self.v, _, _ = soma.multi_step(
+        s, self.v, _, v_seq = soma.multi_step(
             u, self._v0(x_seq[0]), alpha, self.v_threshold, self.v_reset, self.surrogate,
-            self.detach_reset, self.training, gain=gain,
+            self.detach_reset, self.training, gain=gain, keep_v=self.store_seq,
         )
+        self.v_seq = v_seq
         return s
 
     def single_step(self, x: torch.Tensor) -> torch.Tensor:
@@ -110,6 +117,7 @@ class PointNeuron(SpikingModule):
 
     def reset(self) -> None:
         self.v = None
+        self.v_seq = None
 
     def extra_repr(self) -> str:
         return f"v_threshold={self.v_threshold}, v_reset={self.v_reset}, surrogate={self.surrogate}, step_mode={self.step_mode!r}"

@@ -55,7 +55,9 @@ def _run(make, x, general: bool, chunks: bool):
 def test_fast_path_equals_general_path(name, chunks):
     make = NEURONS[name]
     torch.manual_seed(0)
-    scale = 12 if name in ("chain", "kto1_bidirectional") else 5         # some spikes, not all
+    # some spikes, not all (coupled wirings pass a fraction of their input on: the default conductance
+    # is the largest for which no compartment overshoots)
+    scale = 12 if name in ("chain", "kto1_bidirectional", "kto1_4x1", "kto1_2x2_phi_list", "tree") else 5
     x = torch.rand(6, 4, 5 * make().inputs_per_neuron, dtype=torch.float64) * scale - 0.5
     fast, general = _run(make, x, False, chunks), _run(make, x, True, chunks)
     assert torch.equal(fast[0], general[0]) and 0 < fast[0].sum() < fast[0].numel()
