@@ -6,19 +6,25 @@
 
 Every user mistake ends here as one line on stderr and a non-zero exit (2 for bad input, 130 for an
 interrupted run), never a traceback. Before Hydra starts a run, the overrides are composed and
-validated once (every job of a sweep), so a typo fails before any work.
+validated once (every job of a sweep), so a typo fails before any work. A sweep ends with a table of
+its jobs, best validation accuracy first (`sweep.py`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import re
 import sys
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from . import sweep
 from .errors import UserError
+
+sweep.register_resolvers()   # ${dendsn.job_dir:...} names sweep job dirs, also in launcher workers
 
 USAGE = """usage: dendsn <command> [args]
 
@@ -31,6 +37,7 @@ examples:
   dendsn train
   dendsn train dataset=fashion_mnist neuron=plif epochs=5
   dendsn train -m neuron=lif,if seed=0,1
+  dendsn train -m hydra/sweeper=optuna 'optim.lr=interval(0.001,0.03)' neuron=lif,dend_lif
   dendsn eval ckpt=outputs/2026-01-01/12-00-00/checkpoints/best.pt"""
 
 FAILED_JOBS: list[str] = []
@@ -91,6 +98,28 @@ def _split_args(args: list[str]):
     return ns
 
 
+def _quoted(value: str) -> str:
+    """``value`` as an override value: quoted where it holds what the override grammar reads, like the
+    '=' and ',' of a sweep job dir (`0_neuron=lif,seed=0`)."""
+    if re.fullmatch(r"[\w./\-+@]+", value):
+        return value
+    value = re.sub(r"(\\+)(?='|$)", lambda m: m.group(1) * 2, value)   # backslashes before a quote / the end
+    return "'" + value.replace("'", "\\'").replace("${", "\\${") + "'"
+
+
+def _value_of(overrides: list[str], key: str) -> str | None:
+    """The (unquoted) value of ``key=...`` among ``overrides``, or None."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    line = next((o for o in overrides if o.startswith(f"{key}=")), None)
+    if line is None:
+        return None
+    try:
+        return str(OverridesParser.create().parse_override(line).value())
+    except Exception:
+        return line.split("=", 1)[1]
+
+
 def _resume_overrides(overrides: list[str]) -> list[str]:
     """For resume=PATH: the checkpoint's own overrides, then the user's, in the original run dir."""
     from . import checkpoint
@@ -103,20 +132,28 @@ def _resume_overrides(overrides: list[str]) -> list[str]:
     user = [o for o in overrides if not o.startswith("resume=")]
     user_keys = {o.split("=", 1)[0].lstrip("+~") for o in user}
     merged = [o for o in ck["overrides"] if o.split("=", 1)[0].lstrip("+~") not in user_keys]
-    merged += user + [f"resume={path}"]
+    merged += user + [f"resume={_quoted(str(path))}"]
     run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
     if (run_dir / ".hydra").is_dir() and not any(o.startswith("hydra.run.dir=") for o in merged):
-        merged.append(f"hydra.run.dir={run_dir}")
+        merged.append(f"hydra.run.dir={_quoted(str(run_dir))}")
     return merged
 
 
 def prevalidate(ns) -> list[str]:
-    from .config import compose, expand_sweep, validate
+    """The overrides to run, after checking every job; for a sweep, plus the setting that names each
+    job dir by the keys that differ between the jobs (the keys all jobs share are left out)."""
+    from .config import check_sweep, compose, validate
 
     overrides = _resume_overrides(list(ns.overrides))
-    jobs = expand_sweep(overrides) if ns.multirun else [overrides]
-    for job in jobs:
-        validate(compose(job))
+    if not ns.multirun:
+        validate(compose(overrides))
+        return overrides
+    check = check_sweep(overrides)
+    overrides = check.overrides
+    if not any(o.startswith("hydra.job.config.override_dirname.exclude_keys=") for o in overrides):
+        keys = sorted(set(check.exclude_keys) | set(sweep.constant_keys(overrides)))
+        if keys:
+            overrides.append(f"hydra.job.config.override_dirname.exclude_keys=[{','.join(map(_quoted, keys))}]")
     return overrides
 
 
@@ -132,7 +169,8 @@ def _task(cfg) -> Any:
     multirun = hc.mode == RunMode.MULTIRUN
     overrides = [o for o in hc.overrides.task if not o.startswith(("resume=", "hydra."))]
     try:
-        return train(cfg, run_dir, overrides, dict(hc.runtime.choices))
+        result = train(cfg, run_dir, overrides, dict(hc.runtime.choices))
+        return sweep.objective(result) if multirun else result
     except Exception as e:
         if isinstance(e, UserError):
             message, code = str(e), 130 if str(e).startswith("interrupted") else 2
@@ -144,20 +182,50 @@ def _task(cfg) -> Any:
             fail(message, code)
         (run_dir / "error.txt").write_text(message + "\n")
         print(f"dendsn: job {hc.job.num} failed: {message}", file=sys.stderr)
+        return _failed_objective(hc, run_dir)
+
+
+def _failed_objective(hc, run_dir: Path) -> float | None:
+    """What a failed sweep job returns: None, which Optuna records as a failed trial. Optuna's sweeper
+    ends a study by asking for its best trial, which raises when no trial completed; so the last
+    trials of a study in which none completed return the worst value (-inf when maximizing) instead."""
+    sweeper = hc.sweeper
+    if "optuna" not in str(sweeper.get("_target_", "")) or "n_trials" not in sweeper:
         return None
+    if hc.job.num < int(sweeper.n_trials) - max(int(sweeper.get("n_jobs", 1)), 1):
+        return None
+    for job in sweep.job_dirs(run_dir.parent):
+        if job != run_dir and sweep.read_job(job)["status"] == "completed":
+            return None
+    return math.inf if "minimize" in str(sweeper.get("direction", "")) else -math.inf
 
 
 class SweepReport:
-    """Hydra callback: after a sweep, list the jobs that failed (their error.txt)."""
+    """Hydra callback: after a sweep, a table of its jobs (best validation accuracy first), written to
+    sweep_results.csv / .json at the sweep root, and the list of the jobs that failed (error.txt)."""
 
     def on_multirun_end(self, config, **kwargs) -> None:
-        sweep = Path(config.hydra.sweep.dir)
-        failed = sorted(sweep.glob("*/error.txt"))
-        done = sorted(sweep.glob("*/metrics.json"))
-        for f in failed:
-            FAILED_JOBS.append(f"{f.parent}: {f.read_text().strip()}")
-        ok = len([d for d in done if not (d.parent / "error.txt").exists()])
-        print(f"dendsn: sweep finished: {ok} job(s) completed, {len(failed)} failed | {sweep}", file=sys.stderr)
+        root = Path(config.hydra.sweep.dir)
+        rows = sweep.collect(root, list(config.hydra.overrides.task))
+        study = sweep.optuna_result(root)
+        extra = {"optuna": study} if study else {}
+        if rows:
+            csv_path, json_path = sweep.write_results(root, rows, extra)
+            print(sweep.format_table(rows))
+            print(f"dendsn: sweep results: {csv_path} and {json_path.name}")
+        if study and "best_params" in study:
+            value = study.get("best_value")
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                params = " ".join(f"{k}={v}" for k, v in study["best_params"].items())
+                value = f"{value:.2%}" if 0 <= value <= 1 else value
+                print(f"dendsn: optuna: best validation accuracy {value} with {params or 'the fixed overrides'}")
+            else:
+                print("dendsn: optuna: no trial completed")
+        failed = [r for r in rows if r["error"] is not None]
+        for r in failed:
+            FAILED_JOBS.append(f"{root / r['dir']}: {r['error']}")
+        ok = sum(r["status"] == "completed" for r in rows)
+        print(f"dendsn: sweep finished: {ok} job(s) completed, {len(failed)} failed | {root}", file=sys.stderr)
         for line in FAILED_JOBS:
             print(f"dendsn:   failed {line}", file=sys.stderr)
 
@@ -172,7 +240,7 @@ def _keep_run_record_unless_trained(overrides: list[str]):
     """On resume, Hydra rewrites the run's .hydra/ with the new overrides before the run starts. If the
     resumed run then fails before it saves a checkpoint (say, its overrides change the model), put
     the run's record back as it was: .hydra/ keeps describing what its checkpoints hold."""
-    run_dir = next((o.split("=", 1)[1] for o in overrides if o.startswith("hydra.run.dir=")), None)
+    run_dir = _value_of(overrides, "hydra.run.dir")
     record = Path(run_dir) / ".hydra" if run_dir else None
     if record is None or not record.is_dir() or not any(o.startswith("resume=") for o in overrides):
         yield
@@ -194,7 +262,11 @@ def train_command(args: list[str]) -> None:
     from . import config  # noqa: F401  (registers the schema in Hydra's ConfigStore)
 
     ns = _split_args(args)
-    informational = ns.help or ns.hydra_help or ns.cfg or ns.info or ns.shell_completion or ns.resolve
+    if ns.help:
+        print(train_help())
+        return
+    # --cfg / --resolve print the config a run would use: the same checks (and one-line errors) as a run
+    informational = ns.hydra_help or ns.info or ns.shell_completion
     overrides = list(ns.overrides)
     if not informational:
         try:
@@ -208,6 +280,70 @@ def train_command(args: list[str]) -> None:
         app()
     if FAILED_JOBS:
         sys.exit(1)
+
+
+GROUP_HELP = {
+    "dataset": "the data and its splits (train / validation / test); sets its own T",
+    "encoder": "how a sample becomes input spikes or currents [T, B, ...]",
+    "network": "the architecture (network.hidden, network.channels, the read-out neuron)",
+    "neuron": "the neuron model of the hidden layers, point or dendritic",
+    "wiring": "the morphology of a dendritic neuron (dendritic neurons only)",
+    "learning": "the learning rule: surrogate-gradient BPTT or a local plasticity rule",
+    "optim": "the optimizer of what learns by gradient (optim.lr, optim.weight_decay)",
+    "logger": "what goes to TensorBoard (histograms, pictures, how often)",
+    "experiment": "presets that set several groups at once (the README's figures)",
+}
+
+
+def _root_key_help() -> list[tuple[str, str]]:
+    """(key, its comment in conf/train.yaml) for every root key, in the file's order."""
+    text = resources.files("dendsn_conf").joinpath("train.yaml").read_text()
+    out, prefix = [], ""
+    for line in text.split("hydra:")[0].splitlines():
+        m = re.match(r"^(\s*)([A-Za-z_]+):\s*([^#]*?)\s*(?:#\s*(.*))?$", line)
+        if not m or line.lstrip().startswith("-") or m.group(2) == "defaults":
+            continue
+        indent, key, value, comment = m.groups()
+        if not indent:
+            prefix = key + "." if not value else ""
+            if value:
+                out.append((key, f"{comment or ''} (default: {value})".strip()))
+        elif prefix:
+            out.append((prefix + key, f"{comment or ''} (default: {value})".strip()))
+    return out
+
+
+def train_help() -> str:
+    """`dendsn train --help`: one line per config group (its options) and per root key."""
+    groups, defaults = _groups(), _default_choices()
+    lines = ["usage: dendsn train [GROUP=OPTION | KEY=VALUE ...] [-m] [--cfg job] [--help]",
+             "", "Train a spiking network. Pick options with GROUP=OPTION, set keys with KEY=VALUE (any key of the",
+             "composed config, e.g. neuron.tau=4 optim.lr=0.01), sweep with -m; `dendsn list` describes every option.",
+             "", "config groups (* = default):"]
+    for group, options in groups.items():
+        names = ", ".join(f"{n}*" if defaults.get(group) == n else n for n, _ in options)
+        lines.append(f"  {group}: {names}")
+        if group in GROUP_HELP:
+            lines.append(f"      {GROUP_HELP[group]}")
+    lines += ["", "root keys:"]
+    width = max(len(k) for k, _ in _root_key_help())
+    lines += [f"  {k:<{width}}  {d}" for k, d in _root_key_help()]
+    lines += ["", "examples:",
+              "  dendsn train neuron=lif epochs=3                  one run",
+              "  dendsn train -m neuron=lif,dend_lif seed=0,1      a sweep: a table of its jobs at the end",
+              "  dendsn train -m hydra/sweeper=optuna 'optim.lr=interval(0.001,0.03)'   an Optuna study",
+              "  dendsn train --cfg job neuron=if                  print the composed config, run nothing",
+              "", "Runs go to outputs/<date>/<time>/ (sweeps to outputs/multirun/); watch them with: tensorboard --logdir outputs"]
+    return "\n".join(lines)
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError, version as dist_version
+
+    try:
+        return dist_version("dendsn")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 # ---------------------------------------------------------------- eval
@@ -240,6 +376,11 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help", "help"):
         print(USAGE)
+        return
+    if args[0] in ("--version", "-V", "version"):
+        import torch
+
+        print(f"dendsn {version()} (torch {torch.__version__}, python {sys.version.split()[0]})")
         return
     cmd, rest = args[0], args[1:]
     commands = {"train": train_command, "eval": eval_command, "list": list_command}

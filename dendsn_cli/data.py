@@ -1,6 +1,8 @@
 """Datasets, loaded once and kept resident on the training device.
 
-Two sources, each a Hydra `_target_` with a `load(device) -> (train, test, info)`:
+Two sources, each a Hydra `_target_` with a `load(device) -> (train, val, test, info)`. ``val`` is the
+validation split that model selection (best checkpoint, early stopping) uses, never the test split;
+it is None when ``val=0``:
 
 `SyntheticSpikes` (the default, no download): a spike-timing classification task.
 Each class c owns a template that gives every input channel n exactly one spike,
@@ -22,6 +24,11 @@ stays at chance; a spiking network that detects coincidences does not.
 `TorchvisionImages`: MNIST / Fashion-MNIST through torchvision, as float
 images in [0, 1] of shape [N, 1, 28, 28]. Fashion-MNIST is taken from the
 Debian package files in /usr/share/datasets/fashion-mnist/ when present.
+
+Validation: the synthetic task draws its own ``val`` samples (after train and test, so those two are
+the same with or without it); image datasets hold ``val`` samples (a count, or a fraction of the
+training split) out of the training split, chosen by a permutation from ``seed``, before ``n_train``
+keeps the first samples of the rest.
 
 Every split is a `Split` (x, y on the device); `Split.batches` shuffles by
 indexing with one random permutation per epoch, no DataLoader.
@@ -114,6 +121,15 @@ def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def _val_count(val, n_total: int, key: str = "dataset.val") -> int:
+    """A count (int >= 0) or a fraction in [0, 1) of ``n_total`` -> a number of samples."""
+    if _is_int(val) and val >= 0:
+        return int(val)
+    _require(isinstance(val, numbers.Real) and not isinstance(val, bool) and 0.0 <= val < 1.0, key, val,
+             "a number of samples (an integer >= 0) or a fraction of the training split in [0, 1); 0 = no validation split")
+    return int(round(val * n_total))
+
+
 def _is_probability(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and 0.0 <= value <= 1.0
 
@@ -176,6 +192,7 @@ class SyntheticSpikes:
         noise_rate: float = 0.05,
         n_train: int = 4000,
         n_test: int = 1000,
+        val: float = 1000,
         seed: int = 0,
     ):
         _require(_is_int(n_classes) and n_classes >= 2, "dataset.n_classes", n_classes, "an integer >= 2")
@@ -191,20 +208,22 @@ class SyntheticSpikes:
         self.n_classes, self.n_channels, self.T = n_classes, n_channels, T
         self.jitter, self.p_delete, self.noise_rate = jitter, float(p_delete), float(noise_rate)
         self.n_train, self.n_test, self.seed = n_train, n_test, seed
+        self.n_val = _val_count(val, n_train)
 
     def _split(self, rng: np.random.Generator, templates: np.ndarray, n_samples: int, device) -> Split:
         y = balanced_labels(rng, n_samples, self.n_classes)
         x = corrupt_templates(rng, templates, y, self.T, self.jitter, self.p_delete, self.noise_rate)
         return Split(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device))
 
-    def load(self, device: torch.device) -> tuple[Split, Split, DataInfo]:
+    def load(self, device: torch.device) -> tuple[Split, Split | None, Split, DataInfo]:
         rng = np.random.default_rng(self.seed)
         templates = spike_templates(rng, self.n_classes, self.n_channels, self.T)
         train = self._split(rng, templates, self.n_train, device)   # x: [n_train, T, C]
         test = self._split(rng, templates, self.n_test, device)     # x: [n_test, T, C]
+        val = self._split(rng, templates, self.n_val, device) if self.n_val else None   # drawn last
         info = DataInfo(input_shape=(self.n_channels,), n_classes=self.n_classes, time_major=True,
                         name="synthetic")
-        return train, test, info
+        return train, val, test, info
 
 
 # --------------------------------------------------------------------------- torchvision images
@@ -261,12 +280,14 @@ class TorchvisionImages:
 
     Reads torchvision's layout `<root>/MNIST/raw/` or `<root>/FashionMNIST/raw/`
     (uncompressed IDX files). Each split is read once from the dataset's `.data`
-    / `.targets` tensors; no per-sample transforms. `n_train` / `n_test` keep only
-    the first n samples of a split (all of it when n is larger) for quick runs.
+    / `.targets` tensors; no per-sample transforms. `val` samples (a count or a
+    fraction) are held out of the training split by a permutation drawn from
+    `seed`; `n_train` / `n_test` then keep only the first n samples of a split
+    (all of it when n is larger) for quick runs.
     """
 
     def __init__(self, name: str, root: str, download: bool = False,
-                 n_train: int | None = None, n_test: int | None = None):
+                 n_train: int | None = None, n_test: int | None = None, val: float = 5000, seed: int = 0):
         _require(name in _TORCHVISION_CLASS, "dataset.name", name, f"one of {sorted(_TORCHVISION_CLASS)}")
         _require(isinstance(root, (str, os.PathLike)) and str(root) != "", "dataset.root", root,
                  "a directory path")
@@ -274,8 +295,10 @@ class TorchvisionImages:
                  "null (all) or an integer >= 1")
         _require(n_test is None or (_is_int(n_test) and n_test >= 1), "dataset.n_test", n_test,
                  "null (all) or an integer >= 1")
+        _val_count(val, 1)                                   # type / range check
+        _require(_is_int(seed) and seed >= 0, "dataset.seed", seed, "an integer >= 0")
         self.name, self.root, self.download = name, Path(root).expanduser(), bool(download)
-        self.n_train, self.n_test = n_train, n_test
+        self.n_train, self.n_test, self.val, self.seed = n_train, n_test, val, seed
 
     @property
     def raw_folder(self) -> Path:
@@ -315,8 +338,20 @@ class TorchvisionImages:
                     f"could not write Fashion-MNIST into {str(self.raw_folder)!r} ({e.strerror or e}); "
                     f"set dataset.root to a writable directory") from e
         train_ds, test_ds = self._open(True, download), self._open(False, download)
-        train = images_to_split(train_ds.data, train_ds.targets, self.n_train, device)
+        data, targets = train_ds.data, train_ds.targets
+        n_val = _val_count(self.val, len(data))
+        if n_val >= len(data):
+            raise UserError(f"dataset.val={self.val!r} holds out {n_val} of the {len(data)} training samples, "
+                            f"leaving none to train on; lower dataset.val")
+        val = None
+        if n_val:
+            order = torch.randperm(len(data), generator=torch.Generator().manual_seed(self.seed))
+            held = torch.zeros(len(data), dtype=torch.bool)
+            held[order[:n_val]] = True
+            val = images_to_split(data[held], targets[held], None, device)
+            data, targets = data[~held], targets[~held]                 # the rest, in the original order
+        train = images_to_split(data, targets, self.n_train, device)
         test = images_to_split(test_ds.data, test_ds.targets, self.n_test, device)
         info = DataInfo(input_shape=tuple(train.x.shape[1:]), n_classes=len(train_ds.classes),
                         time_major=False, name=self.name)
-        return train, test, info
+        return train, val, test, info

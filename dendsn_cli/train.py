@@ -1,9 +1,11 @@
 """The training loop of `dendsn train` and the evaluation of `dendsn eval`.
 
-    build:    dataset -> device tensors, encoder, neuron factory -> network, learning rule + optimizer
+    build:    dataset -> device tensors (train, validation, test), encoder, neuron factory -> network,
+              learning rule + optimizer; `init_rate`: each layer's synapses scaled to a firing rate
     per epoch: for each batch: encode -> reset state -> rule.train_batch (forward, loss, update)
-               evaluate the test split (inference mode) -> TensorBoard -> checkpoints/last.pt (+ best.pt)
-               -> metrics.json
+               evaluate the validation and test splits (inference mode) -> TensorBoard -> checkpoints/last.pt
+               (+ best.pt, chosen on validation accuracy, never on test data) -> metrics.json
+               after the first epoch: a warning for every silent or saturated layer
     finally:  hparams + final metrics, one summary line
 
 Metrics are summed on the device and read back only every `SYNC_EVERY` batches (progress bar, NaN
@@ -104,6 +106,7 @@ def _call(factory, group: str):
 class Parts:
     model: torch.nn.Module
     train: object
+    val: object          # the validation split, or None (dataset.val=0)
     test: object
     info: object
     encoder: torch.nn.Module
@@ -111,9 +114,24 @@ class Parts:
     layers: list = field(default_factory=list)  # (name, spiking module)
 
 
+def check_dendrites(model: torch.nn.Module) -> None:
+    """An unstable dendrite (explicit update growing >= 1x per step) fires whatever its input: refuse it."""
+    for m in model.modules():
+        d = getattr(m, "dendrite", None)
+        if d is None or not hasattr(d, "growth"):
+            continue
+        rho = d.growth()
+        if rho >= 1.0:
+            g = d.g.tolist() if d.g is not None else None
+            raise UserError(
+                f"neuron.coupling_g={g} makes the {type(d.wiring).__name__} dendrite unstable (its potentials grow "
+                f"{rho:.2f}x per step whatever the input); use neuron.coupling_g=null (stable for every wiring) "
+                f"or a value below {d.stable_coupling_limit():.3g}")
+
+
 def build(cfg: DictConfig, device: torch.device) -> Parts:
     dataset = _instantiate(cfg.dataset, "dataset")
-    train, test, info = dataset.load(device)
+    train, val, test, info = dataset.load(device)
     encoder = _instantiate(cfg.encoder, "encoder").to(device)
     neuron = _instantiate(cfg.neuron, "neuron")
     _call(neuron, "neuron")  # constructor checks (tau > 1 ...) name the neuron group
@@ -124,27 +142,47 @@ def build(cfg: DictConfig, device: torch.device) -> Parts:
         network_cfg, "network", input_shape=list(info.input_shape), n_classes=info.n_classes,
         neuron=neuron, readout=readout,
     ).to(device)
+    check_dendrites(model)
     rule = _instantiate(cfg.learning, "learning")
-    return Parts(model, train, test, info, encoder, rule, spiking_layers(model))
+    return Parts(model, train, val, test, info, encoder, rule, spiking_layers(model))
 
 
-def calibrate(parts: Parts, cfg: DictConfig) -> None:
-    """Scale each layer's synapses so it fires at ``cfg.init_rate`` on the first training batch
-    (`dendsn.calibrate`); the run's random stream is left as it was. Layers the rule keeps at a
-    fixed scale (``rule.calibration_skip``) stay as they are."""
-    from dendsn.calibrate import calibrate_rates, describe
+def calibrate(parts: Parts, cfg: DictConfig) -> str:
+    """Scale each hidden layer's synapses so it fires at ``cfg.init_rate`` on the first training batch,
+    then the read-out's to ``cfg.init_readout_rate`` (`dendsn.calibrate`), input side first; the run's
+    random stream is left as it was. Layers the rule keeps at a fixed scale (``rule.calibration_skip``)
+    stay as they are. With ``init_lr_scale`` each scaled hidden layer's learning rate is multiplied by
+    its factor (`LearningRule.scale_lr`). Returns the one-line description for the log.
+
+    Why: with fan-in initialisation (U(+-1/sqrt(n))) a layer's current on sparse spike input is a few
+    percent of the threshold, so a new network is silent and learns nothing for epochs; scaled by c the
+    weights reach the threshold, but Adam's steps have a fixed size, so c times larger weights would
+    also learn c times slower unless their rate is scaled with them. (Not the read-out's: measured,
+    scaling its rate too helps the synthetic task a little and costs 3-4 points on Fashion-MNIST.)"""
+    from dendsn.calibrate import _inner, calibrate_rates, describe, layer_pairs
 
     x, _ = next(parts.train.batches(cfg.batch_size, shuffle=False))
     devices = [x.device.index] if x.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         x_seq = parts.encoder(x, cfg.T, time_major=parts.info.time_major)
     try:
-        results = calibrate_rates(parts.model, x_seq, cfg.init_rate, skip=parts.rule.calibration_skip())
+        pairs = layer_pairs(parts.model)
+    except ValueError:
+        return ""                                   # a user's network without (synapse, neuron) pairs
+    last = len(pairs) - 1
+    skip = set(parts.rule.calibration_skip())
+    results = []
+    try:
+        results += calibrate_rates(parts.model, x_seq, cfg.init_rate, skip=skip | {last})
+        if cfg.init_readout_rate is not None and last not in skip:
+            results += calibrate_rates(parts.model, x_seq, cfg.init_readout_rate, skip=set(range(last)))
     except ValueError as e:
         raise UserError(f"init_rate={cfg.init_rate}: {e}; set init_rate=null to keep the plain initialisation") from None
-    if results:
-        names = [name for name, _ in parts.layers]
-        print(f"dendsn: init_rate={cfg.init_rate}: {describe(results, names)}", file=sys.stderr)
+    if cfg.init_lr_scale and results:
+        scales = {p: c.scale for c in results if c.index != last for p in _inner(pairs[c.index][0]).parameters()}
+        parts.rule.scale_lr(scales)
+    names = [name for name, _ in parts.layers]
+    return describe(results, names) if results else ""
 
 
 def spiking_layers(model: torch.nn.Module) -> list:
@@ -156,31 +194,68 @@ def spiking_layers(model: torch.nn.Module) -> list:
 
 
 class Monitor:
-    """Forward hooks on spiking layers: firing rates (on device), one raster, last potentials."""
+    """Forward hooks on spiking layers during an evaluation: per-neuron spike counts (on the device),
+    and, for the first batch only when ``record`` is on, the spikes of ``n_samples`` samples and the
+    membrane traces (soma ``v_seq``, dendritic ``v_dend_seq``) of ``n_neurons`` neurons per layer."""
 
-    def __init__(self, layers):
+    def __init__(self, layers, n_samples: int = 3, n_neurons: int = 4):
         self.layers = layers
-        self.active = False
-        self.rates: dict = {}
+        self.n_samples, self.n_neurons = n_samples, n_neurons
+        self.active = self.record = False
+        self.counts: dict = {}
         self.rasters: dict = {}
+        self.traces: dict = {}
         self.handles = [m.register_forward_hook(self._hook(name)) for name, m in layers]
 
     def _hook(self, name):
         def hook(module, inputs, out):
             if not self.active:
                 return
-            s, n = self.rates.get(name, (0.0, 0))
-            self.rates[name] = (s + out.detach().float().sum(), n + out.numel())
-            if name not in self.rasters and out.dim() >= 3:  # [T, B, ...] -> sample 0: [T, N]
-                self.rasters[name] = out[:, 0].detach().reshape(out.shape[0], -1)[:, :256].clone()
+            o = out.detach()
+            if o.dim() < 3:                                 # single-step modules: no time axis to report
+                return
+            flat = o.reshape(o.shape[0], o.shape[1], -1)    # [T, B, N]
+            c, n = self.counts.get(name, (0.0, 0))
+            self.counts[name] = (c + flat.float().sum((0, 1)), n + flat.shape[0] * flat.shape[1])
+            if self.record and name not in self.rasters:
+                k = min(self.n_samples, flat.shape[1])
+                self.rasters[name] = flat[:, :k].float().cpu()                       # [T, k, N]
+                v = getattr(module, "v_seq", None)
+                if isinstance(v, torch.Tensor):
+                    idx = self._neurons(flat)
+                    trace = {"v": v.detach().reshape(v.shape[0], v.shape[1], -1)[:, 0, idx].float().cpu(),
+                             "spikes": flat[:, 0, idx].float().cpu(), "neurons": idx.tolist(),
+                             "v_threshold": float(getattr(module, "v_threshold", 1.0))}
+                    vd = getattr(module, "v_dend_seq", None)
+                    if isinstance(vd, torch.Tensor):         # [T, B, S..., K]
+                        trace["v_dend"] = vd.detach().reshape(vd.shape[0], vd.shape[1], -1, vd.shape[-1])[:, 0, idx].float().cpu()
+                    self.traces[name] = trace
         return hook
 
-    def start(self):
-        self.active, self.rates, self.rasters = True, {}, {}
+    def _neurons(self, flat: torch.Tensor) -> torch.Tensor:
+        """The sample neurons of a trace: the most active ones of sample 0 (a silent layer: the first)."""
+        counts = flat[:, 0].float().sum(0)
+        k = min(self.n_neurons, counts.numel())
+        return torch.topk(counts, k).indices.sort().values.cpu() if counts.any() else torch.arange(k)
+
+    def start(self, record: bool = False):
+        self.active, self.record = True, record
+        self.counts, self.rasters, self.traces = {}, {}, {}
+        for _, m in self.layers:
+            if record and hasattr(m, "store_seq"):
+                m.store_seq = True
 
     def stop(self) -> dict:
+        """The mean firing rate of every layer (rate/<layer>) over the evaluation."""
         self.active = False
-        return {f"rate/{k}": float(s / max(n, 1)) for k, (s, n) in self.rates.items()}
+        for _, m in self.layers:
+            if "store_seq" in vars(m):
+                del m.store_seq                              # back to the class default (off)
+        return {f"rate/{k}": float(c.sum() / (max(n, 1) * c.numel())) for k, (c, n) in self.counts.items()}
+
+    def neuron_rates(self) -> dict:
+        """layer -> [N] each neuron's mean spikes per step over the evaluation (on the CPU)."""
+        return {k: (c / max(n, 1)).cpu() for k, (c, n) in self.counts.items()}
 
     def potentials(self) -> dict:
         out = {}
@@ -202,20 +277,34 @@ def _correct(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (out.sum(0).argmax(-1) == y).sum()
 
 
-def evaluate(parts: Parts, cfg, monitor: Optional[Monitor] = None) -> tuple[float, float]:
-    model, rule, test = parts.model, parts.rule, parts.test
+def evaluate(parts: Parts, cfg, split=None, monitor: Optional[Monitor] = None, record: bool = False,
+             confusion: Optional[torch.Tensor] = None) -> tuple[float, float]:
+    """(loss, accuracy) on ``split`` (default: the test split) in inference mode. With a ``monitor``, its
+    hooks count spikes (and with ``record`` keep rasters / traces of the first batch); ``confusion``
+    [C, C] (true, predicted) is incremented on the device."""
+    model, rule = parts.model, parts.rule
+    split = parts.test if split is None else split
     model.eval()
-    sums = torch.zeros(2, device=test.y.device)
+    sums = torch.zeros(2, device=split.y.device)
     if monitor:
-        monitor.start()
+        monitor.start(record)
     with torch.inference_mode():
-        for x, y in test.batches(cfg.batch_size, shuffle=False):
+        for x, y in split.batches(cfg.batch_size, shuffle=False):
             model.reset()
             loss, out = rule.eval_batch(model, parts.encoder(x, cfg.T, time_major=parts.info.time_major), y)
             sums[0] += loss.float() * y.shape[0]
             sums[1] += _correct(out, y)
+            if monitor is not None and monitor.record:
+                monitor.record = False                       # traces and rasters of the first batch only
+                for _, m in monitor.layers:
+                    if "store_seq" in vars(m):
+                        m.store_seq = False
+            if confusion is not None:
+                C = confusion.shape[0]
+                pred = out.sum(0).argmax(-1)
+                confusion += torch.bincount(y * C + pred, minlength=C * C).reshape(C, C).to(confusion.device)
     loss_sum, correct = sums.tolist()
-    n = len(test)
+    n = len(split)
     return loss_sum / n, correct / n
 
 
@@ -233,7 +322,9 @@ class StopFlag:
         self.saved = {}
 
     def __enter__(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):   # SIGHUP: a closed terminal
+            if sig is None:
+                continue
             try:
                 self.saved[sig] = signal.signal(sig, self._handler)
             except ValueError:  # not the main thread (e.g. a launcher thread)
@@ -250,20 +341,95 @@ class StopFlag:
             signal.signal(sig, h)
 
 
-def hparams_of(cfg: DictConfig, choices: dict) -> dict:
-    flat = {f"choice/{k}": str(v) for k, v in choices.items() if v is not None and not k.startswith("hydra")}
-    for key in ("seed", "epochs", "T", "batch_size", "lr_schedule", "amp"):
-        flat[key] = cfg[key]
-    def walk(node, prefix):
-        for k, v in node.items():
-            if str(k).startswith("_"):
-                continue
-            if isinstance(v, dict):
-                walk(v, f"{prefix}{k}.")
-            elif isinstance(v, (int, float, str, bool)):
-                flat[f"{prefix}{k}"] = v
-    walk(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False), "")
-    return {k: v for k, v in flat.items() if not k.startswith(("resume", "ckpt", "progress", "profile"))}
+HPARAM_SKIP = ("hydra", "resume", "ckpt", "progress", "profile", "device")
+
+
+def hparams_of(cfg: DictConfig, choices: dict, overrides: list) -> tuple[dict, tuple]:
+    """The hyperparameters a sweep compares: every group choice, the seed, and each key the user set or
+    swept on the command line (its composed value, with its own type: bool, int, float or str; lists
+    as text), and the names of those set on the command line. Not the 60-odd keys that stay at their
+    defaults: the HParams tab shows what varied."""
+    flat: dict = {k: str(v) for k, v in sorted(choices.items())
+                  if v is not None and not k.startswith(("hydra", "logger"))}
+    flat["seed"] = int(cfg.seed)
+    given = []
+    for o in overrides:
+        key = o.split("=", 1)[0].lstrip("+~")
+        if not key or key.startswith(HPARAM_SKIP):
+            continue
+        if key in choices:
+            given.append(key)
+            continue
+        value = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+        if isinstance(value, (DictConfig,)) or value is None:
+            continue
+        if not isinstance(value, (bool, int, float, str)):
+            value = str(OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value)
+        flat[key] = value
+        given.append(key)
+    return flat, tuple(given)
+
+
+def _layer_names(model: torch.nn.Module, layers: list) -> dict:
+    """module -> the layer name (layer1, ..., readout) of the spiking layer it belongs to: a synapse and
+    whatever sits between it and its neuron belong to that neuron's layer."""
+    names: dict = {}
+    seq = getattr(model, "layers", None)
+    by_neuron = {id(m): name for name, m in layers}
+    if isinstance(seq, torch.nn.Sequential):
+        pending = []
+        for m in seq.children():
+            if id(m) in by_neuron:
+                for p in pending + [m]:
+                    names[id(p)] = by_neuron[id(m)]
+                pending = []
+            else:
+                pending.append(m)
+    for name, m in layers:
+        names[id(m)] = name
+    return names
+
+
+def named_layer_parameters(model: torch.nn.Module, layers: list) -> dict:
+    """'<layer>/<what>' -> parameter, 'what' = weight / bias of the synapse, or the neuron's own
+    (e.g. 'layer1/w' of a PLIF, 'layer1/phi'); parameters outside every layer keep their module path."""
+    names = _layer_names(model, layers)
+    out = {}
+    for mod_name, mod in model.named_modules():
+        for p_name, p in mod.named_parameters(recurse=False):
+            layer = names.get(id(mod))
+            if layer is None:
+                owner = next((names[id(m)] for n, m in model.named_modules()
+                              if id(m) in names and mod_name.startswith(n + ".")), None)
+                layer = owner
+            key = f"{layer}/{p_name}" if layer else f"{mod_name}.{p_name}"
+            while key in out:
+                key += "_"
+            out[key] = p
+    return out
+
+
+def grad_norms(named: dict) -> dict:
+    """grad_norm/<layer>: the L2 norm of the gradients of each layer's parameters (after backward)."""
+    by_layer: dict = {}
+    for key, p in named.items():
+        if p.grad is not None:
+            by_layer.setdefault(key.split("/", 1)[0], []).append(p.grad.detach().float().pow(2).sum())
+    return {f"grad_norm/{k}": torch.stack(v).sum().sqrt() for k, v in by_layer.items()}
+
+
+def rate_warnings(rates: dict, silent: float = 1e-4, saturated: float = 0.9) -> list:
+    """One line per layer whose mean rate is below ``silent`` or above ``saturated``, with what to try."""
+    out = []
+    for tag, r in rates.items():
+        name = tag.split("/", 1)[1]
+        if r < silent:
+            out.append(f"{name} is silent after the first epoch (mean rate {r:.2g} spikes/step): its input never "
+                       f"reaches the threshold; try init_rate=0.05, a larger optim.lr, or a lower neuron.v_threshold")
+        elif r > saturated:
+            out.append(f"{name} is saturated after the first epoch (mean rate {r:.2f} spikes/step): it fires almost "
+                       f"every step and passes no information; try a smaller init_rate, optim.lr or a higher neuron.v_threshold")
+    return out
 
 
 def train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict | None = None) -> dict:
@@ -274,12 +440,14 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict | 
         tune_cpu_allocator()
     seed_everything(cfg.seed)
     parts = build(cfg, device)
-    model, rule, train_split = parts.model, parts.rule, parts.train
+    model, rule, train_split, val_split = parts.model, parts.rule, parts.train, parts.val
     steps = math.ceil(len(train_split) / cfg.batch_size)
     optim_factory = _instantiate(cfg.optim, "optim")
     rule.setup(model, optim_factory, cfg.epochs * steps, cfg.lr_schedule)
+    n_params = sum(p.numel() for p in model.parameters())
+    init_line = ""
     if cfg.init_rate is not None and not cfg.resume:
-        calibrate(parts, cfg)
+        init_line = calibrate(parts, cfg)
     autocast = None
     if cfg.amp != "none":
         if device.type == "cuda":
@@ -289,7 +457,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict | 
 
     ckpt_dir = run_dir / "checkpoints"
     start_epoch, start_batch, history = 0, 0, []
-    best = {"test_acc": -1.0, "epoch": 0}
+    best: dict = {"epoch": 0}
     partial = None
     if cfg.resume:
         path = checkpoint.find(cfg.resume, "resume")
@@ -306,18 +474,33 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict | 
         print(f"dendsn: resuming {path} at epoch {start_epoch + 1}, batch {start_batch}", file=sys.stderr)
         log.info("resuming %s at epoch %d, batch %d", path, start_epoch + 1, start_batch)
     else:
-        log.info("training on %s: %d parameters, %d train / %d test samples, %d batches per epoch",
-                 device, sum(p.numel() for p in model.parameters()), len(train_split), len(parts.test), steps)
+        log.info("training on %s: %d parameters, %d train / %d validation / %d test samples, %d batches per epoch",
+                 device, n_params, len(train_split), len(val_split) if val_split else 0, len(parts.test), steps)
+    shown = _shown(run_dir)
+    print(f"dendsn: {shown} | {device} | {n_params:,} parameters | "
+          f"{len(train_split)} train / {len(val_split) if val_split else 0} val / {len(parts.test)} test | "
+          f"watch: tensorboard --logdir {shown}", file=sys.stderr)
+    if init_line:
+        print(f"dendsn: init_rate={cfg.init_rate}: {init_line}", file=sys.stderr)
+        log.info("init_rate=%s: %s", cfg.init_rate, init_line)
 
     clock = rule.clock = PhaseClock(device) if cfg.profile else None   # (a plug-in rule may lack the attribute)
     logger = _instantiate(cfg.logger, "logger")
     logger.open(str(run_dir), purge_step=start_epoch + 1 if cfg.resume else None)
     if not cfg.resume:
-        logger.config(OmegaConf.to_yaml(cfg))
+        logger.config(OmegaConf.to_yaml(cfg, resolve=True), overrides)
     monitor = Monitor(parts.layers)
+    named_params = named_layer_parameters(model, parts.layers)
+    log_every = max(1, int(getattr(logger, "log_every_n_steps", SYNC_EVERY) or SYNC_EVERY))
+    every = math.gcd(SYNC_EVERY, log_every)
     times = {"data": 0.0, "train_step": 0.0, "evaluate": 0.0, "logging": 0.0, "checkpoint": 0.0}
     status, samples_seen, train_time = "running", 0, 0.0
     metrics_path = run_dir / "metrics.json"
+    early = cfg.early_stop
+    select_on = "val_acc" if val_split is not None else "train_acc"
+    stale = 0 if not history else len(history) - int(best.get("epoch", 0))
+    early_stopped = False
+    n_classes = parts.info.n_classes
 
     def make_ckpt(epoch, batch, progress):
         return {
@@ -330,9 +513,10 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict | 
         last = history[-1] if history else {}
         return {
             "status": status_, "epochs_completed": len(history), "final": last,
-            "best": best, "time_s": round(time.perf_counter() - t_start, 2),
+            "best": best, "selected_on": select_on, "early_stopped": early_stopped,
+            "time_s": round(time.perf_counter() - t_start, 2),
             "train_samples_per_s": round(samples_seen / train_time, 1) if train_time else None,
-            "device": str(device), "history": history,
+            "device": str(device), "params": n_params, "history": history,
         }
 
     try:
@@ -346,9 +530,11 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict | 
                 first = start_batch if epoch == start_epoch else 0
                 if first and partial is not None:
                     sums += torch.tensor(partial, device=device)
+                sized = _terminal_sized()          # False: a pipe, or a terminal that reports 0 x 0
                 bar = tqdm(total=steps, initial=first, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
-                           disable=not cfg.progress, leave=False, file=sys.stderr, dynamic_ncols=True)
-                t_epoch, n_epoch = time.perf_counter(), 0
+                           disable=not cfg.progress, leave=False, file=sys.stderr, dynamic_ncols=sized,
+                           ncols=None if sized else 80, nrows=None if sized else 20, mininterval=0.2)
+                t_epoch, n_epoch, t_train = time.perf_counter(), 0, 0.0
                 t0 = time.perf_counter()
                 for b, (x, y) in enumerate(train_split.batches(cfg.batch_size, shuffle=True, generator=gen)):
                     if b < first:
@@ -368,15 +554,21 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict | 
                     t2 = time.perf_counter()
                     times["data"] += t1 - t0
                     times["train_step"] += t2 - t1
+                    t_train += t2 - t0
                     bar.update(1)
-                    if (b + 1) % SYNC_EVERY == 0 or b + 1 == steps:
+                    if b == first or (b + 1) % every == 0 or b + 1 == steps:
+                        if (b + 1) % log_every == 0:  # the loss of this batch and each layer's gradient norm
+                            norms = grad_norms(named_params)
+                            values = torch.stack([loss.detach().float(), *norms.values()]).tolist()
+                            step = epoch * steps + b + 1
+                            logger.scalars({"train/batch_loss": values[0], **dict(zip(norms, values[1:]))}, step)
                         loss_sum, correct, n = sums.tolist()
                         if not math.isfinite(loss_sum):
                             raise Diverged(f"loss became {loss_sum} at epoch {epoch + 1}, batch {b + 1}")
                         if not _weights_finite(model):
                             raise Diverged(f"weights became nan/inf at epoch {epoch + 1}, batch {b + 1}")
-                        bar.set_postfix(loss=f"{loss_sum / n:.3f}", acc=f"{correct / n:.3f}",
-                                        sps=f"{n_epoch / (time.perf_counter() - t_epoch):.0f}", refresh=False)
+                        bar.set_postfix({"loss": f"{loss_sum / n:.3f}", "acc": f"{correct / n:.3f}",
+                                         "samples/s": f"{n_epoch / max(t_train, 1e-9):.0f}"}, refresh=b == first)
                     t0 = time.perf_counter()
                     times["logging"] += t0 - t2
                     if stop.requested:
@@ -387,7 +579,9 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict | 
                         bar.close()
                         raise Interrupted(f"epoch {epoch + 1}, batch {b + 1}/{steps}")
                 bar.close()
-                train_time += time.perf_counter() - t_epoch
+                lr_now = rule.lr()                    # the rate the epoch's last step applied (before epoch_end)
+                epoch_train_s = time.perf_counter() - t_epoch
+                train_time += epoch_train_s
                 samples_seen += n_epoch
                 rule.epoch_end()
                 logger.scalars(rule.epoch_scalars(), epoch + 1)
@@ -397,39 +591,71 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict | 
                     raise Diverged(f"loss became {loss_sum} at epoch {epoch + 1}")
                 if not _weights_finite(model):
                     raise Diverged(f"weights became nan/inf at epoch {epoch + 1}")
+                last_epoch = epoch + 1 == cfg.epochs
+                figures = logger.wants_figures(epoch + 1, last_epoch)
                 t0 = time.perf_counter()
-                test_loss, test_acc = evaluate(parts, cfg, monitor)
+                confusion = torch.zeros(n_classes, n_classes, dtype=torch.long, device=device) if figures else None
+                row = {"epoch": epoch + 1, "train_loss": loss_sum / n, "train_acc": correct / n}
+                if val_split is not None:
+                    row["val_loss"], row["val_acc"] = evaluate(parts, cfg, val_split, monitor, record=figures,
+                                                               confusion=confusion)
+                    rates, neuron_rates = monitor.stop(), monitor.neuron_rates()
+                    row["test_loss"], row["test_acc"] = evaluate(parts, cfg, parts.test)
+                else:
+                    row["test_loss"], row["test_acc"] = evaluate(parts, cfg, parts.test, monitor, record=figures,
+                                                                 confusion=confusion)
+                    rates, neuron_rates = monitor.stop(), monitor.neuron_rates()
+                row["lr"] = lr_now
                 times["evaluate"] += time.perf_counter() - t0
                 t0 = time.perf_counter()
-                row = {"epoch": epoch + 1, "train_loss": loss_sum / n, "train_acc": correct / n,
-                       "test_loss": test_loss, "test_acc": test_acc, "lr": rule.lr()}
                 history.append(row)
-                rates = monitor.stop()
                 potentials = monitor.potentials()
                 if not all(bool(torch.isfinite(v).all()) for v in potentials.values()):
                     raise Diverged(f"membrane potentials became nan/inf at epoch {epoch + 1}")
-                logger.scalars({"train/loss": row["train_loss"], "train/acc": row["train_acc"],
-                                "test/loss": test_loss, "test/acc": test_acc, "lr": row["lr"],
-                                "perf/samples_per_s": n_epoch / max(time.perf_counter() - t_epoch, 1e-9), **rates},
-                               epoch + 1)
-                logger.epoch_tensors(model, potentials, monitor.rasters, epoch + 1)
+                scalars = {"train/loss": row["train_loss"], "train/acc": row["train_acc"],
+                           "test/loss": row["test_loss"], "test/acc": row["test_acc"], "lr": lr_now,
+                           "perf/samples_per_s": n_epoch / max(epoch_train_s, 1e-9), **rates}
+                if "val_acc" in row:
+                    scalars.update({"val/loss": row["val_loss"], "val/acc": row["val_acc"]})
+                scalars.update({f"never_fired/{k}": float((r == 0).float().mean()) for k, r in neuron_rates.items()})
+                logger.scalars(scalars, epoch + 1)
+                logger.epoch_tensors(named_params, potentials, epoch + 1)
+                if figures:
+                    logger.figures(monitor.rasters, monitor.traces, neuron_rates,
+                                   confusion.cpu() if confusion is not None else None,
+                                   "validation" if val_split is not None else "test", epoch + 1)
                 times["logging"] += time.perf_counter() - t0
                 t0 = time.perf_counter()
-                is_best = test_acc > best["test_acc"]
+                previous = best.get(select_on, -1.0)
+                is_best = row[select_on] > previous
+                stale = 0 if row[select_on] > previous + early.min_delta else stale + 1
                 if is_best:
-                    best = {"test_acc": test_acc, "epoch": epoch + 1}
+                    best = {"epoch": epoch + 1, **{k: row[k] for k in ("val_acc", "val_loss", "test_acc", "test_loss",
+                                                                        "train_acc") if k in row}}
                 ck = make_ckpt(epoch + 1, 0, None)
                 checkpoint.save_atomic(ck, ckpt_dir / "last.pt")
                 if is_best:
                     checkpoint.save_atomic(ck, ckpt_dir / "best.pt")
                 _write_json(metrics_path, summary("running"))
                 times["checkpoint"] += time.perf_counter() - t0
+                val_txt = f" | val loss {row['val_loss']:.4f} acc {row['val_acc']:.2%}" if "val_acc" in row else ""
                 line = (f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.2%}"
-                        f" | test loss {test_loss:.4f} acc {test_acc:.2%}")
+                        f"{val_txt} | test loss {row['test_loss']:.4f} acc {row['test_acc']:.2%}")
                 tqdm.write(line, file=sys.stderr)
                 log.info(line)
+                if epoch == 0:
+                    for warning in rate_warnings(rates):
+                        tqdm.write(f"dendsn: warning: {warning}", file=sys.stderr)
+                        log.warning(warning)
                 if stop.requested:
                     raise Interrupted(f"after epoch {epoch + 1}")
+                if early.patience is not None and stale >= early.patience and epoch + 1 < cfg.epochs:
+                    early_stopped = True
+                    msg = (f"early stop after epoch {epoch + 1}: {select_on.replace('_', ' ')} has not improved for "
+                           f"{early.patience} epoch{'s' if early.patience != 1 else ''} (best at epoch {best['epoch']})")
+                    tqdm.write(f"dendsn: {msg}", file=sys.stderr)
+                    log.info(msg)
+                    break
         status = "completed"
     except Interrupted as e:
         status = "interrupted"
@@ -452,9 +678,12 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict | 
 
     result = summary(status)
     last = history[-1]
-    logger.hparams(hparams_of(cfg, choices or {}),
-                   {"hparam/test_acc": last["test_acc"], "hparam/best_test_acc": best["test_acc"],
-                    "hparam/test_loss": last["test_loss"]})
+    metrics = {"hparam/test_acc": best.get("test_acc", last["test_acc"]), "hparam/final_test_acc": last["test_acc"],
+               "hparam/test_loss": best.get("test_loss", last["test_loss"])}
+    if "val_acc" in last:
+        metrics.update({"hparam/val_acc": best["val_acc"], "hparam/val_loss": best["val_loss"]})
+    hp, given = hparams_of(cfg, choices or {}, overrides)
+    logger.hparams(hp, metrics, given)
     logger.close()
     _write_json(metrics_path, result)
     if cfg.profile:
@@ -463,11 +692,32 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict | 
         phases_txt = ", ".join(f"{k} {v:.2f}s" for k, v in clock.times.items())
         print(f"profile: {parts_txt} | train_step = {phases_txt}", file=sys.stderr)
     sps = result["train_samples_per_s"]
-    log.info("%s: %d epochs in %.1fs, test acc %.4f (best %.4f at epoch %d)", status, len(history),
-             result["time_s"], last["test_acc"], best["test_acc"], best["epoch"])
-    print(f"dendsn: {len(history)} epochs in {result['time_s']:.1f}s | test acc {last['test_acc']:.2%} "
-          f"(best {best['test_acc']:.2%} @ epoch {best['epoch']}) | {sps or 0:.0f} train samples/s | {run_dir}")
+    n_ep = len(history)
+    chosen = (f"best val acc {best['val_acc']:.2%} @ epoch {best['epoch']}, test acc there {best['test_acc']:.2%}"
+              if "val_acc" in best else f"best train acc {best.get('train_acc', 0):.2%} @ epoch {best['epoch']}, "
+              f"test acc there {best.get('test_acc', 0):.2%}")
+    log.info("%s: %d epochs in %.1fs, test acc %.4f (%s)", status, n_ep, result["time_s"], last["test_acc"], chosen)
+    print(f"dendsn: {n_ep} epoch{'s' if n_ep != 1 else ''} in {result['time_s']:.1f}s | test acc {last['test_acc']:.2%} "
+          f"({chosen}) | {sps or 0:.0f} train samples/s | {run_dir}")
     return result
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it lies inside it (as a user typed it), else absolute."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _terminal_sized() -> bool:
+    """Does stderr's terminal report a size? Not on a pipe, nor on a terminal that says 0 columns or rows
+    (some CI consoles and serial lines): tqdm then gets a fixed 80 x 20 (with 0 rows it draws nothing)."""
+    try:
+        size = os.get_terminal_size(sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return size.columns > 0 and size.lines > 0
 
 
 def evaluate_checkpoint(cfg: DictConfig, path: Path, ck: dict) -> dict:

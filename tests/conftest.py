@@ -11,7 +11,7 @@ DENDSN = str(Path(sys.executable).with_name("dendsn"))
 
 # A tiny synthetic run: a few seconds on a laptop CPU, still learns above chance.
 TINY = [
-    "dataset.n_train=300", "dataset.n_test=100", "T=12", "network.hidden=[48]",
+    "dataset.n_train=300", "dataset.n_test=100", "dataset.val=100", "T=12", "network.hidden=[48]",
     "batch_size=50", "epochs=2", "progress=false", "optim.lr=0.005",
 ]
 

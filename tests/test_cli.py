@@ -41,10 +41,14 @@ def test_default_train_reaches_90_percent_on_the_synthetic_task(dendsn, tmp_path
 # ------------------------------------------------------------------ 2. overrides, --help, --cfg job
 def test_help_lists_groups_and_options(dendsn):
     p = dendsn("train", "--help", check=True)
-    for line in ("dataset: fashion_mnist, mnist, synthetic", "encoder: direct, latency, poisson",
-                 "network: conv, mlp", "learning: bptt", "optim: adam, sgd"):
+    for line in ("dataset: fashion_mnist, mnist, synthetic*", "encoder: direct*, latency, poisson",
+                 "network: conv, mlp*", "learning: bptt*", "optim: adam*, sgd"):
         assert line in p.stdout
     assert re.search(r"neuron: .*\blif\b.*\bplif\b", p.stdout)
+    # one line per root key, with what it does and its default
+    assert re.search(r"^  init_rate +before training, scale each hidden layer.*\(default: 0\.01\)$", p.stdout, re.M)
+    assert re.search(r"^  early_stop\.patience +stop when the validation accuracy .*\(default: null\)$", p.stdout, re.M)
+    assert re.search(r"^  epochs +passes over the training split \(default: 10\)$", p.stdout, re.M)
 
 
 def test_cfg_job_prints_the_composed_config_with_overrides(dendsn):
@@ -63,7 +67,7 @@ def test_run_dir_holds_config_checkpoints_metrics_and_events(dendsn, tmp_path):
     assert list(run.glob("events.out.tfevents.*"))
     m = metrics(run)
     assert [h["epoch"] for h in m["history"]] == [1, 2]
-    assert m["best"]["test_acc"] == max(h["test_acc"] for h in m["history"])
+    assert m["best"]["val_acc"] == max(h["val_acc"] for h in m["history"])     # chosen on validation
     assert not list(run.glob("checkpoints/.*tmp*"))  # atomic writes leave no temp files
     log = (run / "train.log").read_text()
     assert "training on cpu" in log and "epoch 1/2: train loss" in log and "epoch 2/2: train loss" in log
@@ -79,19 +83,19 @@ def test_default_outputs_dir_layout(dendsn, tmp_path):
 # ------------------------------------------------------------------ 3. sweeps
 def test_multirun_gives_every_job_its_dir_events_and_metrics(dendsn, tmp_path):
     p = dendsn("train", "-m", *TINY, "epochs=1", "neuron=lif,if", "hydra.sweep.dir=sweep", check=True)
-    for job in ("0", "1"):
+    for job in ("0_neuron=lif", "1_neuron=if"):                    # a job's dir (its TensorBoard run) says what it is
         d = tmp_path / "sweep" / job
         assert metrics(d)["status"] == "completed"
         assert list(d.glob("events.out.tfevents.*"))
-    assert "dendsn.neurons.IF" in (tmp_path / "sweep" / "1" / ".hydra" / "config.yaml").read_text()
+    assert "dendsn.neurons.IF" in (tmp_path / "sweep" / "1_neuron=if" / ".hydra" / "config.yaml").read_text()
     assert "2 job(s) completed, 0 failed" in p.stderr
 
 
 def test_failed_job_is_reported_and_the_others_keep_their_results(dendsn, tmp_path):
     p = dendsn("train", "-m", *TINY, "epochs=1", "neuron.tau=2.0,0.5", "hydra.sweep.dir=sweep")
     assert p.returncode == 1
-    assert metrics(tmp_path / "sweep" / "0")["status"] == "completed"
-    assert "tau must be > 1" in (tmp_path / "sweep" / "1" / "error.txt").read_text()
+    assert metrics(tmp_path / "sweep" / "0_neuron.tau=2.0")["status"] == "completed"
+    assert "tau must be > 1" in (tmp_path / "sweep" / "1_neuron.tau=0.5" / "error.txt").read_text()
     assert "1 job(s) completed, 1 failed" in p.stderr
     assert "Traceback" not in p.stderr
 
@@ -196,24 +200,24 @@ def test_tensorboard_events_have_every_tag(dendsn, tmp_path):
                                                                  "tensors": 0})
     ea.Reload()
     tags = ea.Tags()
-    for t in ("train/loss", "train/acc", "test/loss", "test/acc", "lr", "rate/layer1", "rate/readout",
-              "hparam/test_acc"):
+    for t in ("train/loss", "train/acc", "val/loss", "val/acc", "test/loss", "test/acc", "lr", "rate/layer1",
+              "rate/readout", "hparam/test_acc", "hparam/val_acc"):
         assert t in tags["scalars"], (t, tags["scalars"])
     assert [e.step for e in ea.Scalars("test/acc")] == [1, 2]
-    assert any(re.fullmatch(r"weights/layers\.\d+\.weight", t) for t in tags["histograms"]), tags["histograms"]
+    assert "weights/layer1/weight" in tags["histograms"] and "weights/readout/bias" in tags["histograms"]
     assert any(t.startswith("potential/layer1") for t in tags["histograms"])
     assert "raster/layer1" in tags["images"]
     assert "config/text_summary" in tags["tensors"]
     assert "dendsn.neurons.LIF" in ea.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
     hp = ea.PluginTagToContent("hparams")
     assert "_hparams_/experiment" in hp and "_hparams_/session_start_info" in hp
-    assert b"choice/neuron" in hp["_hparams_/session_start_info"]
+    assert b"neuron" in hp["_hparams_/session_start_info"]
 
 
 # ------------------------------------------------------------------ data paths through the CLI
 def test_mnist_from_idx_files_trains_a_conv_net(dendsn, tmp_path):
     _write_fake_mnist(tmp_path / "data", n_train=40, n_test=20)
-    dendsn("train", "dataset=mnist", f"dataset.root={tmp_path / 'data'}", "network=conv",
+    dendsn("train", "dataset=mnist", f"dataset.root={tmp_path / 'data'}", "dataset.val=10", "network=conv",
            "network.channels=[4,8]", "network.fc=16", "epochs=1", "T=3", "batch_size=20",
            "progress=false", "hydra.run.dir=run", check=True)
     assert metrics(tmp_path / "run")["status"] == "completed"

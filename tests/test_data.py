@@ -25,7 +25,7 @@ def default_synthetic():
 
 
 def test_synthetic_shapes_and_values(default_synthetic):
-    train, test, info = default_synthetic
+    train, _, test, info = default_synthetic
     ds = SyntheticSpikes()
     assert info == DataInfo(input_shape=(ds.n_channels,), n_classes=ds.n_classes, time_major=True,
                             name="synthetic")
@@ -38,9 +38,9 @@ def test_synthetic_shapes_and_values(default_synthetic):
 
 
 def test_synthetic_is_deterministic_from_seed():
-    a_train, a_test, _ = SyntheticSpikes(n_train=50, n_test=20, seed=3).load(CPU)
-    b_train, b_test, _ = SyntheticSpikes(n_train=50, n_test=20, seed=3).load(CPU)
-    c_train, _, _ = SyntheticSpikes(n_train=50, n_test=20, seed=4).load(CPU)
+    a_train, _, a_test, _ = SyntheticSpikes(n_train=50, n_test=20, seed=3).load(CPU)
+    b_train, _, b_test, _ = SyntheticSpikes(n_train=50, n_test=20, seed=3).load(CPU)
+    c_train, _, _, _ = SyntheticSpikes(n_train=50, n_test=20, seed=4).load(CPU)
     assert torch.equal(a_train.x, b_train.x) and torch.equal(a_train.y, b_train.y)
     assert torch.equal(a_test.x, b_test.x) and torch.equal(a_test.y, b_test.y)
     assert not torch.equal(a_train.x, c_train.x)
@@ -48,7 +48,7 @@ def test_synthetic_is_deterministic_from_seed():
 
 def test_noise_free_samples_are_their_class_template():
     """Without jitter/deletion/noise every channel spikes once, at the class's own time."""
-    train, test, _ = SyntheticSpikes(n_classes=3, n_channels=8, T=5, jitter=0, p_delete=0.0, noise_rate=0.0,
+    train, _, test, _ = SyntheticSpikes(n_classes=3, n_channels=8, T=5, jitter=0, p_delete=0.0, noise_rate=0.0,
                                      n_train=30, n_test=9).load(CPU)
     assert torch.all(train.x.sum(1) == 1)                              # one spike per channel
     for c in range(3):
@@ -59,11 +59,11 @@ def test_noise_free_samples_are_their_class_template():
 def test_jitter_deletion_noise_statistics():
     ds = SyntheticSpikes(n_classes=2, n_channels=50, T=30, jitter=2, p_delete=0.25, noise_rate=0.0,
                          n_train=400, n_test=1)
-    train, _, _ = ds.load(CPU)
+    train, _, _, _ = ds.load(CPU)
     assert train.x.sum(1).max() == 1                                   # jitter never duplicates a spike
     kept = train.x.sum((1, 2)).mean() / ds.n_channels
     assert abs(kept - 0.75) < 0.02
-    noisy, _, _ = SyntheticSpikes(n_channels=50, T=30, p_delete=1.0, noise_rate=0.1, n_train=400,
+    noisy, _, _, _ = SyntheticSpikes(n_channels=50, T=30, p_delete=1.0, noise_rate=0.1, n_train=400,
                                   n_test=1).load(CPU)
     assert abs(noisy.x.mean() - 0.1) < 0.005                          # only noise left
 
@@ -88,14 +88,14 @@ def test_spike_counts_do_not_reveal_the_class(default_synthetic):
 
     Measured 0.089-0.121 over seeds 0-5 (train accuracy ~0.20: it only fits noise).
     """
-    train, test, info = default_synthetic
+    train, _, test, info = default_synthetic
     acc = _fit_logistic_regression(train.x.sum(1), train.y, test.x.sum(1), test.y, info.n_classes, steps=300)
     assert acc < 0.2
 
 
 def test_spike_timing_does_reveal_the_class(default_synthetic):
     """The same read-out on the whole raster [T * C] separates the classes: the class is in the timing."""
-    train, test, info = default_synthetic
+    train, _, test, info = default_synthetic
     acc = _fit_logistic_regression(train.x[:1000].flatten(1), train.y[:1000], test.x.flatten(1), test.y,
                                    info.n_classes, steps=50)
     assert acc > 0.9
@@ -174,7 +174,7 @@ def _write_fake_mnist(root: Path, n_train=20, n_test=10):
 
 def test_mnist_loads_idx_files(tmp_path):
     arrays = _write_fake_mnist(tmp_path)
-    train, test, info = TorchvisionImages("mnist", root=str(tmp_path)).load(CPU)
+    train, _, test, info = TorchvisionImages("mnist", root=str(tmp_path), val=0).load(CPU)
     assert info == DataInfo(input_shape=(1, 28, 28), n_classes=10, time_major=False, name="mnist")
     assert train.x.shape == (20, 1, 28, 28) and test.x.shape == (10, 1, 28, 28)
     assert train.x.dtype == torch.float32 and train.y.dtype == torch.int64
@@ -187,7 +187,7 @@ def test_mnist_loads_idx_files(tmp_path):
 
 def test_mnist_subsampling_keeps_the_first_samples(tmp_path):
     arrays = _write_fake_mnist(tmp_path)
-    train, test, _ = TorchvisionImages("mnist", root=str(tmp_path), n_train=5, n_test=100).load(CPU)
+    train, _, test, _ = TorchvisionImages("mnist", root=str(tmp_path), n_train=5, n_test=100, val=0).load(CPU)
     assert len(train) == 5 and len(test) == 10                         # n larger than the split: all of it
     assert train.y.tolist() == arrays["train"][1][:5].tolist()
 
@@ -238,12 +238,13 @@ needs_debian_fashion = pytest.mark.skipif(
 
 @needs_debian_fashion
 def test_fashion_mnist_from_debian_files(tmp_path):
-    train, test, info = TorchvisionImages("fashion_mnist", root=str(tmp_path), download=True,
-                                          n_train=100, n_test=50).load(CPU)
+    train, val, test, info = TorchvisionImages("fashion_mnist", root=str(tmp_path), download=True,
+                                               n_train=100, n_test=50).load(CPU)
     raw = tmp_path / "FashionMNIST" / "raw"
     assert sorted(p.name for p in raw.iterdir()) == sorted(data.IDX_FILES)   # no temp files left
     assert info == DataInfo(input_shape=(1, 28, 28), n_classes=10, time_major=False, name="fashion_mnist")
     assert train.x.shape == (100, 1, 28, 28) and test.x.shape == (50, 1, 28, 28)
+    assert val.x.shape == (5000, 1, 28, 28)                             # held out of the 60,000 by default
     with gzip.open(data.DEBIAN_FASHION_MNIST / "t10k-labels-idx1-ubyte.gz") as f:
         labels = np.frombuffer(f.read(), dtype=np.uint8, offset=8)
     assert test.y.tolist() == labels[:50].tolist()

@@ -46,7 +46,7 @@ def test_dendritic_conv_net_on_images(dendsn, tmp_path):
     from test_data import _write_fake_mnist
 
     _write_fake_mnist(tmp_path / "data", n_train=40, n_test=20)
-    dendsn("train", "dataset=mnist", f"dataset.root={tmp_path / 'data'}", "network=conv", "wiring=kto1",
+    dendsn("train", "dataset=mnist", f"dataset.root={tmp_path / 'data'}", "dataset.val=10", "network=conv", "wiring=kto1",
            "network.channels=[4,8]", "network.fc=16", "epochs=1", "T=3", "batch_size=20", "progress=false",
            "hydra.run.dir=run", check=True)
     ck = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=False)

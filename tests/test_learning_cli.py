@@ -85,7 +85,7 @@ def test_conv_network_learns_with_stdp(tmp_path):
     from test_data import _write_fake_mnist
 
     _write_fake_mnist(tmp_path / "data", n_train=40, n_test=20)
-    run_dendsn("train", "learning=stdp", "dataset=mnist", f"dataset.root={tmp_path / 'data'}", "network=conv",
+    run_dendsn("train", "learning=stdp", "dataset=mnist", f"dataset.root={tmp_path / 'data'}", "dataset.val=10", "network=conv",
                "network.channels=[4]", "network.fc=16", "epochs=1", "T=3", "batch_size=20", "progress=false",
                "hydra.run.dir=run", cwd=tmp_path, check=True)
     assert metrics(tmp_path / "run")["status"] == "completed"

@@ -13,7 +13,7 @@ from conftest import TINY, run_dendsn
 
 FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 needs_fashion = pytest.mark.skipif(not FASHION.exists(), reason="Debian package dataset-fashion-mnist is not installed")
-DPP_README = 0.8019     # experiment=fmnist_dpp, README "Local learning rules" table
+DPP_README = 0.8024     # experiment=fmnist_dpp, README "Local learning rules" table
 
 
 def final(run: Path) -> dict:
@@ -34,7 +34,7 @@ def test_every_preset_trains_on_a_subset(preset, n_train, floor, tmp_path):
 def test_joblib_launcher_runs_a_parallel_sweep(tmp_path):
     p = run_dendsn("train", "-m", *TINY, "epochs=1", "neuron=lif,plif", "hydra/launcher=joblib",
                    "hydra.launcher.n_jobs=2", "hydra.sweep.dir=sweep", cwd=tmp_path, check=True)
-    for job in ("0", "1"):
+    for job in ("0_neuron=lif", "1_neuron=plif"):
         m = json.loads((tmp_path / "sweep" / job / "metrics.json").read_text())
         assert m["status"] == "completed", m
     assert "2 job(s) completed, 0 failed" in p.stderr

@@ -70,15 +70,41 @@ class LearningRule:
         total_steps: int,
         lr_schedule: str = "none",
     ) -> None:
-        params = [p for p in self.trainable_parameters(model) if p.requires_grad]
+        if lr_schedule not in ("none", "cosine"):
+            raise UserError(f"lr_schedule={lr_schedule!r} is not known; use none or cosine")
+        self._params = [p for p in self.trainable_parameters(model) if p.requires_grad]
+        self._optim_args = (optimizer_factory, max(1, total_steps), lr_schedule)
+        self.lr_scales = [1.0] * len(self._params)
+        self._build_optimizer()
+
+    def _build_optimizer(self) -> None:
+        """The optimizer (one param group per distinct lr scale, each group's lr = optim.lr * scale, the
+        scale kept in the group as ``lr_scale``) and its schedule, both fresh."""
+        factory, total_steps, lr_schedule = self._optim_args
+        by_scale: dict = {}
+        for p, scale in zip(self._params, self.lr_scales):
+            by_scale.setdefault(scale, []).append(p)
+        groups = [{"params": ps, "lr_scale": scale} for scale, ps in by_scale.items()] or self._params
         try:
-            self.optimizer = optimizer_factory(params)
+            self.optimizer = factory(groups)
         except (TypeError, ValueError) as e:
             raise UserError(f"optim: {e}; check the optim.* keys") from None
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["lr"] * group.get("lr_scale", 1.0)
+        self.scheduler = None
         if lr_schedule == "cosine":
-            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=max(1, total_steps))
-        elif lr_schedule != "none":
-            raise UserError(f"lr_schedule={lr_schedule!r} is not known; use none or cosine")
+            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=total_steps)
+
+    def scale_lr(self, scales: dict) -> None:
+        """Multiply the learning rate of each parameter in ``scales`` (parameter -> factor) by its factor;
+        called before training (a new optimizer and schedule). `init_rate` uses it so that a layer whose
+        weights it scaled by c also takes steps c times larger: for Adam-type optimizers the weights then
+        move by the same fraction of their size per step as at the plain initialisation (the equalised
+        learning rate of Karras et al. 2018). A rule without an optimizer ignores it."""
+        if self.optimizer is None or not getattr(self, "_params", None):
+            return
+        self.lr_scales = [float(scales.get(p, 1.0)) for p in self._params]
+        self._build_optimizer()
 
     def trainable_parameters(self, model: nn.Module):
         return model.parameters()
@@ -88,7 +114,11 @@ class LearningRule:
         return []
 
     def lr(self) -> float:
-        return self.optimizer.param_groups[0]["lr"] if self.optimizer else math.nan
+        """The base learning rate now (optim.lr under the schedule; layers scaled by `scale_lr` use a multiple)."""
+        if not self.optimizer:
+            return math.nan
+        group = self.optimizer.param_groups[0]
+        return group["lr"] / group.get("lr_scale", 1.0)
 
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return count_loss(out, y, self.per_step_loss)
@@ -116,9 +146,14 @@ class LearningRule:
         return {
             "optimizer": self.optimizer.state_dict() if self.optimizer else None,
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "lr_scales": list(getattr(self, "lr_scales", [])),
         }
 
     def load_state_dict(self, sd: dict) -> None:
+        scales = sd.get("lr_scales")
+        if self.optimizer is not None and scales and len(scales) == len(self._params) and scales != self.lr_scales:
+            self.lr_scales = [float(s) for s in scales]     # the groups the saved optimizer state has
+            self._build_optimizer()
         if self.optimizer is not None and sd.get("optimizer") is not None:
             self.optimizer.load_state_dict(sd["optimizer"])
         if self.scheduler is not None and sd.get("scheduler") is not None:

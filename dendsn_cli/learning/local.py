@@ -271,11 +271,9 @@ class LocalRule(LearningRule):
             clamp()
 
     def calibration_skip(self) -> list:
-        """Hidden layers whose rows ``normalize`` rescales after every update keep their scale (`init_rate`
-        would be undone at the first batch)."""
-        if self.normalize is None:
-            return []
-        return [i for i, l in enumerate(self.layers) if l.learns and not l.is_readout]
+        """Every layer: a local rule sets the scale of what it trains itself (``init``, ``normalize``, the
+        read-out's delta rule and its rate), so `init_rate` leaves the whole network as the rule made it."""
+        return list(range(len(self.layers)))
 
     # --- hooks --------------------------------------------------------------------------------------
     def register_hooks(self) -> None:
@@ -480,9 +478,17 @@ class LocalRule(LearningRule):
 
     # --- epochs, logging, state -----------------------------------------------------------------------
     def lr(self) -> float:
+        """The rate the rule applies now: BPTT's during pre-training; the hidden layers' rule rate
+        (`rate`, under the cosine factor) while they learn; after ``local_epochs`` the read-out's."""
         if self._bptt is not None and self.epochs_done < self.pretrain_bptt_epochs:
             return self._bptt.lr()
-        return super().lr() if self.optimizer is not None else self.rate()
+        if self.hidden_plastic() and any(l.learns for l in self.hidden):
+            return self.rate() * self.rate_factor()
+        if self.optimizer is not None:
+            return super().lr()
+        if self.readout_mode == "delta":
+            return self.readout_eta * self.rate_factor()
+        return self.rate() * self.rate_factor() if self.readout_is_local() else 0.0
 
     def rate(self) -> float:
         """The rule's own learning rate (logged as ``lr`` when no optimizer is in use)."""
