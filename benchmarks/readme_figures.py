@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         fig = figures.raster(s, title=f"{name}: validation samples", sample_labels=labels)
         written.append(figures.save_png(fig, out / f"raster_{name}.png"))
     for name, t in monitor.traces.items():
-        kind = "soma and dendritic compartments" if "v_dend" in t else "soma"
+        kind = "soma (before reset) and dendritic compartments" if "v_dend" in t else "soma (before reset)"
         fig = figures.traces(t["v"], t["spikes"], t["v_threshold"], v_dend=t.get("v_dend"), neuron_ids=t["neurons"],
                              title=f"{name}: {kind}, validation sample 0")
         written.append(figures.save_png(fig, out / f"traces_{name}.png"))

@@ -85,7 +85,7 @@ class TensorBoardLogger:
         for name, s in rasters.items():                       # [T, k, N]
             self.writer.add_figure(f"raster/{name}", fig.raster(s, title=f"{name}: {split} samples"), step)
         for name, t in traces.items():
-            kind = "soma and dendritic compartments" if "v_dend" in t else "soma"
+            kind = "soma (before reset) and dendritic compartments" if "v_dend" in t else "soma (before reset)"
             self.writer.add_figure(f"traces/{name}", fig.traces(
                 t["v"], t["spikes"], t["v_threshold"], v_dend=t.get("v_dend"), neuron_ids=t["neurons"],
                 title=f"{name}: {kind}, {split} sample 0"), step)

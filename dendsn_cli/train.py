@@ -220,7 +220,8 @@ class Monitor:
             if self.record and name not in self.rasters:
                 k = min(self.n_samples, flat.shape[1])
                 self.rasters[name] = flat[:, :k].float().cpu()                       # [T, k, N]
-                v = getattr(module, "v_seq", None)
+                v = getattr(module, "h_seq", None)             # before the reset: it crosses the threshold
+                v = v if isinstance(v, torch.Tensor) else getattr(module, "v_seq", None)
                 if isinstance(v, torch.Tensor):
                     idx = self._neurons(flat)
                     trace = {"v": v.detach().reshape(v.shape[0], v.shape[1], -1)[:, 0, idx].float().cpu(),

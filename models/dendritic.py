@@ -190,6 +190,7 @@ class DendriticNeuron(SpikingModule):
         self._set_dend(None, None)
         self.v_seq: Optional[torch.Tensor] = None
         self.v_dend_seq: Optional[torch.Tensor] = None
+        self.h_seq: Optional[torch.Tensor] = None          # the soma's charge before each reset (store_seq, no BAP)
 
     # The compartment state after the last step. The all-at-once read-out (`_drive_at_once`) never
     # forms it; it is computed from the kept input on first access (`dendrite.last_state`), under
@@ -268,7 +269,7 @@ class DendriticNeuron(SpikingModule):
             alpha, u = self.soma_terms(self.dendrite.output(vd_seq))   # u [T, B, S...]
         else:
             alpha, u, gain, state = fast                            # the drive is gain * u
-        s, self.v, _, v_seq = soma.multi_step(
+        s, self.v, h, v_seq = soma.multi_step(
             u, v, alpha, self.v_threshold, self.v_reset, self.surrogate, self.detach_reset, self.training,
             keep_v=self.store_seq, gain=1.0 if fast is None else gain,
         )
@@ -280,7 +281,7 @@ class DendriticNeuron(SpikingModule):
             self._set_dend(None, None)
             self._pending = (x, v_p, torch.is_grad_enabled())
         if self.store_seq:
-            self.v_seq, self.v_dend_seq = v_seq, vd_seq
+            self.v_seq, self.v_dend_seq, self.h_seq = v_seq, vd_seq, h
         return s
 
     def soma_input(self, x_seq: torch.Tensor):

@@ -63,7 +63,8 @@ class PointNeuron(SpikingModule):
     """A soma driven directly by its input current: subclasses define ``leak_and_drive``.
 
     With ``store_seq = True`` a multi-step pass also keeps ``v_seq`` [T, B, ...], the potential after
-    each step's reset (for plots of membrane traces); off by default, it costs memory."""
+    each step's reset, and ``h_seq``, the charged potential before it (for plots of membrane traces:
+    h crosses the threshold where the neuron fires); off by default, they cost memory."""
 
     store_seq = False
 
@@ -83,6 +84,7 @@ class PointNeuron(SpikingModule):
         self.detach_reset = detach_reset
         self.v: Optional[torch.Tensor] = None
         self.v_seq: Optional[torch.Tensor] = None
+        self.h_seq: Optional[torch.Tensor] = None
 
     def leak_and_drive(self, x: torch.Tensor):
         """(alpha, u) of `soma.py` for input current ``x``."""
@@ -100,11 +102,11 @@ class PointNeuron(SpikingModule):
 
     def multi_step(self, x_seq: torch.Tensor) -> torch.Tensor:
         alpha, u, gain = self.drive(x_seq)
-        s, self.v, _, v_seq = soma.multi_step(
+        s, self.v, h, v_seq = soma.multi_step(
             u, self._v0(x_seq[0]), alpha, self.v_threshold, self.v_reset, self.surrogate,
             self.detach_reset, self.training, gain=gain, keep_v=self.store_seq,
         )
-        self.v_seq = v_seq
+        self.v_seq, self.h_seq = v_seq, (h if self.store_seq else None)
         return s
 
     def single_step(self, x: torch.Tensor) -> torch.Tensor:
@@ -117,7 +119,7 @@ class PointNeuron(SpikingModule):
 
     def reset(self) -> None:
         self.v = None
-        self.v_seq = None
+        self.v_seq = self.h_seq = None
 
     def extra_repr(self) -> str:
         return f"v_threshold={self.v_threshold}, v_reset={self.v_reset}, surrogate={self.surrogate}, step_mode={self.step_mode!r}"

@@ -257,6 +257,10 @@ def test_traces_of_a_dendritic_layer_show_every_compartment(tmp_path):
     K = 8                                                               # kto1: 3 x 2 inputs + 2 outputs
     assert t["v"].shape == (12, 4) and t["v_dend"].shape == (12, 4, K) and t["spikes"].shape == (12, 4)
     assert mon.rasters["layer1"].shape == (12, 3, 48)
+    for name in ("layer1", "readout"):                                  # dendritic and point somas alike:
+        t = mon.traces[name]                                            # the potential before the reset, which
+        fired = t["spikes"] > 0                                         # crosses the threshold where it fires
+        assert torch.all(t["v"][fired] >= t["v_threshold"]) and torch.all(t["v"][~fired] < t["v_threshold"])
     assert not any("store_seq" in vars(m) for _, m in parts.layers)    # back to the fast path
 
 
