@@ -240,18 +240,26 @@ class Monitor:
         return torch.topk(counts, k).indices.sort().values.cpu() if counts.any() else torch.arange(k)
 
     def start(self, record: bool = False):
-        self.active, self.record = True, record
-        self.counts, self.rasters, self.traces = {}, {}, {}
+        self.active, self.counts, self.rasters, self.traces = True, {}, {}, {}
+        self._record(record)
+
+    def _record(self, on: bool) -> None:
+        """Keep the layers' potential sequences (``store_seq``, the general path) only while recording."""
+        self.record = on
         for _, m in self.layers:
-            if record and hasattr(m, "store_seq"):
+            if on and hasattr(m, "store_seq"):
                 m.store_seq = True
+            elif "store_seq" in vars(m):
+                del m.store_seq                              # back to the class default (off)
+
+    def stop_recording(self) -> None:
+        if self.record:
+            self._record(False)
 
     def stop(self) -> dict:
         """The mean firing rate of every layer (rate/<layer>) over the evaluation."""
         self.active = False
-        for _, m in self.layers:
-            if "store_seq" in vars(m):
-                del m.store_seq                              # back to the class default (off)
+        self._record(False)
         return {f"rate/{k}": float(c.sum() / (max(n, 1) * c.numel())) for k, (c, n) in self.counts.items()}
 
     def neuron_rates(self) -> dict:
@@ -295,11 +303,8 @@ def evaluate(parts: Parts, cfg, split=None, monitor: Optional[Monitor] = None, r
             loss, out = rule.eval_batch(model, parts.encoder(x, cfg.T, time_major=parts.info.time_major), y)
             sums[0] += loss.float() * y.shape[0]
             sums[1] += _correct(out, y)
-            if monitor is not None and monitor.record:
-                monitor.record = False                       # traces and rasters of the first batch only
-                for _, m in monitor.layers:
-                    if "store_seq" in vars(m):
-                        m.store_seq = False
+            if monitor is not None:
+                monitor.stop_recording()                     # traces and rasters of the first batch only
             if confusion is not None:
                 C = confusion.shape[0]
                 pred = out.sum(0).argmax(-1)
@@ -371,42 +376,34 @@ def hparams_of(cfg: DictConfig, choices: dict, overrides: list) -> tuple[dict, t
     return flat, tuple(given)
 
 
-def _layer_names(model: torch.nn.Module, layers: list) -> dict:
-    """module -> the layer name (layer1, ..., readout) of the spiking layer it belongs to: a synapse and
-    whatever sits between it and its neuron belong to that neuron's layer."""
-    names: dict = {}
-    seq = getattr(model, "layers", None)
-    by_neuron = {id(m): name for name, m in layers}
-    if isinstance(seq, torch.nn.Sequential):
-        pending = []
-        for m in seq.children():
-            if id(m) in by_neuron:
-                for p in pending + [m]:
-                    names[id(p)] = by_neuron[id(m)]
-                pending = []
-            else:
-                pending.append(m)
-    for name, m in layers:
-        names[id(m)] = name
-    return names
-
-
 def named_layer_parameters(model: torch.nn.Module, layers: list) -> dict:
     """'<layer>/<what>' -> parameter, 'what' = weight / bias of the synapse, or the neuron's own
-    (e.g. 'layer1/w' of a PLIF, 'layer1/phi'); parameters outside every layer keep their module path."""
-    names = _layer_names(model, layers)
-    out = {}
-    for mod_name, mod in model.named_modules():
-        for p_name, p in mod.named_parameters(recurse=False):
-            layer = names.get(id(mod))
-            if layer is None:
-                owner = next((names[id(m)] for n, m in model.named_modules()
-                              if id(m) in names and mod_name.startswith(n + ".")), None)
-                layer = owner
-            key = f"{layer}/{p_name}" if layer else f"{mod_name}.{p_name}"
-            while key in out:
-                key += "_"
-            out[key] = p
+    (e.g. 'layer1/w' of a PLIF, 'layer1/phi'). A synapse and whatever sits between it and its neuron
+    (`dendsn.calibrate.layer_pairs`) belong to that neuron's layer; parameters outside every layer keep
+    their module path."""
+    from dendsn.calibrate import layer_pairs
+
+    name_of = {id(m): name for name, m in layers}
+    owner = dict(name_of)
+    try:
+        for synapse, neuron, between in layer_pairs(model):
+            owner.update({id(m): name_of[id(neuron)] for m in (synapse, *between) if id(neuron) in name_of})
+    except ValueError:                                  # not a feed-forward stack: the neurons alone
+        pass
+    out, seen = {}, set()
+    for top in model.modules():
+        if id(top) not in owner:
+            continue
+        for mod in top.modules():
+            for p_name, p in mod.named_parameters(recurse=False):
+                if id(p) in seen:
+                    continue
+                key = f"{owner[id(top)]}/{p_name}"
+                while key in out:
+                    key += "_"
+                out[key] = p
+                seen.add(id(p))
+    out.update({n: p for n, p in model.named_parameters() if id(p) not in seen})
     return out
 
 
@@ -597,15 +594,13 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict | 
                 t0 = time.perf_counter()
                 confusion = torch.zeros(n_classes, n_classes, dtype=torch.long, device=device) if figures else None
                 row = {"epoch": epoch + 1, "train_loss": loss_sum / n, "train_acc": correct / n}
+                watched = val_split if val_split is not None else parts.test   # rates, pictures, confusion
+                loss_acc = evaluate(parts, cfg, watched, monitor, record=figures, confusion=confusion)
+                rates, neuron_rates = monitor.stop(), monitor.neuron_rates()
                 if val_split is not None:
-                    row["val_loss"], row["val_acc"] = evaluate(parts, cfg, val_split, monitor, record=figures,
-                                                               confusion=confusion)
-                    rates, neuron_rates = monitor.stop(), monitor.neuron_rates()
-                    row["test_loss"], row["test_acc"] = evaluate(parts, cfg, parts.test)
-                else:
-                    row["test_loss"], row["test_acc"] = evaluate(parts, cfg, parts.test, monitor, record=figures,
-                                                                 confusion=confusion)
-                    rates, neuron_rates = monitor.stop(), monitor.neuron_rates()
+                    row["val_loss"], row["val_acc"] = loss_acc
+                    loss_acc = evaluate(parts, cfg, parts.test)
+                row["test_loss"], row["test_acc"] = loss_acc
                 row["lr"] = lr_now
                 times["evaluate"] += time.perf_counter() - t0
                 t0 = time.perf_counter()
