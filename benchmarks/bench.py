@@ -496,7 +496,7 @@ def run_cli(overrides: list[str], threads: Optional[int], workdir: Path, device:
         if line.startswith("profile:"):                 # the parts of the run, before " | train_step = ..."
             for part in line[len("profile:"):].split(" | ")[0].split(","):
                 name, secs = part.split()[:2]
-                prof[name] = float(secs.rstrip("s"))
+                prof[name] = float(secs[:-2]) / 1000 if secs.endswith("ms") else float(secs.rstrip("s"))
     return {"samples_per_s": metrics["train_samples_per_s"], "profile": prof, "test_acc": metrics["final"]["test_acc"]}
 
 

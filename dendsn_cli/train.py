@@ -314,6 +314,11 @@ def evaluate(parts: Parts, cfg, split=None, monitor: Optional[Monitor] = None, r
     return loss_sum / n, correct / n
 
 
+def _duration(seconds):
+    """'2.31s' from a second up, '4.12ms' below: a short phase never prints as 0.00s."""
+    return f"{seconds:.2f}s" if seconds >= 1 else f"{seconds * 1000:.3g}ms"
+
+
 def _write_json(path: Path, obj: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(obj, indent=2))
@@ -684,8 +689,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict | 
     _write_json(metrics_path, result)
     if cfg.profile:
         total = sum(times.values())
-        parts_txt = ", ".join(f"{k} {v:.2f}s ({v / total:.0%})" for k, v in times.items())
-        phases_txt = ", ".join(f"{k} {v:.2f}s" for k, v in clock.times.items())
+        parts_txt = ", ".join(f"{k} {_duration(v)} ({v / total:.0%})" for k, v in times.items())
+        phases_txt = ", ".join(f"{k} {_duration(v)}" for k, v in clock.times.items())
         print(f"profile: {parts_txt} | train_step = {phases_txt}", file=sys.stderr)
     sps = result["train_samples_per_s"]
     n_ep = len(history)
