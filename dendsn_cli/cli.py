@@ -13,6 +13,8 @@ its jobs, best validation accuracy first (`sweep.py`).
 from __future__ import annotations
 
 import contextlib
+import errno
+import io
 import math
 import os
 import re
@@ -21,8 +23,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from . import sweep
-from .errors import UserError
+from . import rundir, sweep
+from .errors import UserError, shorten
 
 sweep.register_resolvers()   # ${dendsn.job_dir:...} names sweep job dirs, also in launcher workers
 
@@ -91,10 +93,13 @@ def _split_args(args: list[str]):
     from hydra._internal.utils import get_args_parser
 
     parser = get_args_parser()
+    said = io.StringIO()
     try:
-        ns = parser.parse_args(args)
+        with contextlib.redirect_stderr(said):       # argparse's usage text and error: one line instead
+            ns = parser.parse_args(args)
     except SystemExit:
-        fail("could not parse the arguments; see `dendsn train --help`")
+        why = [ln.split("error:", 1)[1].strip() for ln in said.getvalue().splitlines() if "error:" in ln]
+        fail(f"could not parse the arguments{': ' + shorten(why[-1], 80) if why else ''}; see `dendsn train --help`")
     return ns
 
 
@@ -125,11 +130,17 @@ def _resume_overrides(overrides: list[str]) -> list[str]:
     from . import checkpoint
 
     value = next((o.split("=", 1)[1] for o in overrides if o.startswith("resume=")), None)
-    if not value:
+    if value is None:
         return overrides
+    if value.strip() in ("", "null", "''", '""'):
+        if value.strip() == "null":
+            return overrides
+        raise UserError("resume= is empty (an unset shell variable?): give the run dir or checkpoint to continue, "
+                        "e.g. resume=outputs/2026-01-01/12-00-00, or leave resume out for a new run")
     path = checkpoint.find(value, "resume")
     ck = checkpoint.load(path, "resume")
     user = [o for o in overrides if not o.startswith("resume=")]
+    checkpoint.check_overrides(ck["overrides"], user, path, "resume")
     user_keys = {o.split("=", 1)[0].lstrip("+~") for o in user}
     merged = [o for o in ck["overrides"] if o.split("=", 1)[0].lstrip("+~") not in user_keys]
     merged += user + [f"resume={_quoted(str(path))}"]
@@ -169,20 +180,73 @@ def _task(cfg) -> Any:
     multirun = hc.mode == RunMode.MULTIRUN
     overrides = [o for o in hc.overrides.task if not o.startswith(("resume=", "hydra."))]
     try:
+        if multirun:
+            rundir.lock_dir(run_dir, "hydra.sweep.subdir")     # launchers may run jobs in other processes
         result = train(cfg, run_dir, overrides, dict(hc.runtime.choices))
         return sweep.objective(result) if multirun else result
     except Exception as e:
-        if isinstance(e, UserError):
-            message, code = str(e), 130 if str(e).startswith("interrupted") else 2
-        elif os.environ.get("DENDSN_DEBUG"):
+        if os.environ.get("DENDSN_DEBUG") and not isinstance(e, UserError):
             raise
-        else:
-            message, code = f"internal error: {type(e).__name__}: {e} (rerun with DENDSN_DEBUG=1 for the traceback)", 1
+        message, code = describe(e, cfg)
         if not multirun:
             fail(message, code)
         (run_dir / "error.txt").write_text(message + "\n")
+        if code == 130:                                  # Ctrl-C / SIGTERM stops the whole sweep, not one job
+            raise SweepInterrupted(run_dir, hc.job.num) from None
         print(f"dendsn: job {hc.job.num} failed: {message}", file=sys.stderr)
         return _failed_objective(hc, run_dir)
+
+
+SWEEP_OVERRIDES: list[str] = []   # the sweep's own overrides (for the table of an interrupted sweep)
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """A sweep job was stopped by Ctrl-C / SIGTERM: Hydra's launcher must not start the next job
+    (it catches Exception from a job, not KeyboardInterrupt)."""
+
+    def __init__(self, job_dir: Path, num: int):
+        super().__init__(str(job_dir))
+        self.job_dir, self.num = Path(job_dir), num
+
+    def report(self) -> str:
+        """Write the table of the jobs so far; the one line that ends the command."""
+        root = self.job_dir.parent
+        rows = sweep.collect(root, SWEEP_OVERRIDES)
+        done = sum(r["status"] == "completed" for r in rows)
+        kept = ""
+        if rows:
+            csv_path, _ = sweep.write_results(root, rows, {})
+            print(sweep.format_table(rows))
+            kept = f" (table: {csv_path})"
+        return (f"interrupted: the sweep stopped in job {self.num}; {done} finished job(s) are kept{kept}; "
+                f"continue the stopped job with: dendsn train resume={_quoted(str(self.job_dir))}; "
+                "the jobs after it did not start")
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    if isinstance(e, MemoryError):
+        return True
+    text = str(e)
+    oom = getattr(__import__("torch"), "OutOfMemoryError", ())
+    return isinstance(e, oom) or "can't allocate memory" in text or "out of memory" in text.lower()
+
+
+def describe(e: BaseException, cfg=None) -> tuple[str, int]:
+    """The one line (and exit code) for an exception that ends a command: a user mistake (2), an
+    interruption (130), memory (2, naming the keys that set the size), or an internal error (1)."""
+    if isinstance(e, UserError):
+        return str(e), 130 if str(e).startswith("interrupted") else 2
+    if _out_of_memory(e):
+        sizes = ""
+        if cfg is not None:
+            data = cfg.get("dataset") or {}
+            extra = [f"dataset.{k}={data[k]}" for k in ("n_train", "n_test", "val") if k in data]
+            sizes = f" (now T={cfg.get('T')}, batch_size={cfg.get('batch_size')}{', ' if extra else ''}{', '.join(extra)})"
+        return (f"out of memory: the run needs more memory than the device has; lower T, batch_size or the network "
+                f"and dataset sizes{sizes}"), 2
+    first = (str(e).strip().splitlines() or [""])[0]
+    return (f"internal error: {type(e).__name__}: {shorten(first, 300)} "
+            "(rerun with DENDSN_DEBUG=1 for the traceback)"), 1
 
 
 def _failed_objective(hc, run_dir: Path) -> float | None:
@@ -256,6 +320,95 @@ def _keep_run_record_unless_trained(overrides: list[str]):
                 f.write_bytes(data)
 
 
+# ---------------------------------------------------------------- one run, one directory
+def holds_run(path: Path, multirun: bool) -> str | None:
+    """What in ``path`` shows an earlier run (or sweep) was there, or None."""
+    marks = ["multirun.yaml", "sweep_results.csv"] if multirun else [".hydra", "checkpoints", "metrics.json", "train.log"]
+    found = next((m for m in marks if (path / m).exists()), None)
+    if found is None and multirun and path.is_dir():
+        found = next((c.name for c in sorted(path.iterdir()) if c.is_dir() and (c / ".hydra").is_dir()), None)
+    return found
+
+
+def _make_dir(path: Path, key: str, fresh: bool) -> tuple[Path, bool]:
+    """Create ``path``; return it and whether this call created it. ``fresh``: it must be new; when it
+    exists, the first free ``path_1``, ``path_2``, ... (mkdir is atomic: two runs started in the same
+    second get two dirs)."""
+    candidate, n = path, 0
+    while True:
+        try:
+            candidate.mkdir(parents=True)
+            created = True
+        except FileExistsError as e:
+            if not candidate.is_dir():
+                raise rundir.dir_problem(candidate, key, e) from None
+            if fresh:
+                n += 1
+                candidate = path.with_name(f"{path.name}_{n}")
+                continue
+            created = False
+        except OSError as e:
+            raise rundir.dir_problem(candidate, key, e) from None
+        if not os.access(candidate, os.W_OK | os.X_OK):
+            raise rundir.dir_problem(candidate, key, PermissionError(errno.EACCES, "permission denied"))
+        return candidate, created
+
+
+CREATED_DIR: Path | None = None   # the run dir this command made (removed again if the run is refused)
+
+
+def _drop_refused_run(code) -> None:
+    """A run refused before it trained (bad input, exit 2) leaves no directory behind, when this command
+    made that directory: nothing in it but Hydra's record of the refused config and the lock."""
+    d = CREATED_DIR.resolve() if CREATED_DIR is not None else None
+    if code != 2 or d is None or not d.is_dir():
+        return
+    if any((d / m).exists() for m in ("checkpoints", "metrics.json")) or any(p.is_dir() and (p / ".hydra").is_dir() for p in d.iterdir()):
+        return
+    import shutil
+
+    shutil.rmtree(d, ignore_errors=True)
+    for parent in d.parents:                        # outputs/<date>/ when it held only this run
+        if parent == Path.cwd().resolve() or not parent.is_dir() or any(parent.iterdir()):
+            break
+        try:
+            parent.rmdir()
+        except OSError:
+            break
+
+
+def claim_dir(overrides: list[str], multirun: bool) -> list[str]:
+    """Make the run (or sweep) dir, refuse one that holds another run unless this is a resume, lock it,
+    and name it in the overrides (so Hydra does not compute a second, later time stamp)."""
+    from .config import compose
+
+    global CREATED_DIR
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    given = _value_of(overrides, key)
+    resume = _value_of(overrides, "resume") not in (None, "null", "None")
+    if given is None:
+        hydra_only = [o for o in overrides if o.lstrip("+~").startswith("hydra.")] if multirun else overrides
+        cfg = compose(hydra_only, return_hydra_config=True)
+        path = Path(str(cfg.hydra.sweep.dir if multirun else cfg.hydra.run.dir))
+        path, made = _make_dir(path, key, fresh=not resume)
+        CREATED_DIR = path if made else None
+    else:
+        if not given.strip():
+            raise UserError(f"{key}= is empty; give a directory, or leave {key} out for a fresh one under outputs/")
+        path, made = _make_dir(Path(given), key, fresh=False)
+        CREATED_DIR = path if made and not resume else None
+        found = None if resume else holds_run(path, multirun)
+        if found:
+            what = "sweep" if multirun else "run"
+            hint = "" if multirun else f"continue it with: dendsn train resume={_quoted(str(path))}, or "
+            raise UserError(f"{key}={shorten(path)} already holds a {what} ({found}); nothing there was changed; "
+                            f"{hint}choose another {key}")
+    rundir.lock_dir(path, key)
+    if given is None:
+        overrides = [*overrides, f"{key}={_quoted(str(path))}"]
+    return overrides
+
+
 def train_command(args: list[str]) -> None:
     import hydra
 
@@ -268,16 +421,27 @@ def train_command(args: list[str]) -> None:
     # --cfg / --resolve print the config a run would use: the same checks (and one-line errors) as a run
     informational = ns.hydra_help or ns.info or ns.shell_completion
     overrides = list(ns.overrides)
+    printing = ns.cfg or ns.resolve or ns.package
     if not informational:
         try:
             overrides = prevalidate(ns)
+            if not printing:
+                overrides = claim_dir(overrides, ns.multirun)
+                SWEEP_OVERRIDES[:] = list(ns.overrides)
         except UserError as e:
             fail(str(e))
     hydra_flags = [a for a in args if a not in ns.overrides]
     sys.argv = ["dendsn train", *hydra_flags, *overrides]
     app = hydra.main(config_path="pkg://dendsn_conf", config_name="train", version_base="1.3")(_task)
-    with _keep_run_record_unless_trained(overrides):
-        app()
+    from .train import STOP
+
+    STOP.requested = False
+    try:
+        with STOP, _keep_run_record_unless_trained(overrides):
+            app()
+    except SystemExit as e:
+        _drop_refused_run(e.code)
+        raise
     if FAILED_JOBS:
         sys.exit(1)
 
@@ -358,11 +522,12 @@ def eval_command(args: list[str]) -> None:
               "loads its weights and prints test accuracy and loss.")
         return
     value = next((a.split("=", 1)[1] for a in args if a.startswith("ckpt=")), None)
-    if not value:
+    if value is None:
         fail("dendsn eval needs ckpt=PATH (a checkpoint file or a run dir)")
     path = checkpoint.find(value, "ckpt")
     ck = checkpoint.load(path, "ckpt")
     user = [a for a in args if not a.startswith("ckpt=")]
+    checkpoint.check_overrides(ck["overrides"], user, path, "ckpt")
     user_keys = {o.split("=", 1)[0].lstrip("+~") for o in user}
     overrides = [o for o in ck["overrides"] if o.split("=", 1)[0].lstrip("+~") not in user_keys] + user
     cfg = compose(overrides)
@@ -388,10 +553,14 @@ def main(argv: list[str] | None = None) -> None:
         fail(f"unknown command {cmd!r}; use train, eval or list (dendsn --help)")
     try:
         commands[cmd](rest)
-    except UserError as e:
-        fail(str(e))
+    except SweepInterrupted as e:
+        fail(e.report(), 130)
     except KeyboardInterrupt:
         fail("interrupted", 130)
+    except Exception as e:
+        if os.environ.get("DENDSN_DEBUG") and not isinstance(e, UserError):
+            raise
+        fail(*describe(e))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from hydra._internal.utils import _locate
 from omegaconf import DictConfig, ListConfig, MISSING, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from .errors import UserError
+from .errors import UserError, shorten
 
 CONFIG_MODULE = "dendsn_conf"
 CONFIG_NAME = "train"
@@ -82,6 +82,8 @@ def validate(cfg: DictConfig) -> None:
     for key in cfg.keys():
         if key not in known:
             raise UserError(f"{key} is not a known key; the root keys are: {', '.join(sorted(known - {'hydra'}))}")
+    if not 0 <= cfg.seed < 2**63:
+        raise UserError(f"seed={shorten(cfg.seed, 40)} is out of range: seed must be an integer in [0, 2**63)")
     for key in ("T", "batch_size", "epochs"):
         if cfg[key] < 1:
             raise UserError(f"{key}={cfg[key]} is out of range: {key} must be >= 1")
@@ -107,6 +109,19 @@ def validate(cfg: DictConfig) -> None:
         node = cfg.get(group)
         if isinstance(node, DictConfig):
             check_node(node, group)
+            _check_step_mode(node, group)
+
+
+def _check_step_mode(node: DictConfig, path: str) -> None:
+    """Layers run over the whole time axis at once (step_mode 'm'): the runner feeds [T, B, ...] and the
+    learning rules read every step's state; single-step mode would silently drop the memory across steps."""
+    for key in node.keys():
+        value = node._get_node(key)
+        if key == "step_mode" and node[key] != "m":
+            raise UserError(f"{path}.step_mode={node[key]!r} is not supported: dendsn runs every layer over the whole "
+                            "time axis (step_mode 'm'); drop the override")
+        if isinstance(value, DictConfig):
+            _check_step_mode(value, f"{path}.{key}")
 
 
 def choice_name(cfg: DictConfig, group: str) -> str:
@@ -241,6 +256,36 @@ def explain(e: BaseException) -> str:
     m = re.search(r"Value '([^']*)' (?:of type '[^']+' )?could not be converted to (\w+)\s*full_key: ([^\s]+)", msg)
     if m:
         return f"{m.group(3)}={m.group(1)!r} has the wrong type: expected {m.group(2)}"
+    m = re.search(r"field '[^']+' is not Optional\s*full_key: ([^\s]+)", msg)
+    if m:
+        return f"{m.group(1)}=null is not allowed: {m.group(1)} needs a value (`dendsn train --help` gives its default)"
+    m = re.search(r"Value '([^']*)' is not a valid (\w+) \(type \w+\)\s*full_key: ([^\s]+)", msg)
+    if m:
+        value, kind, key = m.groups()
+        hint = "true or false" if kind == "bool" else f"a {kind}"
+        return f"{key}={shorten(value, 40)!r} is not a valid {kind}: use {hint}"
+    m = re.search(r"Error parsing override '(.*)'\nmissing EQUAL", msg, re.S)
+    if m:
+        return (f"{shorten(m.group(1), 60)!r} is not an override: write KEY=VALUE (e.g. neuron=lif), "
+                "+KEY=VALUE to add a key, ~KEY to remove one")
+    m = re.search(r"LexerNoViableAltException: (.*)\n(\s*)\^", msg)
+    if m:
+        text, pad = m.group(1), len(m.group(2)) - len("LexerNoViableAltException: ")
+        bad = text[pad] if 0 <= pad < len(text) else "?"
+        return (f"{shorten(text, 60)!r} cannot be read: {bad!r} is not allowed in an unquoted value; quote the "
+                f"value (KEY='\"...\"') if it is meant, or fix the typo")
+    m = re.search(r"Interpolation key '([^']*)' not found\s*full_key: ([^\s]+)", msg)
+    if m:
+        return (f"{m.group(2)}: its value refers to ${{{m.group(1)}}}, which is not a key of the config; "
+                "give a plain value, or an interpolation of a key that exists")
+    m = re.search(r"Environment variable '([^']*)' not found\W*full_key: ([^\s]+)", msg)
+    if m:
+        return (f"{m.group(2)}: its value reads the environment variable {m.group(1)}, which is not set; export it, "
+                f"or give a default: '${{oc.env:{m.group(1)},VALUE}}'")
+    m = re.search(r"Missing mandatory value: ([\w.]+)", msg)
+    if m:
+        key = m.group(1)
+        return f"{key} has no value, and a run needs one (removed with ~{key}?); pick an option, e.g. `dendsn list {key}`"
     m = re.search(r"Ambiguous value for argument '([^']+)'", msg)
     if m:
         return f"{m.group(1)} is a sweep: add -m (dendsn train -m {m.group(1)}) to run one job per value"
@@ -248,16 +293,82 @@ def explain(e: BaseException) -> str:
     return first
 
 
+OPTIONAL_GROUPS = ("experiment",)   # groups that default to nothing: Hydra ignores an unknown option of these
+MANDATORY_GROUPS = ("dataset", "encoder", "network", "neuron", "learning", "optim", "logger")
+
+
+def check_optional_groups(overrides: list[str]) -> None:
+    """``experiment=nope`` (a typo of an optional group's option) would silently run the default: refuse it."""
+    from importlib import resources
+
+    import difflib
+
+    for o in overrides:
+        key, _, value = o.lstrip("+").partition("=")
+        if key not in OPTIONAL_GROUPS or not value or value == "null":
+            continue
+        folder = resources.files(CONFIG_MODULE).joinpath(key)
+        options = sorted(f.name[:-5] for f in folder.iterdir() if f.name.endswith(".yaml"))
+        for v in (x.strip() for x in value.split(",")):
+            if v and v not in options and not any(ch in v for ch in "()*?[]"):
+                close = difflib.get_close_matches(v, options, n=1)
+                hint = f"did you mean {key}={close[0]}? " if close else ""
+                raise UserError(f"{key}={shorten(v, 40)} is not an option of '{key}'; {hint}available: {', '.join(options)}")
+
+
+def _big_number(overrides: list[str]) -> str | None:
+    return next((o.split("=", 1)[0] for o in overrides if re.fullmatch(r"[+~]?[\w.]+=-?\d{300,}", o)), None)
+
+
 def compose(overrides: list[str], return_hydra_config: bool = False) -> DictConfig:
-    """Compose the run config for ``overrides``; raise UserError with one line on failure."""
+    """Compose the run config for ``overrides`` and resolve its interpolations (outside hydra.*);
+    raise UserError with one line on failure."""
+    check_optional_groups(overrides)
+    big = _big_number(overrides)
+    if big:
+        raise UserError(f"{big.lstrip('+~')}= holds a number with hundreds of digits; give a value in its range "
+                        "(`dendsn train --help`)")
     GlobalHydra.instance().clear()
     try:
         with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-            return hydra_compose(CONFIG_NAME, overrides=overrides, return_hydra_config=return_hydra_config)
+            cfg = hydra_compose(CONFIG_NAME, overrides=overrides, return_hydra_config=return_hydra_config)
+        nodes = (DictConfig, ListConfig)
+        for key in sorted(cfg.keys(), key=lambda k: isinstance(cfg._get_node(k), nodes)):   # root values first
+            if key == "hydra":
+                continue
+            if key in MANDATORY_GROUPS and OmegaConf.is_missing(cfg, key):
+                raise UserError(f"{key} has no option, and a run needs one (removed with ~{key}?); "
+                                f"pick one, e.g. `dendsn list {key}`")
+            node = cfg._get_node(key)
+            if isinstance(node, nodes):
+                OmegaConf.to_container(node, resolve=True)
+            else:
+                cfg[key]                                    # resolves an interpolated root value
+        return cfg
     except (HydraException, OmegaConfBaseException) as e:
-        raise UserError(explain(e)) from None
+        raise UserError(_unreadable(overrides, e) or explain(e)) from None
     finally:
         GlobalHydra.instance().clear()
+
+
+def _unreadable(overrides: list[str], e: BaseException) -> str | None:
+    """For an override the grammar cannot read: one line that quotes it (Hydra's parser error does not)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    if not isinstance(e, OverrideParseException):
+        return None
+    first = str(e).strip().splitlines()[0]
+    if first.startswith(("LexerNoViableAltException", "Error parsing override")):
+        return None                                  # `explain` quotes these already
+    parser = OverridesParser.create()
+    for o in overrides:
+        try:
+            parser.parse_override(o)
+        except HydraException:
+            return (f"{shorten(o, 60)!r} cannot be read ({first}); quote the value (KEY='\"...\"') if it is meant, "
+                    "or fix the typo")
+    return None
 
 
 # ---------------------------------------------------------------- sweeps (checked before Hydra starts)
@@ -389,6 +500,7 @@ def check_sweep(overrides: list[str]) -> SweepCheck:
     expand_sweep), so `seed=range(0,10000)` costs two checks. What only a combination of plain values
     breaks (none that `validate` checks today) fails in its own job, which writes error.txt.
     """
+    check_optional_groups(overrides)
     import copy
 
     from hydra._internal.config_loader_impl import ConfigLoaderImpl

@@ -24,8 +24,10 @@ import re
 from pathlib import Path
 from typing import Any, Optional
 
+from . import rundir
+
 MAX_DIR_NAME = 120       # bytes; file systems allow 255, TensorBoard shows the whole path
-STATUSES = ("completed", "failed", "interrupted", "diverged", "running")
+STATUSES = ("completed", "failed", "interrupted", "diverged", "running", "killed")
 SORT_KEY = "best_val_acc"
 COLUMNS = ("job", "status", "best_val_acc", "test_acc_at_best_val", "best_epoch", "final_test_acc",
            "epochs", "time_s", "overrides", "dir", "error")
@@ -132,6 +134,8 @@ def read_job(job: Path, sweep_dir: Optional[Path] = None) -> dict:
         status = "failed"                      # a failed job may have left a "running" metrics.json
     elif status not in STATUSES:
         status = "running"                     # no metrics.json yet (or one we cannot read)
+    if status == "running" and (job / ".dendsn.lock").exists() and not rundir.is_locked(job):
+        status = "killed"                      # no process holds its lock: it ended without a word (SIGKILL)
     best = metrics.get("best") if isinstance(metrics.get("best"), dict) else {}
     final = metrics.get("final") if isinstance(metrics.get("final"), dict) else {}
     has_val = _number(best.get("val_acc")) is not None

@@ -34,7 +34,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from . import checkpoint
-from .errors import UserError
+from .errors import UserError, shorten
 from .learning.base import PhaseClock
 
 log = logging.getLogger("dendsn")   # records go to <run dir>/train.log (conf/hydra/job_logging/dendsn.yaml)
@@ -326,20 +326,26 @@ def _write_json(path: Path, obj: dict) -> None:
 
 
 class StopFlag:
-    """Ctrl-C / SIGTERM ask the loop to stop after the current batch; a second Ctrl-C forces it."""
+    """Ctrl-C / SIGTERM / SIGHUP ask the run to stop after the current batch; a second Ctrl-C forces it
+    (KeyboardInterrupt). One flag per process (`STOP`): the CLI enters it before Hydra starts, so a
+    signal while data loads or the model is built is remembered too, and `train` enters it again
+    (re-entrant; handlers are installed once and restored when the outermost `with` ends)."""
 
     def __init__(self):
         self.requested = False
         self.saved = {}
+        self.depth = 0
 
     def __enter__(self):
-        for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):   # SIGHUP: a closed terminal
-            if sig is None:
-                continue
-            try:
-                self.saved[sig] = signal.signal(sig, self._handler)
-            except ValueError:  # not the main thread (e.g. a launcher thread)
-                pass
+        if self.depth == 0:
+            for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):   # SIGHUP: a closed terminal
+                if sig is None:
+                    continue
+                try:
+                    self.saved[sig] = signal.signal(sig, self._handler)
+                except ValueError:  # not the main thread (e.g. a launcher thread)
+                    pass
+        self.depth += 1
         return self
 
     def _handler(self, signum, frame):
@@ -348,8 +354,14 @@ class StopFlag:
         self.requested = True
 
     def __exit__(self, *exc):
-        for sig, h in self.saved.items():
-            signal.signal(sig, h)
+        self.depth -= 1
+        if self.depth == 0:
+            for sig, h in self.saved.items():
+                signal.signal(sig, h)
+            self.saved = {}
+
+
+STOP = StopFlag()
 
 
 HPARAM_SKIP = ("hydra", "resume", "ckpt", "progress", "profile", "device")
@@ -437,6 +449,11 @@ def rate_warnings(rates: dict, silent: float = 1e-4, saturated: float = 0.9) -> 
 
 def train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict | None = None) -> dict:
     """Train per ``cfg``, writing checkpoints, TensorBoard events and metrics.json into ``run_dir``."""
+    with STOP:
+        return _train(cfg, run_dir, overrides, choices, STOP)
+
+
+def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict | None, stop: StopFlag) -> dict:
     t_start = time.perf_counter()
     device = select_device(cfg.device)
     if device.type == "cpu":
@@ -465,8 +482,19 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict | 
     if cfg.resume:
         path = checkpoint.find(cfg.resume, "resume")
         ck = checkpoint.load(path, "resume")
+        saved_bs = ck.get("batch_size")
+        if ck["batch"] and isinstance(saved_bs, int) and saved_bs != cfg.batch_size:
+            raise UserError(f"resume={shorten(path)}: the run stopped inside epoch {ck['epoch'] + 1}, after {ck['batch']} "
+                            f"batches of batch_size={saved_bs}; with batch_size={cfg.batch_size} that position would skip "
+                            f"or repeat samples: resume with batch_size={saved_bs} (a new batch size can start with a new run)")
         checkpoint.load_model_state(model, ck["model"], path, "resume")
-        rule.load_state_dict(ck["rule"])
+        try:
+            changed = rule.load_state_dict(ck["rule"]) or []
+        except UserError as e:
+            raise UserError(f"resume={shorten(path)}: {e}") from None
+        if changed:
+            print(f"dendsn: resume applies {', '.join(changed)}", file=sys.stderr)
+            log.info("resume applies %s", ", ".join(changed))
         if rule.scheduler is not None and hasattr(rule.scheduler, "T_max"):
             rule.scheduler.T_max = max(1, cfg.epochs * steps)  # resumed with more epochs: stretch the schedule
         checkpoint.set_rng_state(ck["rng"])
@@ -508,7 +536,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict | 
     def make_ckpt(epoch, batch, progress):
         return {
             "format": checkpoint.FORMAT, "overrides": overrides, "model": model.state_dict(),
-            "rule": rule.state_dict(), "epoch": epoch, "batch": batch, "progress": progress,
+            "rule": rule.state_dict(), "epoch": epoch, "batch": batch, "batch_size": cfg.batch_size, "progress": progress,
             "history": history, "best": best, "rng": checkpoint.rng_state(),
         }
 
@@ -525,147 +553,162 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict | 
     try:
         from tqdm import tqdm
 
-        with StopFlag() as stop:
-            for epoch in range(start_epoch, cfg.epochs):
-                gen = torch.Generator(device=train_split.x.device).manual_seed(cfg.seed * 1_000_003 + epoch)
-                model.train()
-                sums = torch.zeros(3, device=device)  # loss * B, correct, samples
-                first = start_batch if epoch == start_epoch else 0
-                if first and partial is not None:
-                    sums += torch.tensor(partial, device=device)
-                sized = _terminal_sized()          # False: a pipe, or a terminal that reports 0 x 0
-                bar = tqdm(total=steps, initial=first, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
-                           disable=not cfg.progress, leave=False, file=sys.stderr, dynamic_ncols=sized,
-                           ncols=None if sized else 80, nrows=None if sized else 20, mininterval=0.2)
-                t_epoch, n_epoch, t_train = time.perf_counter(), 0, 0.0
+        if stop.requested:
+            raise Interrupted("before the first batch")
+        for epoch in range(start_epoch, cfg.epochs):
+            gen = torch.Generator(device=train_split.x.device).manual_seed(cfg.seed * 1_000_003 + epoch)
+            model.train()
+            sums = torch.zeros(3, device=device)  # loss * B, correct, samples
+            first = start_batch if epoch == start_epoch else 0
+            if first and partial is not None:
+                sums += torch.tensor(partial, device=device)
+            sized = _terminal_sized()          # False: a pipe, or a terminal that reports 0 x 0
+            bar = tqdm(total=steps, initial=first, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+                       disable=not cfg.progress, leave=False, file=sys.stderr, dynamic_ncols=sized,
+                       ncols=None if sized else 80, nrows=None if sized else 20, mininterval=0.2)
+            t_epoch, n_epoch, t_train = time.perf_counter(), 0, 0.0
+            t0 = time.perf_counter()
+            for b, (x, y) in enumerate(train_split.batches(cfg.batch_size, shuffle=True, generator=gen)):
+                if b < first:
+                    continue
+                x_seq = parts.encoder(x, cfg.T, time_major=parts.info.time_major)
+                if clock is not None:
+                    clock.start()                 # on CUDA: waits for the data's kernels first
+                t1 = time.perf_counter()
+                model.reset()
+                loss, out = rule.train_batch(model, x_seq, y, autocast)
+                sums[0] += loss.float() * y.shape[0]
+                sums[1] += _correct(out, y)
+                sums[2] += y.shape[0]
+                n_epoch += y.shape[0]
+                if clock is not None:
+                    clock.mark("other")           # after the rule's own phases; on CUDA: waits for the step
+                t2 = time.perf_counter()
+                times["data"] += t1 - t0
+                times["train_step"] += t2 - t1
+                t_train += t2 - t0
+                bar.update(1)
+                if b == first or (b + 1) % every == 0 or b + 1 == steps:
+                    if (b + 1) % log_every == 0:  # the loss of this batch and each layer's gradient norm
+                        norms = grad_norms(named_params)
+                        values = torch.stack([loss.detach().float(), *norms.values()]).tolist()
+                        step = epoch * steps + b + 1
+                        logger.scalars({"train/batch_loss": values[0], **dict(zip(norms, values[1:]))}, step)
+                    loss_sum, correct, n = sums.tolist()
+                    if not math.isfinite(loss_sum):
+                        raise Diverged(f"loss became {loss_sum} at epoch {epoch + 1}, batch {b + 1}")
+                    if not _weights_finite(model):
+                        raise Diverged(f"weights became nan/inf at epoch {epoch + 1}, batch {b + 1}")
+                    bar.set_postfix({"loss": f"{loss_sum / n:.3f}", "acc": f"{correct / n:.3f}",
+                                     "samples/s": f"{n_epoch / max(t_train, 1e-9):.0f}"}, refresh=b == first)
                 t0 = time.perf_counter()
-                for b, (x, y) in enumerate(train_split.batches(cfg.batch_size, shuffle=True, generator=gen)):
-                    if b < first:
-                        continue
-                    x_seq = parts.encoder(x, cfg.T, time_major=parts.info.time_major)
-                    if clock is not None:
-                        clock.start()                 # on CUDA: waits for the data's kernels first
-                    t1 = time.perf_counter()
-                    model.reset()
-                    loss, out = rule.train_batch(model, x_seq, y, autocast)
-                    sums[0] += loss.float() * y.shape[0]
-                    sums[1] += _correct(out, y)
-                    sums[2] += y.shape[0]
-                    n_epoch += y.shape[0]
-                    if clock is not None:
-                        clock.mark("other")           # after the rule's own phases; on CUDA: waits for the step
-                    t2 = time.perf_counter()
-                    times["data"] += t1 - t0
-                    times["train_step"] += t2 - t1
-                    t_train += t2 - t0
-                    bar.update(1)
-                    if b == first or (b + 1) % every == 0 or b + 1 == steps:
-                        if (b + 1) % log_every == 0:  # the loss of this batch and each layer's gradient norm
-                            norms = grad_norms(named_params)
-                            values = torch.stack([loss.detach().float(), *norms.values()]).tolist()
-                            step = epoch * steps + b + 1
-                            logger.scalars({"train/batch_loss": values[0], **dict(zip(norms, values[1:]))}, step)
-                        loss_sum, correct, n = sums.tolist()
-                        if not math.isfinite(loss_sum):
-                            raise Diverged(f"loss became {loss_sum} at epoch {epoch + 1}, batch {b + 1}")
-                        if not _weights_finite(model):
-                            raise Diverged(f"weights became nan/inf at epoch {epoch + 1}, batch {b + 1}")
-                        bar.set_postfix({"loss": f"{loss_sum / n:.3f}", "acc": f"{correct / n:.3f}",
-                                         "samples/s": f"{n_epoch / max(t_train, 1e-9):.0f}"}, refresh=b == first)
-                    t0 = time.perf_counter()
-                    times["logging"] += t0 - t2
-                    if stop.requested:
-                        t_batch = time.perf_counter()
-                        checkpoint.save_atomic(make_ckpt(epoch, b + 1, sums.tolist()), ckpt_dir / "last.pt")
-                        samples_seen += n_epoch
-                        train_time += t_batch - t_epoch
-                        bar.close()
-                        raise Interrupted(f"epoch {epoch + 1}, batch {b + 1}/{steps}")
-                bar.close()
-                lr_now = rule.lr()                    # the rate the epoch's last step applied (before epoch_end)
-                epoch_train_s = time.perf_counter() - t_epoch
-                train_time += epoch_train_s
-                samples_seen += n_epoch
-                rule.epoch_end()
-                logger.scalars(rule.epoch_scalars(), epoch + 1)
-                logger.images(rule.epoch_images(), epoch + 1)
-                loss_sum, correct, n = sums.tolist()
-                if not math.isfinite(loss_sum):
-                    raise Diverged(f"loss became {loss_sum} at epoch {epoch + 1}")
-                if not _weights_finite(model):
-                    raise Diverged(f"weights became nan/inf at epoch {epoch + 1}")
-                last_epoch = epoch + 1 == cfg.epochs
-                figures = logger.wants_figures(epoch + 1, last_epoch)
-                t0 = time.perf_counter()
-                confusion = torch.zeros(n_classes, n_classes, dtype=torch.long, device=device) if figures else None
-                row = {"epoch": epoch + 1, "train_loss": loss_sum / n, "train_acc": correct / n}
-                watched = val_split if val_split is not None else parts.test   # rates, pictures, confusion
-                loss_acc = evaluate(parts, cfg, watched, monitor, record=figures, confusion=confusion)
-                rates, neuron_rates = monitor.stop(), monitor.neuron_rates()
-                if val_split is not None:
-                    row["val_loss"], row["val_acc"] = loss_acc
-                    loss_acc = evaluate(parts, cfg, parts.test)
-                row["test_loss"], row["test_acc"] = loss_acc
-                row["lr"] = lr_now
-                times["evaluate"] += time.perf_counter() - t0
-                t0 = time.perf_counter()
-                history.append(row)
-                potentials = monitor.potentials()
-                if not all(bool(torch.isfinite(v).all()) for v in potentials.values()):
-                    raise Diverged(f"membrane potentials became nan/inf at epoch {epoch + 1}")
-                scalars = {"train/loss": row["train_loss"], "train/acc": row["train_acc"],
-                           "test/loss": row["test_loss"], "test/acc": row["test_acc"], "lr": lr_now,
-                           "perf/samples_per_s": n_epoch / max(epoch_train_s, 1e-9), **rates}
-                if "val_acc" in row:
-                    scalars.update({"val/loss": row["val_loss"], "val/acc": row["val_acc"]})
-                scalars.update({f"never_fired/{k}": float((r == 0).float().mean()) for k, r in neuron_rates.items()})
-                logger.scalars(scalars, epoch + 1)
-                logger.epoch_tensors(named_params, potentials, epoch + 1)
-                if figures:
-                    logger.figures(monitor.rasters, monitor.traces, neuron_rates,
-                                   confusion.cpu() if confusion is not None else None,
-                                   "validation" if val_split is not None else "test", epoch + 1)
-                times["logging"] += time.perf_counter() - t0
-                t0 = time.perf_counter()
-                previous = best.get(select_on, -1.0)
-                is_best = row[select_on] > previous
-                stale = 0 if row[select_on] > previous + early.min_delta else stale + 1
-                if is_best:
-                    best = {"epoch": epoch + 1, **{k: row[k] for k in ("val_acc", "val_loss", "test_acc", "test_loss",
-                                                                        "train_acc") if k in row}}
-                ck = make_ckpt(epoch + 1, 0, None)
-                checkpoint.save_atomic(ck, ckpt_dir / "last.pt")
-                if is_best:
-                    checkpoint.save_atomic(ck, ckpt_dir / "best.pt")
-                _write_json(metrics_path, summary("running"))
-                times["checkpoint"] += time.perf_counter() - t0
-                val_txt = f" | val loss {row['val_loss']:.4f} acc {row['val_acc']:.2%}" if "val_acc" in row else ""
-                line = (f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.2%}"
-                        f"{val_txt} | test loss {row['test_loss']:.4f} acc {row['test_acc']:.2%}")
-                tqdm.write(line, file=sys.stderr)
-                log.info(line)
-                if epoch == 0:
-                    for warning in rate_warnings(rates):
-                        tqdm.write(f"dendsn: warning: {warning}", file=sys.stderr)
-                        log.warning(warning)
+                times["logging"] += t0 - t2
                 if stop.requested:
-                    raise Interrupted(f"after epoch {epoch + 1}")
-                if early.patience is not None and stale >= early.patience and epoch + 1 < cfg.epochs:
-                    early_stopped = True
-                    msg = (f"early stop after epoch {epoch + 1}: {select_on.replace('_', ' ')} has not improved for "
-                           f"{early.patience} epoch{'s' if early.patience != 1 else ''} (best at epoch {best['epoch']})")
-                    tqdm.write(f"dendsn: {msg}", file=sys.stderr)
-                    log.info(msg)
-                    break
+                    t_batch = time.perf_counter()
+                    checkpoint.save_atomic(make_ckpt(epoch, b + 1, sums.tolist()), ckpt_dir / "last.pt")
+                    samples_seen += n_epoch
+                    train_time += t_batch - t_epoch
+                    bar.close()
+                    raise Interrupted(f"epoch {epoch + 1}, batch {b + 1}/{steps}")
+            bar.close()
+            lr_now = rule.lr()                    # the rate the epoch's last step applied (before epoch_end)
+            epoch_train_s = time.perf_counter() - t_epoch
+            train_time += epoch_train_s
+            samples_seen += n_epoch
+            rule.epoch_end()
+            logger.scalars(rule.epoch_scalars(), epoch + 1)
+            logger.images(rule.epoch_images(), epoch + 1)
+            loss_sum, correct, n = sums.tolist()
+            if not math.isfinite(loss_sum):
+                raise Diverged(f"loss became {loss_sum} at epoch {epoch + 1}")
+            if not _weights_finite(model):
+                raise Diverged(f"weights became nan/inf at epoch {epoch + 1}")
+            last_epoch = epoch + 1 == cfg.epochs
+            figures = logger.wants_figures(epoch + 1, last_epoch)
+            t0 = time.perf_counter()
+            confusion = torch.zeros(n_classes, n_classes, dtype=torch.long, device=device) if figures else None
+            row = {"epoch": epoch + 1, "train_loss": loss_sum / n, "train_acc": correct / n}
+            watched = val_split if val_split is not None else parts.test   # rates, pictures, confusion
+            loss_acc = evaluate(parts, cfg, watched, monitor, record=figures, confusion=confusion)
+            rates, neuron_rates = monitor.stop(), monitor.neuron_rates()
+            if val_split is not None:
+                row["val_loss"], row["val_acc"] = loss_acc
+                loss_acc = evaluate(parts, cfg, parts.test)
+            row["test_loss"], row["test_acc"] = loss_acc
+            row["lr"] = lr_now
+            times["evaluate"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            history.append(row)
+            potentials = monitor.potentials()
+            if not all(bool(torch.isfinite(v).all()) for v in potentials.values()):
+                raise Diverged(f"membrane potentials became nan/inf at epoch {epoch + 1}")
+            scalars = {"train/loss": row["train_loss"], "train/acc": row["train_acc"],
+                       "test/loss": row["test_loss"], "test/acc": row["test_acc"], "lr": lr_now,
+                       "perf/samples_per_s": n_epoch / max(epoch_train_s, 1e-9), **rates}
+            if "val_acc" in row:
+                scalars.update({"val/loss": row["val_loss"], "val/acc": row["val_acc"]})
+            scalars.update({f"never_fired/{k}": float((r == 0).float().mean()) for k, r in neuron_rates.items()})
+            logger.scalars(scalars, epoch + 1)
+            logger.epoch_tensors(named_params, potentials, epoch + 1)
+            if figures:
+                logger.figures(monitor.rasters, monitor.traces, neuron_rates,
+                               confusion.cpu() if confusion is not None else None,
+                               "validation" if val_split is not None else "test", epoch + 1)
+            times["logging"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            previous = best.get(select_on, -1.0)
+            is_best = row[select_on] > previous
+            stale = 0 if row[select_on] > previous + early.min_delta else stale + 1
+            if is_best:
+                best = {"epoch": epoch + 1, **{k: row[k] for k in ("val_acc", "val_loss", "test_acc", "test_loss",
+                                                                    "train_acc") if k in row}}
+            ck = make_ckpt(epoch + 1, 0, None)
+            checkpoint.save_atomic(ck, ckpt_dir / "last.pt")
+            if is_best:
+                checkpoint.save_atomic(ck, ckpt_dir / "best.pt")
+            _write_json(metrics_path, summary("running"))
+            times["checkpoint"] += time.perf_counter() - t0
+            val_txt = f" | val loss {row['val_loss']:.4f} acc {row['val_acc']:.2%}" if "val_acc" in row else ""
+            line = (f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.2%}"
+                    f"{val_txt} | test loss {row['test_loss']:.4f} acc {row['test_acc']:.2%}")
+            tqdm.write(line, file=sys.stderr)
+            log.info(line)
+            if epoch == 0:
+                for warning in rate_warnings(rates):
+                    tqdm.write(f"dendsn: warning: {warning}", file=sys.stderr)
+                    log.warning(warning)
+            if stop.requested and epoch + 1 < cfg.epochs:   # after the last epoch the run is complete: say so
+                raise Interrupted(f"after epoch {epoch + 1}")
+            if early.patience is not None and stale >= early.patience and epoch + 1 < cfg.epochs:
+                early_stopped = True
+                msg = (f"early stop after epoch {epoch + 1}: {select_on.replace('_', ' ')} has not improved for "
+                       f"{early.patience} epoch{'s' if early.patience != 1 else ''} (best at epoch {best['epoch']})")
+                tqdm.write(f"dendsn: {msg}", file=sys.stderr)
+                log.info(msg)
+                break
         status = "completed"
     except Interrupted as e:
         status = "interrupted"
         _write_json(metrics_path, summary(status))
         logger.close()
-        log.warning("interrupted (%s); last checkpoint: %s", e, ckpt_dir / "last.pt")
+        saved = (ckpt_dir / "last.pt").exists()
+        log.warning("interrupted (%s); last checkpoint: %s", e, ckpt_dir / "last.pt" if saved else "none")
+        if not saved:
+            raise UserError(f"interrupted ({e}): nothing was trained or saved; run the same command again") from None
         raise UserError(
             f"interrupted ({e}); checkpoint saved at {ckpt_dir / 'last.pt'}; continue with: dendsn train resume={run_dir}"
         ) from None
+    except KeyboardInterrupt:                  # a second Ctrl-C: stop at once, keep the last checkpoint
+        status = "interrupted"
+        _write_json(metrics_path, summary(status))
+        logger.close()
+        last = ckpt_dir / "last.pt"
+        log.warning("stopped at once by a second Ctrl-C; last checkpoint: %s", last if last.exists() else "none")
+        if not last.exists():
+            raise UserError("interrupted at once (a second Ctrl-C) before the first checkpoint: nothing was saved; "
+                            "run the same command again") from None
+        raise UserError(f"interrupted at once (a second Ctrl-C); the last checkpoint ({last}) is kept; continue with: "
+                        f"dendsn train resume={run_dir}") from None
     except Diverged as e:
         status = "diverged"
         _write_json(metrics_path, summary(status))
@@ -673,6 +716,11 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict | 
         kept = f"the last good checkpoint is kept at {ckpt_dir / 'last.pt'}" if (ckpt_dir / "last.pt").exists() else "no epoch finished, so no checkpoint was written"
         log.error("%s; stopped (%s)", e, kept)
         raise UserError(f"{e}; stopped ({kept}); lower optim.lr or set learning.grad_clip") from None
+    except BaseException:
+        status = "failed"                      # whatever else ends the run: metrics.json says so
+        _write_json(metrics_path, summary(status))
+        logger.close()
+        raise
     finally:
         for h in monitor.handles:
             h.remove()

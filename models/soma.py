@@ -1,4 +1,5 @@
-"""The soma: the one inherently sequential part of every neuron, as one fused multi-step kernel.
+"""The soma: the one inherently sequential part of every neuron, as one multi-step autograd node (a
+loop over T in the forward, a hand-written backward; the same code on CPU and CUDA, no fused kernel).
 
 Every soma in dendsn (point LIF / IF / PLIF, and the soma of a dendritic neuron) is a linear leaky
 integrator followed by a firing function and a reset. Per time step t:

@@ -145,19 +145,62 @@ class LearningRule:
     def state_dict(self) -> dict:
         return {
             "optimizer": self.optimizer.state_dict() if self.optimizer else None,
+            "optimizer_class": type(self.optimizer).__name__ if self.optimizer else None,
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "lr_scales": list(getattr(self, "lr_scales", [])),
         }
 
-    def load_state_dict(self, sd: dict) -> None:
+    def load_state_dict(self, sd: dict) -> list:
+        """Restore the optimizer and schedule of a checkpoint, then apply this run's optim.* settings on
+        top (a resume honours ``optim.lr=``, ``optim.weight_decay=``, ...): the learning rate moves to the
+        new base rate at the same point of the schedule. Returns the settings that changed, as text."""
+        saved_class = sd.get("optimizer_class")
+        if self.optimizer is not None and saved_class and saved_class != type(self.optimizer).__name__:
+            raise UserError(f"the checkpoint was trained with the {saved_class} optimizer and this run's is "
+                            f"{type(self.optimizer).__name__}: the optimizer cannot change on resume; drop the optim= "
+                            "override, or start a new run")
         scales = sd.get("lr_scales")
         if self.optimizer is not None and scales and len(scales) == len(self._params) and scales != self.lr_scales:
             self.lr_scales = [float(s) for s in scales]     # the groups the saved optimizer state has
             self._build_optimizer()
+        changed = []
         if self.optimizer is not None and sd.get("optimizer") is not None:
-            self.optimizer.load_state_dict(sd["optimizer"])
-        if self.scheduler is not None and sd.get("scheduler") is not None:
+            wanted = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
+            try:
+                self.optimizer.load_state_dict(sd["optimizer"])
+            except (ValueError, KeyError, TypeError, RuntimeError) as e:
+                raise UserError(f"the checkpoint's optimizer state does not fit this run ({e}); the learning rule "
+                                "and the optimizer cannot change on resume") from None
+            if self.scheduler is not None and sd.get("scheduler") is not None:
+                self.scheduler.load_state_dict(sd["scheduler"])
+            changed = self._apply_settings(wanted)
+        elif self.scheduler is not None and sd.get("scheduler") is not None:
             self.scheduler.load_state_dict(sd["scheduler"])
+        return changed
+
+    def _apply_settings(self, wanted: list) -> list:
+        """Put this run's optimizer settings (``wanted``, one dict per param group, lr already scaled)
+        over the restored ones; with a schedule, scale its base rate and the current rate alike."""
+        changed = []
+        for i, (group, new) in enumerate(zip(self.optimizer.param_groups, wanted)):
+            for k, v in new.items():
+                if k in ("lr", "initial_lr", "lr_scale") or group.get(k) == v:
+                    continue
+                if i == 0:
+                    changed.append(f"optim.{k} {group.get(k)} -> {v}")
+                group[k] = v
+            base = self.scheduler.base_lrs[i] if self.scheduler is not None else group["lr"]
+            if new["lr"] != base:
+                if i == 0:
+                    scale = group.get("lr_scale", 1.0)
+                    changed.append(f"optim.lr {base / scale:g} -> {new['lr'] / scale:g}")
+                if self.scheduler is not None:
+                    group["lr"] = group["lr"] * (new["lr"] / base) if base else new["lr"]
+                    group["initial_lr"] = self.scheduler.base_lrs[i] = new["lr"]
+                    self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+                else:
+                    group["lr"] = new["lr"]
+        return changed
 
 
 def clamp_weights(model: nn.Module) -> None:

@@ -530,12 +530,13 @@ class LocalRule(LearningRule):
         sd["rule"] = self.rule_state()
         return sd
 
-    def load_state_dict(self, sd: dict) -> None:
-        super().load_state_dict(sd)
+    def load_state_dict(self, sd: dict) -> list:
+        changed = super().load_state_dict(sd)
         self.epochs_done, self.steps_done = int(sd.get("epochs_done", 0)), int(sd.get("steps_done", 0))
         if self._bptt is not None and sd.get("bptt") is not None:
-            self._bptt.load_state_dict(sd["bptt"])
+            changed = changed or self._bptt.load_state_dict(sd["bptt"])
         self.load_rule_state(sd.get("rule") or {})
+        return changed
 
     def rule_state(self) -> dict:
         return {}

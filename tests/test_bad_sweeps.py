@@ -1,0 +1,38 @@
+"""Bad-input suite, sweeps: the pre-check sees every job, and a Ctrl-C stops the whole sweep.
+
+Each refused sweep: exit code 2, one `dendsn: error:` line, no traceback, no job run.
+"""
+
+import json
+
+import pytest
+
+from conftest import SIGNAL_TARGET, TINY, one_error
+
+
+@pytest.mark.parametrize("args,fragments", [
+    (["optim.lr=interval(0.001,0.1)"], ["interval() draws values at random", "hydra/sweeper=optuna"]),
+    (["neuron=glob(*lif)", "T=0"], ["T=0 is out of range"]),                 # glob() expands; the check goes on
+    (["T=range(70,-1,-1)"], ["T=0 is out of range"]),                         # the bad job is the last, number 70
+    (["neuron=lif,lifx"], ["neuron=lifx is not an option of 'neuron'"]),
+    (["experiment=fmnist_stdp,nope"], ["experiment=nope is not an option"]),
+    (["seed=0,1", "neuron"], ["'neuron' is not an override"]),
+])
+def test_a_bad_sweep_is_refused_before_any_job(dendsn, tmp_path, args, fragments):
+    p = dendsn("train", "-m", *args, "hydra.sweep.dir=sweep")
+    one_error(p, *fragments)
+    assert not any((tmp_path / "sweep").glob("*/.hydra")) if (tmp_path / "sweep").exists() else True
+
+
+def test_ctrl_c_stops_the_sweep_keeps_what_finished_and_says_how_to_go_on(dendsn, tmp_path, signal_env):
+    # job 0 trains 6 steps (one epoch); job 1 gets the Ctrl-C after its step 3 (step 9 of the process)
+    env = {**signal_env, "DENDSN_TEST_SIGNALS": "INT@9"}
+    p = dendsn("train", "-m", *TINY, "epochs=1", SIGNAL_TARGET, "seed=0,1,2", "hydra.sweep.dir=sweep", env=env)
+    line = one_error(p, "interrupted: the sweep stopped in job 1; 1 finished job(s) are kept", code=130)
+    assert "dendsn train resume=" in line
+    jobs = sorted(d.name for d in (tmp_path / "sweep").iterdir() if d.is_dir())
+    assert len(jobs) == 2, jobs                          # job 2 never started
+    status = [json.loads((tmp_path / "sweep" / j / "metrics.json").read_text())["status"] for j in jobs]
+    assert status == ["completed", "interrupted"]
+    assert "interrupted" in p.stdout and "completed" in p.stdout     # the table of the jobs so far
+    assert (tmp_path / "sweep/sweep_results.csv").is_file()
