@@ -183,7 +183,6 @@ def _task(cfg) -> Any:
         if multirun:
             rundir.lock_dir(run_dir, "hydra.sweep.subdir")     # launchers may run jobs in other processes
         result = train(cfg, run_dir, overrides, dict(hc.runtime.choices))
-        return sweep.objective(result) if multirun else result
     except Exception as e:
         if os.environ.get("DENDSN_DEBUG") and not isinstance(e, UserError):
             raise
@@ -192,21 +191,29 @@ def _task(cfg) -> Any:
             fail(message, code)
         (run_dir / "error.txt").write_text(message + "\n")
         if code == 130:                                  # Ctrl-C / SIGTERM stops the whole sweep, not one job
-            raise SweepInterrupted(run_dir, hc.job.num) from None
+            raise SweepInterrupted(run_dir, hc.job.num, "stopped") from None
         print(f"dendsn: job {hc.job.num} failed: {message}", file=sys.stderr)
         return _failed_objective(hc, run_dir)
+    if multirun:
+        from .train import STOP
+
+        if STOP.requested:                               # asked to stop while the job's last epoch finished
+            raise SweepInterrupted(run_dir, hc.job.num, "finished")
+        return sweep.objective(result)
+    return result
 
 
 SWEEP_OVERRIDES: list[str] = []   # the sweep's own overrides (for the table of an interrupted sweep)
 
 
 class SweepInterrupted(KeyboardInterrupt):
-    """A sweep job was stopped by Ctrl-C / SIGTERM: Hydra's launcher must not start the next job
-    (it catches Exception from a job, not KeyboardInterrupt)."""
+    """Ctrl-C / SIGTERM during a sweep: Hydra's launcher must not start the next job (it catches
+    Exception from a job, not KeyboardInterrupt). ``how``: "stopped" (the job was interrupted) or
+    "finished" (the stop came while the job's last epoch ended, so the job completed)."""
 
-    def __init__(self, job_dir: Path, num: int):
+    def __init__(self, job_dir: Path, num: int, how: str):
         super().__init__(str(job_dir))
-        self.job_dir, self.num = Path(job_dir), num
+        self.job_dir, self.num, self.how = Path(job_dir), num, how
 
     def report(self) -> str:
         """Write the table of the jobs so far; the one line that ends the command."""
@@ -218,8 +225,14 @@ class SweepInterrupted(KeyboardInterrupt):
             csv_path, _ = sweep.write_results(root, rows, {})
             print(sweep.format_table(rows))
             kept = f" (table: {csv_path})"
-        return (f"interrupted: the sweep stopped in job {self.num}; {done} finished job(s) are kept{kept}; "
-                f"continue the stopped job with: dendsn train resume={_quoted(str(self.job_dir))}; "
+        if self.how == "finished":
+            where, going_on = f"after job {self.num}, which finished", ""
+        elif (self.job_dir / "checkpoints" / "last.pt").exists():
+            where = f"in job {self.num}"
+            going_on = f"; continue the stopped job with: dendsn train resume={_quoted(str(self.job_dir))}"
+        else:
+            where, going_on = f"in job {self.num} before it trained", ""
+        return (f"interrupted: the sweep stopped {where}; {done} finished job(s) are kept{kept}{going_on}; "
                 "the jobs after it did not start")
 
 

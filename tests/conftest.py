@@ -11,10 +11,11 @@ import pytest
 
 DENDSN = str(Path(sys.executable).with_name("dendsn"))
 
-# A tiny synthetic run: a few seconds on a laptop CPU, still learns above chance.
+# A tiny synthetic run: a few seconds on a laptop CPU, still learns above chance. No pictures: drawing
+# them (matplotlib) takes half of such a run; the tests of the pictures add logger.rasters=true.
 TINY = [
     "dataset.n_train=300", "dataset.n_test=100", "dataset.val=100", "T=12", "network.hidden=[48]",
-    "batch_size=50", "epochs=2", "progress=false", "optim.lr=0.005",
+    "batch_size=50", "epochs=2", "progress=false", "optim.lr=0.005", "logger.rasters=false",
 ]
 
 

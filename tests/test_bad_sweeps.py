@@ -36,3 +36,14 @@ def test_ctrl_c_stops_the_sweep_keeps_what_finished_and_says_how_to_go_on(dendsn
     assert status == ["completed", "interrupted"]
     assert "interrupted" in p.stdout and "completed" in p.stdout     # the table of the jobs so far
     assert (tmp_path / "sweep/sweep_results.csv").is_file()
+
+
+def test_ctrl_c_in_the_last_epoch_of_a_job_lets_it_finish_then_stops_the_sweep(dendsn, tmp_path, signal_env):
+    env = {**signal_env, "DENDSN_TEST_SIGNALS": "INT@eval6"}      # in the evaluation of job 0's only epoch
+    p = dendsn("train", "-m", *TINY, "epochs=1", SIGNAL_TARGET, "seed=0,1", "hydra.sweep.dir=sweep", env=env)
+    line = one_error(p, "interrupted: the sweep stopped after job 0, which finished; 1 finished job(s) are kept",
+                     code=130)
+    assert "resume=" not in line                         # nothing to continue
+    jobs = sorted(d.name for d in (tmp_path / "sweep").iterdir() if d.is_dir())
+    assert len(jobs) == 1, jobs
+    assert json.loads((tmp_path / "sweep" / jobs[0] / "metrics.json").read_text())["status"] == "completed"

@@ -61,7 +61,7 @@ def test_init_rate_scales_each_layer_and_its_learning_rate(tmp_path):
                   p.stderr, re.M)
     assert m, p.stderr
     assert 0.005 < float(m.group(1)) < 0.02 and 0.0004 < float(m.group(3)) < 0.003
-    ck = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=False)
+    ck = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)
     scales = sorted(set(ck["rule"]["lr_scales"]))     # the hidden layer's factor (the line prints 3 digits); the read-out's rate stays
     assert [float(f"{c:.3g}") for c in scales] == sorted([float(m.group(2)), 1.0])
     groups = ck["rule"]["optimizer"]["param_groups"]
@@ -137,7 +137,7 @@ def test_best_epoch_is_chosen_on_validation_never_on_test_data(dendsn, tmp_path)
     assert m["selected_on"] == "val_acc" and m["best"]["epoch"] == best_val_epoch
     assert test.index(max(test)) + 1 != best_val_epoch                  # test data would pick another epoch
     assert m["best"]["test_acc"] == test[best_val_epoch - 1] and m["best"]["val_acc"] == max(val)
-    best = torch.load(tmp_path / "run/checkpoints/best.pt", weights_only=False)
+    best = torch.load(tmp_path / "run/checkpoints/best.pt", weights_only=True)
     assert best["epoch"] == best_val_epoch
 
 
@@ -221,7 +221,7 @@ def test_hparams_carry_the_swept_keys_with_their_types_and_val_test_metrics(dend
 
 # ------------------------------------------------------------------ 4. pictures
 def test_pictures_are_readable_figures_with_one_name_per_layer(dendsn, tmp_path):
-    dendsn("train", *TINY, "epochs=2", "logger.log_every_n_steps=2", "hydra.run.dir=run", check=True)
+    dendsn("train", *TINY, "epochs=2", "logger.log_every_n_steps=2", "logger.rasters=true", "hydra.run.dir=run", check=True)
     ea = events(tmp_path / "run")
     tags = ea.Tags()
     for layer in ("layer1", "readout"):

@@ -49,7 +49,7 @@ def test_dendritic_conv_net_on_images(dendsn, tmp_path):
     dendsn("train", "dataset=mnist", f"dataset.root={tmp_path / 'data'}", "dataset.val=10", "network=conv", "wiring=kto1",
            "network.channels=[4,8]", "network.fc=16", "epochs=1", "T=3", "batch_size=20", "progress=false",
            "hydra.run.dir=run", check=True)
-    ck = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=False)
+    ck = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)
     # kto1 (k=3, n_output=2) has 6 input compartments: conv channels = 6 * C
     assert ck["model"]["layers.0.module.weight"].shape[0] == 6 * 4
 
