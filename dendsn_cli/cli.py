@@ -343,15 +343,15 @@ def holds_run(path: Path, multirun: bool) -> str | None:
     return found
 
 
-def _make_dir(path: Path, key: str, fresh: bool) -> tuple[Path, bool]:
-    """Create ``path``; return it and whether this call created it. ``fresh``: it must be new; when it
-    exists, the first free ``path_1``, ``path_2``, ... (mkdir is atomic: two runs started in the same
-    second get two dirs)."""
+def _make_dir(path: Path, key: str, fresh: bool) -> tuple[Path, Path | None]:
+    """Create ``path``; return it and the topmost directory this call created (None when it existed).
+    ``fresh``: it must be new; when it exists, the first free ``path_1``, ``path_2``, ... (mkdir is
+    atomic: two runs started in the same second get two dirs)."""
     candidate, n = path, 0
     while True:
         try:
+            top = next((p for p in reversed([candidate, *candidate.parents]) if not p.exists()), None)
             candidate.mkdir(parents=True)
-            created = True
         except FileExistsError as e:
             if not candidate.is_dir():
                 raise rundir.dir_problem(candidate, key, e) from None
@@ -359,15 +359,16 @@ def _make_dir(path: Path, key: str, fresh: bool) -> tuple[Path, bool]:
                 n += 1
                 candidate = path.with_name(f"{path.name}_{n}")
                 continue
-            created = False
+            top = None
         except OSError as e:
             raise rundir.dir_problem(candidate, key, e) from None
         if not os.access(candidate, os.W_OK | os.X_OK):
             raise rundir.dir_problem(candidate, key, PermissionError(errno.EACCES, "permission denied"))
-        return candidate, created
+        return candidate, top
 
 
 CREATED_DIR: Path | None = None   # the run dir this command made (removed again if the run is refused)
+CREATED_TOP: Path | None = None   # ... and the topmost of the directories it made for it (outputs/<date>/)
 
 
 def _drop_refused_run(code) -> None:
@@ -381,8 +382,9 @@ def _drop_refused_run(code) -> None:
     import shutil
 
     shutil.rmtree(d, ignore_errors=True)
-    for parent in d.parents:                        # outputs/<date>/ when it held only this run
-        if parent == Path.cwd().resolve() or not parent.is_dir() or any(parent.iterdir()):
+    top = CREATED_TOP.resolve() if CREATED_TOP is not None else d
+    for parent in d.parents:                        # the parents this command made (outputs/<date>/), if empty
+        if top not in (parent, *parent.parents) or not parent.is_dir() or any(parent.iterdir()):
             break
         try:
             parent.rmdir()
@@ -395,7 +397,7 @@ def claim_dir(overrides: list[str], multirun: bool) -> list[str]:
     and name it in the overrides (so Hydra does not compute a second, later time stamp)."""
     from .config import compose
 
-    global CREATED_DIR
+    global CREATED_DIR, CREATED_TOP
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     given = _value_of(overrides, key)
     resume = _value_of(overrides, "resume") not in (None, "null", "None")
@@ -404,12 +406,12 @@ def claim_dir(overrides: list[str], multirun: bool) -> list[str]:
         cfg = compose(hydra_only, return_hydra_config=True)
         path = Path(str(cfg.hydra.sweep.dir if multirun else cfg.hydra.run.dir))
         path, made = _make_dir(path, key, fresh=not resume)
-        CREATED_DIR = path if made else None
+        CREATED_DIR, CREATED_TOP = (path, made) if made else (None, None)
     else:
         if not given.strip():
             raise UserError(f"{key}= is empty; give a directory, or leave {key} out for a fresh one under outputs/")
         path, made = _make_dir(Path(given), key, fresh=False)
-        CREATED_DIR = path if made and not resume else None
+        CREATED_DIR, CREATED_TOP = (path, made) if made and not resume else (None, None)
         found = None if resume else holds_run(path, multirun)
         if found:
             what = "sweep" if multirun else "run"

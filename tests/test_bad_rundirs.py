@@ -97,3 +97,9 @@ def test_a_refused_run_leaves_no_dir_behind(dendsn, tmp_path):
     """A value only the model's constructor checks is refused after Hydra made the run dir: it goes."""
     one_error(dendsn("train", "network.dropout=1.5"), "dropout must be in [0, 1)")
     assert not (tmp_path / "outputs").exists()
+
+
+def test_a_refused_run_removes_only_the_dirs_it_made(dendsn, tmp_path):
+    (tmp_path / "mine").mkdir()                         # the user's own empty folder stays
+    one_error(dendsn("train", "network.dropout=1.5", "hydra.run.dir=mine/exp/run"), "dropout must be in [0, 1)")
+    assert (tmp_path / "mine").is_dir() and not (tmp_path / "mine/exp").exists()
