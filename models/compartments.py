@@ -16,7 +16,13 @@ is a function of it; the compartment's potential (what couples to neighbours and
     v[t] = v_p[t] + f(v_p[t])
     f = none:               f(v) = 0                                  (a passive compartment)
         sigmoid:            f(v) = strength * sigmoid(beta * (v - theta_d))   (plateau, amplitude)
+        tanh:               f(v) = strength * tanh(beta * (v - theta_d))      (signed plateau: below
+                                                                               theta_d it subtracts)
+        softplus:           f(v) = strength * softplus(beta * (v - theta_d)) / beta   (a smooth
+                                                                               threshold_linear)
         threshold_linear:   f(v) = strength * relu(v - theta_d)               (gain above theta_d)
+
+(``ACTIVATIONS`` lists the names.)
 
 ``strength`` is a float (shared) or a list with one value per compartment (per branch), fixed or
 learnable (``learn_strength``). The state carried from step to step is v_p.
@@ -112,12 +118,50 @@ def leaky_recurrence(x_seq: torch.Tensor, a: float, gain: float = 1.0, h0: Optio
     return _LeakyRecurrence.apply(x_seq, float(a), float(gain), h0)
 
 
+ACTIVATIONS = ("none", "sigmoid", "tanh", "softplus", "threshold_linear")   # an Active compartment's f
+
+
 def plateau(v_p: torch.Tensor, strength, beta: float, theta_d: float) -> torch.Tensor:
     return strength * torch.sigmoid(beta * (v_p - theta_d))
 
 
 def threshold_linear(v_p: torch.Tensor, strength, theta_d: float) -> torch.Tensor:
     return strength * torch.relu(v_p - theta_d)
+
+
+def fhat(z: torch.Tensor, activation: str, beta: float) -> torch.Tensor:
+    """f / strength as a function of z = v_p - theta_d, for every name in ACTIVATIONS."""
+    if activation == "sigmoid":
+        return torch.sigmoid(beta * z)
+    if activation == "tanh":
+        return torch.tanh(beta * z)
+    if activation == "softplus":
+        return torch.nn.functional.softplus(beta * z) / beta
+    if activation == "threshold_linear":
+        return torch.relu(z)
+    return torch.zeros_like(z)
+
+
+def _fhat_(f: torch.Tensor, activation: str, beta: float) -> torch.Tensor:
+    """`fhat` in place on f = z (the scan's buffer)."""
+    if activation == "sigmoid":
+        return f.mul_(beta).sigmoid_()
+    if activation == "tanh":
+        return f.mul_(beta).tanh_()
+    if activation == "softplus":
+        return f.copy_(torch.nn.functional.softplus(f, beta=beta))
+    return f.relu_()
+
+
+def _fhat_slope(F: torch.Tensor, activation: str, beta: float, out: torch.Tensor) -> torch.Tensor:
+    """d fhat / dz from the kept F = fhat(z), into ``out``."""
+    if activation == "sigmoid":                       # beta F (1 - F)
+        return torch.addcmul(F, F, F, value=-1.0, out=out).mul_(beta)
+    if activation == "tanh":                          # beta (1 - F^2)
+        return torch.mul(F, F, out=out).neg_().add_(1.0).mul_(beta)
+    if activation == "softplus":                      # sigmoid(beta z) = 1 - exp(-beta F)
+        return torch.mul(F, -beta, out=out).exp_().neg_().add_(1.0)
+    return torch.gt(F, 0.0, out=out)
 
 
 class _ActiveScan(torch.autograd.Function):
@@ -128,7 +172,8 @@ class _ActiveScan(torch.autograd.Function):
              = sum_k c_k w_k[t] + sum_k cs_k F_k[t],   F = fhat(v_p), f = strength * fhat, cs = c * strength
 
     and the reverse loop  G[t] = g_y[t] (c + cs fhat'(v_p[t])) + a G[t+1],  dL/dx[t] = gain G[t], with
-    fhat' from the kept F (sigmoid: beta F (1 - F); threshold-linear: F > 0). Each step works on
+    fhat' from the kept F (`_fhat_slope`: sigmoid beta F (1 - F), tanh beta (1 - F^2), softplus
+    1 - exp(-beta F), threshold-linear F > 0). Each step works on
     [N, K] slices that stay in cache. ``c``, ``cs``: floats (uniform) or [K] tensors.
     Returns (y [T, N], w[T-1] [N, K]).
     """
@@ -151,11 +196,7 @@ class _ActiveScan(torch.autograd.Function):
                 torch.add(x[t], prev, alpha=a, out=w)
             else:
                 torch.mul(x[t], gain, out=w).add_(prev, alpha=a)
-            f = torch.sub(w, theta, out=F[t])                       # theta = theta_d - v_rest
-            if activation == "sigmoid":
-                f.mul_(beta).sigmoid_()
-            else:
-                f.relu_()
+            f = _fhat_(torch.sub(w, theta, out=F[t]), activation, beta)   # theta = theta_d - v_rest
             if uniform:                                              # y = c (w + (cs / c) F) summed over k
                 torch.add(w, f, alpha=cs / c if c != 0.0 else 0.0, out=E)
                 torch.mv(E, vec(c), out=y[t])
@@ -180,11 +221,7 @@ class _ActiveScan(torch.autograd.Function):
             G = g_y.unsqueeze(-1).expand(F.shape).contiguous()
         for t in range(T - 1, -1, -1):
             if g_y is not None:                                      # D = c + cs fhat'(v_p)
-                if ctx.activation == "sigmoid":
-                    torch.addcmul(F[t], F[t], F[t], value=-1.0, out=D).mul_(cs * beta)
-                else:
-                    torch.gt(F[t], 0.0, out=D).mul_(cs)
-                D.add_(c)
+                _fhat_slope(F[t], ctx.activation, beta, D).mul_(cs).add_(c)
                 G[t].mul_(D)
             if t < T - 1:
                 G[t].add_(G[t + 1], alpha=a)
@@ -255,10 +292,8 @@ class Active(Passive):
         learn_strength: bool = False,
     ):
         super().__init__(tau_d, decay_input, v_rest)
-        if activation not in ("none", "sigmoid", "threshold_linear"):
-            raise ValueError(
-                f"activation must be 'none', 'sigmoid' or 'threshold_linear' (got activation={activation!r})"
-            )
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)} (got activation={activation!r})")
         if not beta > 0:
             raise ValueError(f"beta must be > 0 (got beta={beta!r})")
         values = [strength] if isinstance(strength, (int, float)) else list(strength)
@@ -276,11 +311,9 @@ class Active(Passive):
         return self.activation == "none"
 
     def potential(self, v_p: torch.Tensor) -> torch.Tensor:
-        if self.activation == "sigmoid":
-            return v_p + plateau(v_p, self.strength, self.beta, self.theta_d)
-        if self.activation == "threshold_linear":
-            return v_p + threshold_linear(v_p, self.strength, self.theta_d)
-        return v_p
+        if self.activation == "none":
+            return v_p
+        return v_p + self.strength * fhat(v_p - self.theta_d, self.activation, self.beta)
 
     def check_size(self, n_compartments: int) -> None:
         if self.strength.dim() == 1 and self.strength.numel() != n_compartments:

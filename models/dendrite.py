@@ -45,7 +45,7 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import nn
 
-from .compartments import Passive, decay_operator, leaky_recurrence, leaky_scan
+from .compartments import Passive, _fhat_, _fhat_slope, decay_operator, leaky_recurrence, leaky_scan
 from .wiring import Wiring
 
 Coupling = Union[float, Sequence[float]]
@@ -262,11 +262,7 @@ def _potential(W, v_rest, kind, strength, beta, theta_d, out, F):
     if kind == "none":
         torch.add(W, v_rest, out=out)
         return
-    torch.sub(W, theta_d - v_rest, out=F)
-    if kind == "sigmoid":
-        F.mul_(beta).sigmoid_()
-    else:
-        F.relu_()
+    _fhat_(torch.sub(W, theta_d - v_rest, out=F), kind, beta)
     if isinstance(strength, torch.Tensor):
         torch.addcmul(W, F, strength, out=out)
     else:
@@ -276,22 +272,16 @@ def _potential(W, v_rest, kind, strength, beta, theta_d, out, F):
 
 
 def _dv_dvp(F, G, kind, strength, beta, Z, out):
-    """out = G (1 + f'(v_p)) from fhat(v_p) = F: sigmoid f' = strength beta F (1 - F), threshold-linear
-    f' = strength [F > 0]."""
+    """out = G (1 + f'(v_p)) from fhat(v_p) = F: f' = strength fhat', fhat' from F (`_fhat_slope`)."""
     if kind == "none":
         out.copy_(G)
         return
-    if kind == "sigmoid":
-        torch.addcmul(F, F, F, value=-1.0, out=Z)                  # F (1 - F)
-        scale = beta
-    else:
-        torch.gt(F, 0.0, out=Z)
-        scale = 1.0
+    _fhat_slope(F, kind, beta, Z)
     if isinstance(strength, torch.Tensor):
         Z.mul_(strength)
-        torch.addcmul(G, G, Z, value=scale, out=out)
+        torch.addcmul(G, G, Z, out=out)
     else:
-        torch.addcmul(G, G, Z, value=scale * strength, out=out)
+        torch.addcmul(G, G, Z, value=strength, out=out)
 
 
 class Dendrite(nn.Module):

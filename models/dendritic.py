@@ -64,7 +64,8 @@ from .wiring import Wiring
 
 Phi = Union[float, Sequence[float]]
 
-FORWARD_ACTIVATIONS = {"sigmoid": torch.sigmoid, "identity": lambda v: v, "relu": torch.relu}
+FORWARD_ACTIVATIONS = {"sigmoid": torch.sigmoid, "identity": lambda v: v, "relu": torch.relu, "tanh": torch.tanh,
+                       "softplus": torch.nn.functional.softplus}
 
 
 def weighted_sum(v: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
@@ -133,7 +134,7 @@ class DendriticNeuron(SpikingModule):
             self.phi = nn.Parameter(p)
         else:
             self.register_buffer("phi", p)
-        self.bap_psi = _number("bap_psi", bap_psi, minimum=0.0)
+        self.bap_psi = _number("bap_psi", bap_psi)            # negative: a hyperpolarising back-propagating spike
         bap_mask = torch.zeros(wiring.n_compartments)
         bap_mask[wiring.output_index] = 1.0
         self.register_buffer("bap_mask", bap_mask, persistent=False)
@@ -326,7 +327,7 @@ class DendriticNeuron(SpikingModule):
             return None
         if comp.linear:
             mode = "readout"
-        elif isinstance(comp, Active) and comp.activation in ("sigmoid", "threshold_linear"):
+        elif isinstance(comp, Active) and comp.activation != "none":
             mode = "active" if d.path() == "segregated" else "loop"
         else:
             return None

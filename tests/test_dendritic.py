@@ -24,6 +24,12 @@ def active_part(active):
     if active[0] == "sigmoid":
         _, strength, theta_d, beta = active
         return lambda v: strength * sigmoid(beta * (v - theta_d))
+    if active[0] == "tanh":
+        _, strength, theta_d, beta = active
+        return lambda v: strength * math.tanh(beta * (v - theta_d))
+    if active[0] == "softplus":
+        _, strength, theta_d, beta = active
+        return lambda v: strength * math.log1p(math.exp(beta * (v - theta_d))) / beta
     _, strength, theta_d = active
     return lambda v: strength * max(v - theta_d, 0.0)
 
@@ -80,6 +86,10 @@ CASES = {  # name: (wiring, reference arguments, extra model arguments, input sc
     "segregated_bap_identity": (Segregated(2), dict(mode="activation", fact=lambda v: v, phi=0.6, psi=0.5), {"forward_activation": "identity"}, 3),
     "active_sigmoid_coupled": (KTo1(2, 1, bidirectional=True), dict(g=0.9, phi=1.5, tau=3.0, active=("sigmoid", 0.8, 0.5, 4.0), v_reset=-0.1), {}, 3),
     "active_threshold_linear_segregated": (Segregated(2), dict(phi=0.4, active=("threshold_linear", 1.5, 0.3)), {}, 3),
+    "active_tanh_coupled": (KTo1(2, 1), dict(g=0.3, phi=1.2, active=("tanh", 0.7, 0.4, 3.0)), {}, 8),
+    "active_softplus_segregated": (Segregated(2), dict(phi=0.5, active=("softplus", 1.2, 0.3, 4.0)), {}, 3),
+    "activation_tanh": (KTo1(2, 2), dict(mode="activation", fact=math.tanh, g=0.3, phi=0.9), {"forward_activation": "tanh"}, 5),
+    "negative_bap_chain": (Chain(3, input_index=[0, 1]), dict(g=[0.5, 0.8], phi=0.6, psi=-0.3), {}, 14),
 }
 
 
@@ -89,8 +99,8 @@ def build(wiring, ref, extra=None, **kw):
     comp_kw = dict(tau_d=ref.get("tau_d", 2.0), decay_input=ref.get("decay_d", True), v_rest=ref.get("v_rest", 0.0))
     if active is None:
         comp = Passive(**comp_kw)
-    elif active[0] == "sigmoid":
-        comp = Active(activation="sigmoid", strength=active[1], theta_d=active[2], beta=active[3], **comp_kw)
+    elif active[0] in ("sigmoid", "tanh", "softplus"):
+        comp = Active(activation=active[0], strength=active[1], theta_d=active[2], beta=active[3], **comp_kw)
     else:
         comp = Active(activation="threshold_linear", strength=active[1], theta_d=active[2], **comp_kw)
     args = dict(
@@ -375,8 +385,9 @@ def test_stochastic_firing_rate_and_gradient(kind, f_max, beta):
         (lambda: DendLIF(Segregated(2), phi=[1.0]), r"phi has 1 values but the wiring has 2 output"),
         (lambda: DendLIF(Segregated(2), phi=-1.0), r"phi must be >= 0"),
         (lambda: DendLIF(Segregated(2), forward_mode="current"), r"forward_mode"),
-        (lambda: DendLIF(Segregated(2), forward_mode="activation", forward_activation="tanh"), r"forward_activation"),
-        (lambda: DendLIF(Segregated(2), bap_psi=-0.1), r"bap_psi must be >= 0"),
+        (lambda: DendLIF(Segregated(2), forward_mode="activation", forward_activation="gelu"), r"forward_activation"),
+        (lambda: DendLIF(Segregated(2), bap_psi=float("nan")), r"bap_psi must be a finite number"),
+        (lambda: DendLIF(Segregated(2), compartment=Active(activation="swish")), r"activation must be one of"),
         (lambda: DendLIF(Segregated(2), v_reset=1.0), r"v_reset must be below v_threshold"),
         (lambda: DendLIF(Segregated(2), dendrite_method="fast"), r"method"),
         (lambda: DendLIF("segregated"), r"wiring must be"),
