@@ -178,9 +178,10 @@ def project_targets() -> set:
     return found
 
 
-def check_overrides(stored: list[str], user: list[str], path: Path, key: str) -> None:
-    """Refuse a checkpoint whose stored overrides would make Hydra build something that is neither one
-    of dendsn's own classes nor named by the user on this command line (a checkpoint from someone else
+def check_overrides(stored: list[str], user: list[str], path: Path, key: str) -> list[str]:
+    """The overrides a checkpoint's run is composed with: its stored ones, then the user's (which win
+    key by key). Refuse them when they would make Hydra build something that is neither one of
+    dendsn's own classes nor named by the user on this command line (a checkpoint from someone else
     could otherwise run any code: ``encoder._target_=torch.load``), and refuse stored hydra.* settings."""
     from .config import compose
 
@@ -203,6 +204,7 @@ def check_overrides(stored: list[str], user: list[str], path: Path, key: str) ->
                 f"classes, so the checkpoint is not used (a checkpoint from someone else could run any code this way); "
                 f"if you trust it, name it on the command line: {where}={target}"
             )
+    return merged
 
 
 def load_model_state(model: torch.nn.Module, state: dict, path: Path, key: str) -> None:

@@ -130,42 +130,39 @@ def _resume_overrides(overrides: list[str]) -> list[str]:
     from . import checkpoint
 
     value = next((o.split("=", 1)[1] for o in overrides if o.startswith("resume=")), None)
-    if value is None:
+    if value is None or value.strip() == "null":
         return overrides
-    if value.strip() in ("", "null", "''", '""'):
-        if value.strip() == "null":
-            return overrides
+    if value.strip() in ("", "''", '""'):
         raise UserError("resume= is empty (an unset shell variable?): give the run dir or checkpoint to continue, "
                         "e.g. resume=outputs/2026-01-01/12-00-00, or leave resume out for a new run")
     path = checkpoint.find(value, "resume")
     ck = checkpoint.load(path, "resume")
     user = [o for o in overrides if not o.startswith("resume=")]
-    checkpoint.check_overrides(ck["overrides"], user, path, "resume")
-    user_keys = {o.split("=", 1)[0].lstrip("+~") for o in user}
-    merged = [o for o in ck["overrides"] if o.split("=", 1)[0].lstrip("+~") not in user_keys]
-    merged += user + [f"resume={_quoted(str(path))}"]
+    merged = checkpoint.check_overrides(ck["overrides"], user, path, "resume") + [f"resume={_quoted(str(path))}"]
     run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
     if (run_dir / ".hydra").is_dir() and not any(o.startswith("hydra.run.dir=") for o in merged):
         merged.append(f"hydra.run.dir={_quoted(str(run_dir))}")
     return merged
 
 
-def prevalidate(ns) -> list[str]:
+def prevalidate(ns) -> tuple[list[str], Any]:
     """The overrides to run, after checking every job; for a sweep, plus the setting that names each
-    job dir by the keys that differ between the jobs (the keys all jobs share are left out)."""
+    job dir by the keys that differ between the jobs (the keys all jobs share are left out). For one
+    run, also its composed config (with hydra.*, for its run dir); None for a sweep."""
     from .config import check_sweep, compose, validate
 
     overrides = _resume_overrides(list(ns.overrides))
     if not ns.multirun:
-        validate(compose(overrides))
-        return overrides
+        cfg = compose(overrides, return_hydra_config=True)
+        validate(cfg)
+        return overrides, cfg
     check = check_sweep(overrides)
     overrides = check.overrides
     if not any(o.startswith("hydra.job.config.override_dirname.exclude_keys=") for o in overrides):
         keys = sorted(set(check.exclude_keys) | set(sweep.constant_keys(overrides)))
         if keys:
             overrides.append(f"hydra.job.config.override_dirname.exclude_keys=[{','.join(map(_quoted, keys))}]")
-    return overrides
+    return overrides, None
 
 
 # ---------------------------------------------------------------- train (Hydra app)
@@ -239,9 +236,11 @@ class SweepInterrupted(KeyboardInterrupt):
 def _out_of_memory(e: BaseException) -> bool:
     if isinstance(e, MemoryError):
         return True
+    import torch
+
     text = str(e)
-    oom = getattr(__import__("torch"), "OutOfMemoryError", ())
-    return isinstance(e, oom) or "can't allocate memory" in text or "out of memory" in text.lower()
+    return (isinstance(e, getattr(torch, "OutOfMemoryError", ()))
+            or "can't allocate memory" in text or "out of memory" in text.lower())
 
 
 def describe(e: BaseException, cfg=None) -> tuple[str, int]:
@@ -392,9 +391,10 @@ def _drop_refused_run(code) -> None:
             break
 
 
-def claim_dir(overrides: list[str], multirun: bool) -> list[str]:
+def claim_dir(overrides: list[str], multirun: bool, cfg=None) -> list[str]:
     """Make the run (or sweep) dir, refuse one that holds another run unless this is a resume, lock it,
-    and name it in the overrides (so Hydra does not compute a second, later time stamp)."""
+    and name it in the overrides (so Hydra does not compute a second, later time stamp). ``cfg``: the
+    run's config composed with hydra.* (`prevalidate`), or None to compose the hydra.* overrides."""
     from .config import compose
 
     global CREATED_DIR, CREATED_TOP
@@ -402,8 +402,8 @@ def claim_dir(overrides: list[str], multirun: bool) -> list[str]:
     given = _value_of(overrides, key)
     resume = _value_of(overrides, "resume") not in (None, "null", "None")
     if given is None:
-        hydra_only = [o for o in overrides if o.lstrip("+~").startswith("hydra.")] if multirun else overrides
-        cfg = compose(hydra_only, return_hydra_config=True)
+        if cfg is None:
+            cfg = compose([o for o in overrides if o.lstrip("+~").startswith("hydra.")], return_hydra_config=True)
         path = Path(str(cfg.hydra.sweep.dir if multirun else cfg.hydra.run.dir))
         path, made = _make_dir(path, key, fresh=not resume)
         CREATED_DIR, CREATED_TOP = (path, made) if made else (None, None)
@@ -439,9 +439,9 @@ def train_command(args: list[str]) -> None:
     printing = ns.cfg or ns.resolve or ns.package
     if not informational:
         try:
-            overrides = prevalidate(ns)
+            overrides, cfg = prevalidate(ns)
             if not printing:
-                overrides = claim_dir(overrides, ns.multirun)
+                overrides = claim_dir(overrides, ns.multirun, cfg)
                 SWEEP_OVERRIDES[:] = list(ns.overrides)
         except UserError as e:
             fail(str(e))
@@ -542,10 +542,7 @@ def eval_command(args: list[str]) -> None:
     path = checkpoint.find(value, "ckpt")
     ck = checkpoint.load(path, "ckpt")
     user = [a for a in args if not a.startswith("ckpt=")]
-    checkpoint.check_overrides(ck["overrides"], user, path, "ckpt")
-    user_keys = {o.split("=", 1)[0].lstrip("+~") for o in user}
-    overrides = [o for o in ck["overrides"] if o.split("=", 1)[0].lstrip("+~") not in user_keys] + user
-    cfg = compose(overrides)
+    cfg = compose(checkpoint.check_overrides(ck["overrides"], user, path, "ckpt"))
     validate(cfg)
     r = evaluate_checkpoint(cfg, path, ck)
     print(f"dendsn eval: {path} (epoch {r['epoch']}) | test acc {r['test_acc']:.2%} | "

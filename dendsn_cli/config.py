@@ -283,9 +283,9 @@ def explain(e: BaseException) -> str:
         return (f"{m.group(2)}: its value reads the environment variable {m.group(1)}, which is not set; export it, "
                 f"or give a default: '${{oc.env:{m.group(1)},VALUE}}'")
     m = re.search(r"Missing mandatory value: ([\w.]+)", msg)
-    if m:
+    if m:                                   # only a config group is mandatory in the schema (~neuron)
         key = m.group(1)
-        return f"{key} has no value, and a run needs one (removed with ~{key}?); pick an option, e.g. `dendsn list {key}`"
+        return f"{key} has no option, and a run needs one (removed with ~{key}?); pick one, e.g. `dendsn list {key}`"
     m = re.search(r"Ambiguous value for argument '([^']+)'", msg)
     if m:
         return f"{m.group(1)} is a sweep: add -m (dendsn train -m {m.group(1)}) to run one job per value"
@@ -294,7 +294,6 @@ def explain(e: BaseException) -> str:
 
 
 OPTIONAL_GROUPS = ("experiment",)   # groups that default to nothing: Hydra ignores an unknown option of these
-MANDATORY_GROUPS = ("dataset", "encoder", "network", "neuron", "learning", "optim", "logger")
 
 
 def check_optional_groups(overrides: list[str]) -> None:
@@ -336,9 +335,6 @@ def compose(overrides: list[str], return_hydra_config: bool = False) -> DictConf
         for key in sorted(cfg.keys(), key=lambda k: isinstance(cfg._get_node(k), nodes)):   # root values first
             if key == "hydra":
                 continue
-            if key in MANDATORY_GROUPS and OmegaConf.is_missing(cfg, key):
-                raise UserError(f"{key} has no option, and a run needs one (removed with ~{key}?); "
-                                f"pick one, e.g. `dendsn list {key}`")
             node = cfg._get_node(key)
             if isinstance(node, nodes):
                 OmegaConf.to_container(node, resolve=True)

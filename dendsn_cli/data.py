@@ -504,13 +504,9 @@ class TorchvisionImages:
         return missing, pending
 
     def _check_loaded(self, ds, train: bool, n_classes: int) -> None:
-        """The tensors torchvision read: as many labels as images, labels in 0..n_classes-1.
-
-        `check_files` already guarantees this for raw files; this also covers torchvision's legacy
-        processed/*.pt files."""
-        prefix = "train" if train else "t10k"
-        source = (self.raw_folder.parent / "processed" / ("training.pt" if train else "test.pt") if self._legacy()
-                  else self.raw_folder / f"{prefix}-labels-idx1-ubyte")
+        """The tensors torchvision read from its legacy processed/*.pt files: as many labels as images,
+        labels in 0..n_classes-1 (`check_files` guarantees this for raw files before they are read)."""
+        source = self.raw_folder.parent / "processed" / ("training.pt" if train else "test.pt")
         data, targets = ds.data, ds.targets
         if len(data) != len(targets):
             raise UserError(f"{source} holds {len(targets)} labels for {len(data)} images; each image needs one "
@@ -541,7 +537,8 @@ class TorchvisionImages:
                 raise UserError(
                     f"could not write Fashion-MNIST into {str(self.raw_folder)!r} ({e.strerror or e}); "
                     f"set dataset.root to a writable directory") from e
-        if not self._legacy():
+        legacy = self._legacy()
+        if not legacy:
             missing, pending = self.check_files(n_classes)
             if missing and not download:
                 raise self._missing_error(None, missing)
@@ -554,8 +551,9 @@ class TorchvisionImages:
                         f"({e.strerror or e}); decompress {target.name}.gz there yourself (gunzip -k) or set "
                         f"dataset.root to a writable copy") from e
         train_ds, test_ds = self._open(True, download), self._open(False, download)
-        self._check_loaded(train_ds, True, n_classes)
-        self._check_loaded(test_ds, False, n_classes)
+        if legacy:                                  # raw files were checked before torchvision read them
+            self._check_loaded(train_ds, True, n_classes)
+            self._check_loaded(test_ds, False, n_classes)
         data, targets = train_ds.data, train_ds.targets
         n_val = _val_count(self.val, len(data))
         if n_val >= len(data):

@@ -687,28 +687,19 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict |
                 log.info(msg)
                 break
         status = "completed"
-    except Interrupted as e:
-        status = "interrupted"
-        _write_json(metrics_path, summary(status))
-        logger.close()
-        saved = (ckpt_dir / "last.pt").exists()
-        log.warning("interrupted (%s); last checkpoint: %s", e, ckpt_dir / "last.pt" if saved else "none")
-        if not saved:
-            raise UserError(f"interrupted ({e}): nothing was trained or saved; run the same command again") from None
-        raise UserError(
-            f"interrupted ({e}); checkpoint saved at {ckpt_dir / 'last.pt'}; continue with: dendsn train resume={run_dir}"
-        ) from None
-    except KeyboardInterrupt:                  # a second Ctrl-C: stop at once, keep the last checkpoint
+    except (Interrupted, KeyboardInterrupt) as e:   # KeyboardInterrupt: a second Ctrl-C stopped the run at once
+        forced = isinstance(e, KeyboardInterrupt)
         status = "interrupted"
         _write_json(metrics_path, summary(status))
         logger.close()
         last = ckpt_dir / "last.pt"
-        log.warning("stopped at once by a second Ctrl-C; last checkpoint: %s", last if last.exists() else "none")
+        what = "interrupted at once (a second Ctrl-C)" if forced else f"interrupted ({e})"
+        log.warning("%s; last checkpoint: %s", what, last if last.exists() else "none")
         if not last.exists():
-            raise UserError("interrupted at once (a second Ctrl-C) before the first checkpoint: nothing was saved; "
-                            "run the same command again") from None
-        raise UserError(f"interrupted at once (a second Ctrl-C); the last checkpoint ({last}) is kept; continue with: "
-                        f"dendsn train resume={run_dir}") from None
+            lost = "before the first checkpoint: nothing was saved" if forced else ": nothing was trained or saved"
+            raise UserError(f"{what}{' ' if forced else ''}{lost}; run the same command again") from None
+        kept = f"the last checkpoint ({last}) is kept" if forced else f"checkpoint saved at {last}"
+        raise UserError(f"{what}; {kept}; continue with: dendsn train resume={run_dir}") from None
     except Diverged as e:
         status = "diverged"
         _write_json(metrics_path, summary(status))
