@@ -186,9 +186,9 @@ def calibrate(parts: Parts, cfg: DictConfig) -> str:
 
 
 def spiking_layers(model: torch.nn.Module) -> list:
-    from dendsn.neurons import SpikingModule
+    from dendsn.neurons import outer_spiking
 
-    mods = [m for m in model.modules() if isinstance(m, SpikingModule)]
+    mods = list(outer_spiking(model))
     names = [f"layer{i + 1}" for i in range(len(mods) - 1)] + ["readout"]
     return list(zip(names, mods))
 

@@ -504,3 +504,161 @@ class DendIF(DendriticNeuron):
     @property
     def input_gain(self) -> float:
         return 1.0
+
+
+class Dendritic(DendriticNeuron):
+    """A dendritic neuron whose soma is any point neuron of the library, chosen by config.
+
+    ``soma`` is a point-neuron module or a factory of one (a Hydra partial: each layer gets its own).
+    Its threshold, reset, surrogate and refractory period are the soma's. The soma's input current is
+    the J[t] of the module docstring:
+
+    * a linear soma (`neurons.PointNeuron`: LIF, IF, PLIF) without a refractory period uses the
+      soma's (alpha, u) directly, so the whole neuron runs the fast paths of `DendriticNeuron`
+      exactly as `DendLIF` / `DendIF` do;
+    * any other soma (QIF, EIF, AdEx, Izhikevich, ALIF, HH, ...) runs its own multi-step on the
+      dendrite's read-out a[t] = sum_k phi_k v_k[t] (or sum_k phi_k f(v_k[t]) with the activation
+      forward), computed for all T at once by the same fast paths, with ``feedback = Phi``: its
+      input at step t is a[t] - Phi v[t-1] = J[t] (voltage difference) or a[t] (activation). With
+      back-propagating spikes the dendrite and the soma step together, T times.
+
+    A soma without a membrane potential to feed back (PSN, which is not iterative) needs
+    ``forward_mode="activation"``.
+    """
+
+    def __init__(
+        self,
+        wiring: Wiring,
+        soma: nn.Module,
+        compartment: Optional[nn.Module] = None,
+        coupling_g: Optional[Coupling] = None,
+        learn_g: bool = False,
+        forward_mode: str = "voltage_difference",
+        forward_activation: str = "sigmoid",
+        phi: Optional[Phi] = None,
+        learn_phi: bool = False,
+        bap_psi: float = 0.0,
+        step_mode: str = "m",
+        dendrite_method: str = "auto",
+    ):
+        from .neurons import PointNeuron, StepNeuron
+
+        cell = soma if isinstance(soma, nn.Module) else soma() if callable(soma) else None
+        if not isinstance(cell, SpikingModule):
+            raise ValueError(f"soma must be a point neuron of dendsn (got soma={soma!r})")
+        if getattr(cell, "inputs_per_neuron", 1) != 1:
+            raise ValueError(f"soma must be a point neuron, not a dendritic one (got {type(cell).__name__})")
+        iterative = isinstance(cell, StepNeuron)
+        if not iterative and forward_mode == "voltage_difference":
+            raise ValueError(f"the {type(cell).__name__} soma has no membrane potential for forward_mode=voltage_difference; "
+                             "use neuron.forward_mode=activation")
+        if not iterative and bap_psi != 0.0:
+            raise ValueError(f"the {type(cell).__name__} soma is not iterative, so it cannot take a back-propagating spike; use bap_psi=0")
+        v_th = getattr(cell, "v_threshold", 1.0)
+        v_reset = getattr(cell, "v_reset", 0.0)
+        super().__init__(
+            wiring, compartment, v_th, v_reset, getattr(cell, "surrogate", None), getattr(cell, "detach_reset", False),
+            coupling_g, learn_g, forward_mode, forward_activation, phi, learn_phi, bap_psi, None, step_mode, dendrite_method,
+        )
+        cell.step_mode = "m"
+        self.soma = cell
+        self.linear_soma = isinstance(cell, PointNeuron) and not cell.refractory
+
+    # the soma's charge: the point soma's own (linear somas), else the identity (the generic path
+    # reads the dendrite's a[t] through it and hands it to the soma's multi-step)
+    def leak_and_drive(self, x):
+        return self.soma.leak_and_drive(x) if self.linear_soma else (1.0, x)
+
+    @property
+    def input_gain(self):
+        if not self.linear_soma:
+            return 1.0
+        _, u1 = self.soma.leak_and_drive(1.0)
+        _, u0 = self.soma.leak_and_drive(0.0)
+        return u1 - u0
+
+    @property
+    def feedback(self) -> float:
+        return float(total_strength(self.phi.detach(), self.wiring.n_output)) if self.forward_mode == "voltage_difference" else 0.0
+
+    def reset(self) -> None:
+        super().reset()
+        if "soma" in self._modules:
+            self.soma.reset()
+
+    def _read(self, x: torch.Tensor, v_p: Optional[torch.Tensor]) -> torch.Tensor:
+        """a[t] for all T from synaptic currents x [T, B, S..., K_in] (the dendrite's state is kept)."""
+        fast = self._drive_at_once(x, v_p)
+        if fast is None:
+            vp_seq, vd_seq = self.dendrite.multi_step(x, v_p)
+            _, a = self.soma_terms(self.dendrite.output(vd_seq))
+            self._set_dend(vp_seq[-1], vd_seq[-1])
+            if self.store_seq:
+                self.v_dend_seq = vd_seq
+            return a
+        _, u, gain, state = fast
+        if state is not None:
+            self._set_dend(*state)
+        else:
+            self._set_dend(None, None)
+            self._pending = (x, v_p, torch.is_grad_enabled())
+        return u if gain == 1.0 else u * gain
+
+    def multi_step(self, x_seq: torch.Tensor) -> torch.Tensor:
+        if self.linear_soma:
+            s = super().multi_step(x_seq)
+            return s
+        x = self.split_compartments(x_seq, 2)                       # [T, B, S..., K_in]
+        v_p = self._dend_v0(x[0])
+        self.soma.store_seq = self.store_seq
+        if self.bap_psi != 0.0:                                     # soma -> dendrite: step together
+            v_p = self.dendrite.initial(x[0]) if v_p is None else v_p
+            state = self.soma._state0(x[0, ..., 0])
+            out, vs, vds, hs = [], [], [], []
+            for x_t in x.unbind(0):
+                s, h, state, v_p, v_dend = self._step(x_t, state, v_p)
+                out.append(s)
+                if self.store_seq:
+                    vs.append(state[0]), vds.append(v_dend), hs.append(h)
+            self.soma.state = state
+            self._set_dend(v_p, v_dend)
+            if self.store_seq:
+                self.v_seq, self.v_dend_seq, self.h_seq = torch.stack(vs), torch.stack(vds), torch.stack(hs)
+            self.v = self.soma.v
+            return torch.stack(out)
+        a = self._read(x, v_p)
+        s = self.soma.run(a, self.feedback) if hasattr(self.soma, "run") else self.soma(a)
+        self.v = getattr(self.soma, "v", None)
+        if self.store_seq:
+            self.v_seq, self.h_seq = self.soma.v_seq, self.soma.h_seq
+        return s
+
+    def _step(self, x: torch.Tensor, state: tuple, v_p: torch.Tensor):
+        v_p, v_dend = self.dendrite.step(x, v_p)
+        _, a = self.soma_terms(self.dendrite.output(v_dend))
+        s, h, state = self.soma.step(a, state, self.feedback)
+        if self.bap_psi != 0.0:
+            v_p = v_p + (self.bap_psi * s).unsqueeze(-1) * self.bap_mask.to(v_p.dtype)
+            v_dend = self.dendrite.compartment.potential(v_p)
+        return s, h, state, v_p, v_dend
+
+    def single_step(self, x: torch.Tensor) -> torch.Tensor:
+        if self.linear_soma:
+            return super().single_step(x)
+        if not hasattr(self.soma, "step"):
+            raise ValueError(f"the {type(self.soma).__name__} soma runs whole sequences only (step_mode='m')")
+        x = self.split_compartments(x, 1)
+        v_p = self._dend_v0(x)
+        v_p = self.dendrite.initial(x) if v_p is None else v_p
+        s, _, self.soma.state, v_p, v_dend = self._step(x, self.soma._state0(x[..., 0]), v_p)
+        self._set_dend(v_p, v_dend)
+        self.v = self.soma.v
+        return s
+
+    def soma_input(self, x_seq: torch.Tensor):
+        if not self.linear_soma:
+            raise ValueError(f"soma_input needs a linear soma (LIF, IF, PLIF), not {type(self.soma).__name__}")
+        return super().soma_input(x_seq)
+
+    def extra_repr(self) -> str:
+        return f"forward_mode={self.forward_mode!r}, bap_psi={self.bap_psi}, step_mode={self.step_mode!r}"

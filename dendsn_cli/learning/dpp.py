@@ -42,10 +42,24 @@ from typing import Optional
 import torch
 from torch import nn
 
-from dendsn.dendritic import DendriticNeuron
+from dendsn.dendritic import DendIF, DendLIF, DendriticNeuron
+from dendsn.neurons import PointNeuron
+
+from ..errors import UserError
 
 from .local import READOUT_MODES, LocalRule, PlasticLayer, reset_state
 from .plasticity import check_choice, check_number, check_tau, correlate, expand, reduce_rows, trace, trace_step
+
+
+def linear_soma(neuron: nn.Module) -> bool:
+    """Does the soma charge h = alpha v + u (dendsn's LIF family, no refractory period)?"""
+    return getattr(neuron, "linear_soma", isinstance(neuron, PointNeuron) and not neuron.refractory) or isinstance(neuron, (DendLIF, DendIF))
+
+
+def soma_name(neuron: nn.Module) -> str:
+    cell = getattr(neuron, "soma", neuron)
+    ref = getattr(cell, "refractory", 0)
+    return type(cell).__name__ + (f" (refractory={ref})" if ref else "")
 
 
 def steady_soma(neuron: nn.Module, drive: torch.Tensor) -> torch.Tensor:
@@ -136,6 +150,10 @@ class DPP(LocalRule):
         return self.eta
 
     def setup_rule(self, model):
+        for l in self.layers:                        # u_pred is the fixed point of a linear soma
+            if not linear_soma(l.neuron):
+                raise UserError(f"learning=dpp predicts the soma potential of a linear soma (LIF, IF, PLIF without a "
+                                f"refractory period); {l.name} has a {soma_name(l.neuron)} soma: use learning=bptt or such a neuron")
         ro = self.readout_layer
         n_classes = ro.n_neurons()
         if self.feedback:
