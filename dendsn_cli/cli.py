@@ -52,16 +52,34 @@ def fail(message: str, code: int = 2) -> None:
 
 # ---------------------------------------------------------------- list
 def _groups() -> dict[str, list[tuple[str, str]]]:
+    """Every config group (nested ones as 'neuron/soma') -> [(option, its description)]: the first
+    comment line of the option's file, or of the option it reuses (``/group@_here_: option``)."""
     root = resources.files("dendsn_conf")
+
+    def describe(f) -> str:
+        lines = f.read_text().splitlines()
+        comments = [ln for ln in lines if ln.startswith("#") and "@package" not in ln]
+        if comments:
+            return comments[0].lstrip("# ").strip()
+        reused = [ln.split("@_here_:") for ln in lines if "@_here_:" in ln]
+        if reused:
+            group, option = reused[0][0].strip(" -/"), reused[0][1].strip()
+            target = root.joinpath(*group.split("/"), f"{option}.yaml")
+            return describe(target) if target.is_file() else ""
+        return ""
+
     out: dict[str, list[tuple[str, str]]] = {}
+
+    def walk(folder, name: str) -> None:
+        options = [(f.name[:-5], describe(f)) for f in sorted(folder.iterdir(), key=lambda p: p.name)
+                   if f.name.endswith(".yaml")]
+        if options:
+            out[name] = options
+        for sub in sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("_")), key=lambda p: p.name):
+            walk(sub, f"{name}/{sub.name}")
+
     for group in sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", "hydra"))):
-        options = []
-        for f in sorted(root.joinpath(group).iterdir(), key=lambda p: p.name):
-            if f.name.endswith(".yaml"):
-                comments = [ln for ln in f.read_text().splitlines() if ln.startswith("#") and "@package" not in ln]
-                desc = comments[0].lstrip("# ").strip() if comments else ""
-                options.append((f.name[:-5], desc))
-        out[group] = options
+        walk(root.joinpath(group), group)
     return out
 
 

@@ -121,8 +121,10 @@ def test_eval_of_a_checkpoint_from_another_model_is_one_line(dendsn, tmp_path):
 # ------------------------------------------------------------------ 5. list
 def test_list_prints_groups_options_and_descriptions(dendsn):
     p = dendsn("list", check=True)
-    for group in ("dataset:", "encoder:", "network:", "neuron:", "learning:", "optim:", "logger:"):
+    for group in ("dataset:", "encoder:", "network:", "neuron:", "neuron/soma:", "learning:", "optim:", "logger:"):
         assert group in p.stdout
+    # a soma option reuses a point neuron's file, and its description
+    assert re.search(r"^neuron/soma:\n(    .*\n)*?    lif\s+Point leaky integrate-and-fire", p.stdout, re.M)
     p = dendsn("list", "neuron", check=True)
     assert re.search(r"^  \* dend_lif\s+Dendritic LIF", p.stdout, re.M)
     assert re.search(r"^    lif\s+Point leaky integrate-and-fire", p.stdout, re.M)
