@@ -110,6 +110,21 @@ def validate(cfg: DictConfig) -> None:
         if isinstance(node, DictConfig):
             check_node(node, group)
             _check_step_mode(node, group)
+    _check_sequential(cfg)
+
+
+def _check_sequential(cfg: DictConfig) -> None:
+    """Row sequences (dataset.sequential=rows) are analog pixel values, fed as currents: only encoder=direct
+    passes them on as they are (poisson would pass time-major data through as if they were spikes)."""
+    dataset, encoder = cfg.get("dataset"), cfg.get("encoder")
+    if not isinstance(dataset, DictConfig) or not isinstance(encoder, DictConfig):
+        return
+    sequential = dataset.get("sequential")
+    if sequential in (None, "none") or str(encoder.get("_target_")) not in (
+            "dendsn_cli.encoders.Poisson", "dendsn_cli.encoders.Latency"):
+        return
+    raise UserError(f"encoder={choice_name(cfg, 'encoder')} does not apply to dataset.sequential={sequential}: each "
+                    "step's row of analog pixel values is the input current; use encoder=direct")
 
 
 def _check_step_mode(node: DictConfig, path: str) -> None:
@@ -226,6 +241,17 @@ def _type_name(expected) -> str:
     return "null" if expected is type(None) else getattr(expected, "__name__", str(expected))
 
 
+def _options_with_subgroup(group: str, sub: str) -> list[str]:
+    """The options of ``group`` whose defaults list chooses its subgroup ``sub`` (neuron=dendritic for neuron/soma)."""
+    from importlib import resources
+
+    folder = resources.files("dendsn_conf").joinpath(*group.split("/"))
+    if not folder.joinpath(sub).is_dir():
+        return []
+    return sorted(f.name[:-5] for f in folder.iterdir()
+                  if f.name.endswith(".yaml") and re.search(rf"^\s*-\s*{re.escape(sub)}\s*:", f.read_text(), re.M))
+
+
 def explain(e: BaseException) -> str:
     """One line for a Hydra / OmegaConf composition error."""
     msg = str(e).strip()
@@ -245,6 +271,11 @@ def explain(e: BaseException) -> str:
         if key == "wiring":
             return ("wiring applies to dendritic neurons only; pick a dendritic neuron (e.g. neuron=dend_lif) "
                     "or drop the wiring override")
+        parent, _, sub = key.rpartition("/")
+        hosts = _options_with_subgroup(parent, sub) if parent else []
+        if hosts:                                   # neuron/soma: a group inside some neuron options
+            return (f"{key} is chosen inside {' or '.join(f'{parent}={h}' for h in hosts)}; "
+                    f"add {parent}={hosts[0]} (e.g. {parent}={hosts[0]} {key}=...)")
         return f"{key} is not a config group of this run; run `dendsn list` for the groups"
     m = re.search(r"Could not override '(hydra\.sweeper\.[^']+)'", msg)
     if m:

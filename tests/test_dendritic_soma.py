@@ -13,7 +13,7 @@ import torch
 from dendsn import compartments, dendritic, neurons, wiring
 from dendsn_cli.train import spiking_layers
 
-from conftest import TINY
+from conftest import TINY, one_error
 
 WIRINGS = [wiring.Segregated(3), wiring.KTo1(2, 2), wiring.Chain(3)]
 
@@ -106,3 +106,10 @@ def test_cli_dendritic_neuron_with_a_chosen_soma_trains(dendsn_here, tmp_path):
     assert m["history"][-1]["test_acc"] > 0
     cfg = (run / ".hydra" / "config.yaml").read_text()
     assert "dendsn.neurons.PLIF" in cfg and "refractory: 1" in cfg
+
+
+def test_soma_choice_errors_are_one_line(dendsn_here):
+    one_error(dendsn_here("train", "neuron/soma=lif"), "neuron/soma is chosen inside neuron=dendritic", "add neuron=dendritic")
+    one_error(dendsn_here("train", "neuron=dendritic", "neuron/soma=bogus"), "neuron/soma=bogus is not an option", "lif")
+    one_error(dendsn_here("train", "neuron=dendritic", "neuron/soma=dend_lif"), "is not an option of 'neuron/soma'")
+    one_error(dendsn_here("train", "neuron=dendritic", "neuron.soma.refractory=-2"), "refractory must be a whole number", "-2")
