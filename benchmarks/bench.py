@@ -22,6 +22,10 @@ Sections (rows are numbered by section):
    same with our encoder on both sides, loading alone, and encoding alone.
 5. whole training epochs through the CLI (`dendsn train dataset=fashion_mnist epochs=1`), dendritic
    vs point MLP, and the cost of training logs (TensorBoard + progress bar) as a share of epoch time.
+6. the neuron zoo vs SpikingJelly: each of LIF, QIF, EIF, KLIF, LIAF, PSN (and Izhikevich when
+   `dendsn.adaptive` has it) alone, forward+backward on the same random input [T, B, 2048] against
+   SpikingJelly's node with the same parameters (spikes checked equal first); and PSN against our
+   LIF at T = 32.
 
 Measuring. Every timed variant is warmed up, then the variants of a row run interleaved (A, B, A,
 B, ..., rotating the order), each sample long enough to time (calls are repeated inside a sample),
@@ -78,9 +82,9 @@ REFERENCE_SJ_2048_MS = 53.0
 def sizes(quick: bool) -> dict:
     if quick:
         return dict(T=4, B=16, n_in=784, widths=(32, 128), dend_s=32, dend_k=4, loop_T=(4, 8),
-                    data_n=1024, epoch=dict(n_train=256, n_test=64), repeats=3)
+                    data_n=1024, epoch=dict(n_train=256, n_test=64), repeats=3, zoo_n=256, psn_T=8)
     return dict(T=8, B=128, n_in=784, widths=(512, 2048), dend_s=512, dend_k=4, loop_T=(8, 32),
-                data_n=None, epoch=None, repeats=7)
+                data_n=None, epoch=None, repeats=7, zoo_n=2048, psn_T=32)
 
 
 # --- timing and memory ---------------------------------------------------------------------------
@@ -529,6 +533,88 @@ def section_epochs(tab: Table, sz, threads: Optional[int], root: str, device: st
             1.0 - r_dend["samples_per_s"] / r_quiet["samples_per_s"], "share", "< 5%")
 
 
+def zoo_pairs(T: int) -> dict:
+    """name -> (our neuron, SpikingJelly's node with the same parameters, SpikingJelly runs step by step)."""
+    from spikingjelly.activation_based import neuron, surrogate
+
+    from dendsn import nonlinear
+
+    sg = partial(surrogate.Sigmoid, alpha=4.0)
+    pairs = {
+        "lif": (LIF(tau=2.0), neuron.LIFNode(tau=2.0, surrogate_function=sg(), step_mode="m"), False),
+        "qif": (nonlinear.QIF(), neuron.QIFNode(surrogate_function=sg(), step_mode="m"), False),
+        "eif": (nonlinear.EIF(), neuron.EIFNode(surrogate_function=sg(), step_mode="m"), False),
+        "klif": (nonlinear.KLIF(), neuron.KLIFNode(surrogate_function=sg(), step_mode="m"), False),
+        # LIAFNode's step_mode 'm' runs LIFNode's multi-step kernel and returns spikes, not the analog
+        # output, so SpikingJelly's LIAF is its single-step mode looped over T
+        "liaf": (nonlinear.LIAF(act="relu", threshold_related=True),
+                 neuron.LIAFNode(act=torch.relu, threshold_related=True, tau=2.0, surrogate_function=sg(), step_mode="s"), True),
+    }
+    psn = nonlinear.PSN(T)
+    sj_psn = neuron.PSN(T, surrogate_function=sg())
+    sj_psn.load_state_dict(psn.state_dict())
+    pairs["psn"] = (psn, sj_psn, False)
+    try:
+        from dendsn.adaptive import Izhikevich
+    except ImportError:
+        Izhikevich = None
+    if Izhikevich is not None:
+        # v_rest = v_reset: a fresh Izhikevich starts at v_rest here and at v_reset in SpikingJelly
+        p = dict(tau=2.0, v_c=0.8, a0=1.0, v_rest=-0.1, v_threshold=1.0, v_reset=-0.1, tau_w=2.0, a=0.1, b=0.2)
+        pairs["izhikevich"] = (Izhikevich(**p), neuron.IzhikevichNode(**p, w_rest=0.0, surrogate_function=sg(), step_mode="m"), False)
+    return pairs
+
+
+def neuron_step(cell: nn.Module, x: torch.Tensor, g: torch.Tensor, stepwise: bool = False) -> Callable[[], None]:
+    """Forward + backward of one neuron layer alone with a fixed upstream gradient."""
+
+    def run():
+        return torch.stack([cell(xt) for xt in x]) if stepwise else cell(x)
+
+    def step():
+        reset(cell)
+        x.grad = None
+        cell.zero_grad(set_to_none=True)
+        run().backward(g)
+
+    step.run = run
+    return step
+
+
+def section_zoo(tab: Table, clock: Clock, dev, sz) -> None:
+    """6. each point model alone vs SpikingJelly's node with the same parameters; PSN vs LIF at T = 32."""
+    T, B, n = sz["T"], sz["B"], sz["zoo_n"]
+    gen = torch.Generator().manual_seed(6)
+    x = (torch.randn(T, B, n, generator=gen) * 1.5 + 0.3).to(dev).requires_grad_()
+    g = torch.randn(T, B, n, generator=gen).to(dev)
+    for name, (ours, sj, stepwise) in zoo_pairs(T).items():
+        ours, sj = ours.to(dev), sj.to(dev)
+        steps = {"ours": neuron_step(ours, x, g), "sj": neuron_step(sj, x, g, stepwise)}
+        with torch.no_grad():
+            reset(ours), reset(sj)
+            a, b = steps["ours"].run(), steps["sj"].run()
+        if getattr(ours, "analog", False):
+            note = "" if torch.allclose(a, b, rtol=1e-5, atol=1e-6) else "analog outputs differ"
+        else:
+            diff = int((a != b).sum())
+            note = "" if diff == 0 else f"{diff} of {a.numel()} spikes differ"
+        if name == "liaf":
+            note = "; ".join(p for p in (note, "SpikingJelly's LIAFNode in single-step mode over T (its multi-step "
+                                         "mode runs LIFNode's kernel and outputs spikes)") if p)
+        t = clock.ms(steps)
+        tab.add(f"6.{name}.vs_spikingjelly", f"{type(ours).__name__} [{T}, {B}, {n}] vs SpikingJelly "
+                f"{type(sj).__name__}: fwd+bwd of the neuron alone", t["ours"], t["sj"], "ms", t["sj"] / t["ours"],
+                "speed-up", ">= 1.0", note)
+    from dendsn.nonlinear import PSN
+
+    T = sz["psn_T"]
+    x = (torch.randn(T, B, n, generator=gen) * 1.5 + 0.3).to(dev).requires_grad_()
+    g = torch.randn(T, B, n, generator=gen).to(dev)
+    t = clock.ms({"psn": neuron_step(PSN(T).to(dev), x, g), "lif": neuron_step(LIF(tau=2.0).to(dev), x, g)})
+    tab.add("6.psn.vs_lif_T32", f"PSN vs our LIF [{T}, {B}, {n}]: fwd+bwd of the neuron alone",
+            t["psn"], t["lif"], "ms", t["lif"] / t["psn"], "speed-up", ">= 3.0")
+
+
 # --- main ------------------------------------------------------------------------------------------------
 def main(argv: Optional[list[str]] = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -538,7 +624,7 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
     ap.add_argument("--repeats", type=int, default=None, help="samples per variant (median); default 7, 3 with --quick")
     ap.add_argument("--json", action="store_true", help="print the rows as JSON instead of the table")
     ap.add_argument("--quick", action="store_true", help="tiny sizes: seconds, for the smoke test")
-    ap.add_argument("--sections", default="1,2,3,4,5", help="which sections to run, e.g. 1,2")
+    ap.add_argument("--sections", default="1,2,3,4,5,6", help="which sections to run, e.g. 1,2")
     ap.add_argument("--no-tune-alloc", action="store_true",
                     help="CPU: leave glibc's malloc thresholds as they are (dendsn train raises them, see "
                          "dendsn_cli.train.tune_cpu_allocator); applies to every contender alike")
@@ -584,6 +670,8 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
         section_data(tab, clock, dev, sz, args.data_root)
     if 5 in sections:
         section_epochs(tab, sz, args.threads, args.data_root, str(dev))
+    if 6 in sections:
+        section_zoo(tab, clock, dev, sz)
     load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
     meta = dict(device=str(dev), threads=torch.get_num_threads(), T=T, batch=B, quick=args.quick, malloc_tuned=tuned,

@@ -4,6 +4,8 @@ No timing assertions: --quick sizes are too small for the ratios to mean anythin
 machine may be shared. The full run is `python benchmarks/bench.py` (see its docstring).
 """
 
+import importlib
+import importlib.util
 import json
 import math
 import subprocess
@@ -22,6 +24,9 @@ EXPECTED = (
        for part in ("", ".layer") + ((".compartments",) if d.endswith("passive") else ())]
     + ["4.data.load_encode", "4.data.same_encoder", "4.data.load_only", "4.data.encode"]
     + ["5.epoch.dend_vs_point", "5.epoch.logs_share", "5.epoch.logs_on_vs_off"]
+    + [f"6.{m}.vs_spikingjelly" for m in ("lif", "qif", "eif", "klif", "liaf", "psn")] + ["6.psn.vs_lif_T32"]
+    + (["6.izhikevich.vs_spikingjelly"] if importlib.util.find_spec("dendsn.adaptive")           # (an optional model)
+       and hasattr(importlib.import_module("dendsn.adaptive"), "Izhikevich") else [])
 )
 
 
