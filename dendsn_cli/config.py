@@ -120,11 +120,11 @@ def _check_sequential(cfg: DictConfig) -> None:
     if not isinstance(dataset, DictConfig) or not isinstance(encoder, DictConfig):
         return
     sequential = dataset.get("sequential")
-    if sequential in (None, "none") or str(encoder.get("_target_")) not in (
-            "dendsn_cli.encoders.Poisson", "dendsn_cli.encoders.Latency"):
-        return
-    raise UserError(f"encoder={choice_name(cfg, 'encoder')} does not apply to dataset.sequential={sequential}: each "
-                    "step's row of analog pixel values is the input current; use encoder=direct")
+    spiking = {"dendsn_cli.encoders.Poisson": "poisson", "dendsn_cli.encoders.Latency": "latency"}
+    name = spiking.get(str(encoder.get("_target_")))
+    if sequential not in (None, "none") and name is not None:
+        raise UserError(f"encoder={name} does not apply to dataset.sequential={sequential}: each step's row of "
+                        "analog pixel values is the input current; use encoder=direct")
 
 
 def _check_step_mode(node: DictConfig, path: str) -> None:

@@ -34,6 +34,15 @@ the same with or without it); image datasets hold ``val`` samples (a count, or a
 training split) out of the training split, chosen by a permutation from ``seed``, before ``n_train``
 keeps the first samples of the rest.
 
+Row-sequential images (``sequential=rows``, MNIST / Fashion-MNIST): each image becomes a sequence of
+its rows, one row per time step,
+
+    x[n, t, :] = image[n, row t, :]      x: [N, 28, 28] = [N, T, C], T = 28 rows of C = 28 pixels
+
+kept as time-major samples (`DataInfo.time_major`, input shape (28,)), so the run's T must equal the
+number of rows (a UserError otherwise). The values stay analog pixel intensities in [0, 1]: they
+are input currents, for `encoder=direct` (the config refuses encoders that would read them as spikes).
+
 Every split is a `Split` (x, y on the device); `Split.batches` shuffles by
 indexing with one random permutation per epoch, no DataLoader.
 """
@@ -60,8 +69,8 @@ from dendsn_cli.errors import UserError
 class Split:
     """One split resident on a device.
 
-    x: [N, ...] float32 -- images [N, 1, 28, 28] in [0, 1], or spike trains
-       [N, T, C] in {0, 1} (time-major samples, see `DataInfo.time_major`).
+    x: [N, ...] float32 -- images [N, 1, 28, 28] in [0, 1], or time-major samples [N, T, C]
+       (see `DataInfo.time_major`): spike trains in {0, 1}, or image rows in [0, 1] (sequential=rows).
     y: [N] int64 class labels.
     """
 
@@ -135,6 +144,18 @@ def _val_count(val, n_total: int, key: str = "dataset.val") -> int:
     return int(round(val * n_total))
 
 
+SEQUENTIAL = ("rows",)
+
+
+def _sequential(value) -> str | None:
+    """None (static images) or the kind of sequence of ``dataset.sequential``."""
+    if value is None or value == "none":
+        return None
+    _require(value in SEQUENTIAL, "dataset.sequential", value,
+             "none (static images) or rows (one image row per time step)")
+    return value
+
+
 def _is_probability(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and 0.0 <= value <= 1.0
 
@@ -199,7 +220,11 @@ class SyntheticSpikes:
         n_test: int = 1000,
         val: float = 1000,
         seed: int = 0,
+        sequential: str | None = None,
     ):
+        if _sequential(sequential) is not None:
+            raise UserError(f"dataset.sequential={sequential} applies to image datasets (dataset=mnist or "
+                            "dataset=fashion_mnist): the synthetic task is a spike sequence already; drop the override")
         _require(_is_int(n_classes) and n_classes >= 2, "dataset.n_classes", n_classes, "an integer >= 2")
         _require(_is_int(n_channels) and n_channels >= 1, "dataset.n_channels", n_channels, "an integer >= 1")
         _require(_is_int(T) and T >= 1, "dataset.T", T, "an integer >= 1")
@@ -401,6 +426,11 @@ def images_to_split(data: torch.Tensor, targets: torch.Tensor, n: int | None, de
     return Split(x, targets.to(device=device, dtype=torch.int64))
 
 
+def rows_split(split: Split) -> Split:
+    """Images [N, 1, H, W] -> row sequences [N, H, W] (time-major samples: step t is row t)."""
+    return Split(split.x.squeeze(1), split.y)
+
+
 class TorchvisionImages:
     """MNIST or Fashion-MNIST through torchvision; `dataset=mnist` / `dataset=fashion_mnist`.
 
@@ -411,11 +441,13 @@ class TorchvisionImages:
     / `.targets` tensors; no per-sample transforms. `val` samples (a count or a
     fraction) are held out of the training split by a permutation drawn from
     `seed`; `n_train` / `n_test` then keep only the first n samples of a split
-    (all of it when n is larger) for quick runs.
+    (all of it when n is larger) for quick runs. `sequential='rows'` gives every image as the sequence
+    of its rows (see the module docstring); ``T`` (the run's) must then be the number of rows.
     """
 
     def __init__(self, name: str, root: str, download: bool = False,
-                 n_train: int | None = None, n_test: int | None = None, val: float = 5000, seed: int = 0):
+                 n_train: int | None = None, n_test: int | None = None, val: float = 5000, seed: int = 0,
+                 sequential: str | None = None, T: int | None = None):
         _require(name in _TORCHVISION_CLASS, "dataset.name", name, f"one of {sorted(_TORCHVISION_CLASS)}")
         _require(isinstance(root, (str, os.PathLike)) and str(root) != "", "dataset.root", root,
                  "a directory path")
@@ -427,6 +459,7 @@ class TorchvisionImages:
         _require(_is_int(seed) and seed >= 0, "dataset.seed", seed, "an integer >= 0")
         self.name, self.root, self.download = name, Path(root).expanduser(), bool(download)
         self.n_train, self.n_test, self.val, self.seed = n_train, n_test, val, seed
+        self.sequential, self.T = _sequential(sequential), T
 
     @property
     def raw_folder(self) -> Path:
@@ -566,8 +599,16 @@ class TorchvisionImages:
             held[order[:n_val]] = True
             val = images_to_split(data[held], targets[held], None, device)
             data, targets = data[~held], targets[~held]                 # the rest, in the original order
+        if self.sequential == "rows" and self.T is not None and self.T != data.shape[1]:
+            raise UserError(f"T={self.T} but dataset.sequential=rows feeds one image row per time step and the "
+                            f"images have {data.shape[1]} rows; set T={data.shape[1]} (or dataset.sequential=none)")
         train = images_to_split(data, targets, self.n_train, device)
         test = images_to_split(test_ds.data, test_ds.targets, self.n_test, device)
+        if self.sequential == "rows":
+            train, val, test = (None if sp is None else rows_split(sp) for sp in (train, val, test))
+            info = DataInfo(input_shape=tuple(train.x.shape[2:]), n_classes=len(train_ds.classes),
+                            time_major=True, name=self.name)
+            return train, val, test, info
         info = DataInfo(input_shape=tuple(train.x.shape[1:]), n_classes=len(train_ds.classes),
                         time_major=False, name=self.name)
         return train, val, test, info

@@ -4,7 +4,7 @@ Each encoder is an `nn.Module` chosen by `encoder=<name>` (Hydra `_target_`) and
 called as `encoder(x, T, time_major)`:
 
     static inputs       x: [B, ...]    (images in [0, 1])   -> [T, B, ...]
-    time-major inputs   x: [B, T, C]   (spike trains)       -> [T, B, C]
+    time-major inputs   x: [B, T, C]   (spike trains, or the image rows of dataset.sequential=rows) -> [T, B, C]
 
 `time_major` comes from the dataset (`DataInfo.time_major`); the encoders never
 guess it from the number of dimensions.
@@ -46,7 +46,8 @@ class Direct(nn.Module):
 
     I[t] = x for t = 0..T-1. The result is an `expand`ed view (stride 0 along T,
     no copy): read it, or `reshape` it, but do not write to it in place.
-    Time-major spike trains are passed through as [T, B, C].
+    Time-major spike trains are passed through as [T, B, C]; so are image rows (dataset.sequential=rows:
+    the current of step t is row t, the only encoder the config allows for them).
     """
 
     def forward(self, x: torch.Tensor, T: int, time_major: bool = False) -> torch.Tensor:
@@ -92,7 +93,8 @@ class Poisson(nn.Module):
     work of one float per spike); p = 0 never spikes and p = 1 always does. Draws from torch's global
     RNG on x's device, so the runner's seeding (and RNG-state restore on resume) makes it
     reproducible. Time-major data are already spikes: they are passed through unchanged (as
-    [T, B, C]), `rate_scale` is not applied.
+    [T, B, C]), `rate_scale` is not applied (the analog rows of dataset.sequential=rows are not spikes:
+    the config refuses poisson for them, use encoder=direct).
     """
 
     def __init__(self, rate_scale: float = 1.0):

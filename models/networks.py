@@ -14,14 +14,22 @@ channel c.) Synapse layers run over ``T * B`` rows in one call. The read-out is 
 ``competition`` (optional, default None: nothing added) is a factory of `competition.py`, called as
 ``competition(n_neurons=S, k_in=K_in)`` for every hidden layer; its module sits between the synapse and the
 neurons and acts on their currents (lateral inhibition, k-winner-take-all).
+
+``recurrent`` (MLP only; default false: the feed-forward stack above, unchanged) adds a recurrent synapse
+(`recurrent.py`) to every hidden layer: true = learned W_rec, 'inhibition' = fixed cross-inhibition
+-inhibition (1 - I). The synapses live in ``MLP.recurrent`` beside ``layers``, which stays the plain
+(synapse, neuron) stack that `calibrate.layer_pairs` and the runner read; the feed-forward synapse
+still runs over all T steps at once, then the neuron runs step by step with W_rec s[t-1] added.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 from torch import nn
+
+from .recurrent import RecurrentSynapse, check_steps, recurrent_kind
 
 
 NeuronFactory = Callable[[], nn.Module]
@@ -66,7 +74,7 @@ class SpikingNet(nn.Module):
 
 
 class MLP(SpikingNet):
-    """input -> [Linear -> neuron] x len(hidden) -> Linear -> read-out neuron."""
+    """input -> [Linear -> neuron (+ W_rec s[t-1] when recurrent)] x len(hidden) -> Linear -> read-out neuron."""
 
     def __init__(
         self,
@@ -78,8 +86,12 @@ class MLP(SpikingNet):
         bias: bool = True,
         dropout: float = 0.0,
         competition: Optional[Callable[..., nn.Module]] = None,
+        recurrent: Union[bool, str] = False,
+        inhibition: float = 0.5,
+        recurrent_init: float = 0.0,
     ):
         hidden = list(hidden)
+        kind = recurrent_kind(recurrent)
         if not hidden or any(int(h) < 1 for h in hidden):
             raise ValueError(f"hidden must be a non-empty list of positive sizes (got {hidden})")
         if not 0.0 <= dropout < 1.0:
@@ -88,15 +100,29 @@ class MLP(SpikingNet):
         for d in input_shape:
             n_in *= int(d)
         layers: list[nn.Module] = [nn.Flatten(2)] if len(input_shape) > 1 else []
+        recurrences = {}                                    # index of a hidden neuron in layers -> its W_rec
         for width in hidden:
             cell = neuron()
             layers += [nn.Linear(n_in, width * _k_in(cell), bias=bias), *_compete(competition, width, cell), cell]
+            if kind is not None:
+                check_steps(cell)
+                recurrences[str(len(layers) - 1)] = RecurrentSynapse(width, _k_in(cell), kind, inhibition,
+                                                                     recurrent_init)
             if dropout:
                 layers.append(nn.Dropout(dropout))
             n_in = width
         out = readout()
         layers += [nn.Linear(n_in, n_classes * _k_in(out), bias=bias), out]
         super().__init__(layers)
+        self.recurrent = nn.ModuleDict(recurrences)        # empty for a feed-forward net: no state_dict keys
+
+    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        if not self.recurrent:
+            return self.layers(x_seq)
+        for i, m in enumerate(self.layers):
+            rec = self.recurrent[str(i)] if str(i) in self.recurrent else None
+            x_seq = m(x_seq) if rec is None else rec.run(m, x_seq)
+        return x_seq
 
 
 class ConvNet(SpikingNet):
@@ -112,7 +138,11 @@ class ConvNet(SpikingNet):
         fc: int = 128,
         bias: bool = True,
         competition: Optional[Callable[..., nn.Module]] = None,
+        recurrent: Union[bool, str] = False,
     ):
+        if recurrent_kind(recurrent) is not None:
+            raise ValueError(f"network=conv has no recurrent layers (got recurrent={str(recurrent).lower()}); use "
+                             "network=mlp for recurrent=true or recurrent=inhibition")
         if len(input_shape) != 3:
             raise ValueError(f"conv needs image inputs [C, H, W] (got input shape {tuple(input_shape)}); use network=mlp")
         c_in, h, w = (int(d) for d in input_shape)

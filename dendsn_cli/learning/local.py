@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from typing import Optional
 
 import torch
@@ -50,6 +51,7 @@ from torch import nn
 
 from dendsn.calibrate import layer_pairs
 from dendsn.networks import TimeDistributed
+from dendsn.recurrent import RecurrentSynapse
 
 from ..errors import UserError
 from .base import LearningRule, clamp_weights
@@ -218,6 +220,10 @@ class LocalRule(LearningRule):
         return list(ro.synapse.parameters()) + list(ro.neuron.parameters())
 
     def setup(self, model, optimizer_factory, total_steps, lr_schedule="none") -> None:
+        if any(isinstance(m, RecurrentSynapse) for m in model.modules()):
+            name = re.sub(r"(?<=[a-z])(?=[A-Z])", "_", type(self).__name__).lower()
+            raise UserError(f"learning={name} is a local rule and the network has recurrent synapses "
+                            f"(network.recurrent): local rules learn feed-forward synapses only; use learning=bptt")
         self.total_steps, self.schedule = max(1, int(total_steps)), lr_schedule
         self.layers = find_layers(model)
         for l in self.selected_hidden():
