@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from conftest import TINY, one_error, run_dendsn
+from conftest import TINY, one_error
 from dendsn.calibrate import calibrate_rates, layer_pairs
 from dendsn.compartments import Passive
 from dendsn.dendritic import DendLIF
@@ -233,12 +233,12 @@ def test_state_dict_holds_the_recurrent_weights():
     assert torch.equal(a.recurrent["1"].weight, b.recurrent["1"].weight) and torch.equal(a(x), b(x))
 
 
-def test_recurrent_run_trains_and_resumes(tmp_path):
-    run_dendsn("train", *RUN, "epochs=1", "hydra.run.dir=run", cwd=tmp_path, check=True)
+def test_recurrent_run_trains_and_resumes(dendsn_here, tmp_path):
+    assert dendsn_here("train", *RUN, "epochs=1", "hydra.run.dir=run").returncode == 0
     last = tmp_path / "run" / "checkpoints" / "last.pt"
     W1 = torch.load(last, weights_only=False)["model"]["recurrent.1.weight"]
-    resumed = run_dendsn("train", *RUN, "resume=run", "hydra.run.dir=run", cwd=tmp_path, check=True)
-    assert "resuming" in resumed.stderr
+    resumed = dendsn_here("train", *RUN, "resume=run", "hydra.run.dir=run")
+    assert resumed.returncode == 0 and "resuming" in resumed.stderr
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert m["status"] == "completed" and [r["epoch"] for r in m["history"]] == [1, 2]
     assert m["history"][1]["train_loss"] < m["history"][0]["train_loss"]                  # it learns

@@ -90,7 +90,7 @@ def test_optuna_study_with_an_interval_and_a_categorical_key(dendsn, tmp_path):
 # ------------------------------------------------------------------ checks before the first job
 @pytest.mark.parametrize("args,expected", [
     (["optim.lr=interval(0.001,0.01)"], "use hydra/sweeper=optuna"),
-    (["neuron=glob(*x)"], "neuron=glob(*x) matches no option of 'neuron'; available: dend_if, dend_lif"),
+    (["neuron=glob(*zz)"], "neuron=glob(*zz) matches no option of 'neuron'; available: adex, alif"),
     (["neuron=glob(*lif)", "wiring=chain"], "wiring applies to dendritic neurons only"),   # glob expanded: lif, plif
     (["hydra/sweeper=optuna", "T=interval(4,16)"], "for an integer key use range("),
     (["hydra.sweeper.n_trials=5", "seed=0,1"], "need hydra/sweeper=optuna"),
