@@ -58,7 +58,7 @@ from torch import nn
 from . import soma
 from .compartments import Active, Passive, active_scan
 from .dendrite import Coupling, Dendrite, coupling_matrix, readout_factors
-from .neurons import SpikingModule, _check_threshold
+from .neurons import PointNeuron, SpikingModule, StepNeuron, _check_threshold
 from .surrogate import Sigmoid, Surrogate
 from .wiring import Wiring
 
@@ -541,8 +541,6 @@ class Dendritic(DendriticNeuron):
         step_mode: str = "m",
         dendrite_method: str = "auto",
     ):
-        from .neurons import PointNeuron, StepNeuron
-
         cell = soma if isinstance(soma, nn.Module) else soma() if callable(soma) else None
         if not isinstance(cell, SpikingModule):
             raise ValueError(f"soma must be a point neuron of dendsn (got soma={soma!r})")
@@ -571,11 +569,7 @@ class Dendritic(DendriticNeuron):
 
     @property
     def input_gain(self):
-        if not self.linear_soma:
-            return 1.0
-        _, u1 = self.soma.leak_and_drive(1.0)
-        _, u0 = self.soma.leak_and_drive(0.0)
-        return u1 - u0
+        return self.soma.input_gain if self.linear_soma else 1.0
 
     @property
     def feedback(self) -> float:
@@ -606,8 +600,7 @@ class Dendritic(DendriticNeuron):
 
     def multi_step(self, x_seq: torch.Tensor) -> torch.Tensor:
         if self.linear_soma:
-            s = super().multi_step(x_seq)
-            return s
+            return super().multi_step(x_seq)
         x = self.split_compartments(x_seq, 2)                       # [T, B, S..., K_in]
         v_p = self._dend_v0(x[0])
         self.soma.store_seq = self.store_seq

@@ -266,6 +266,13 @@ class PointNeuron(StepNeuron):
         """(alpha, u) of `soma.py` for input current ``x``."""
         raise NotImplementedError
 
+    @property
+    def input_gain(self):
+        """du/dx of `leak_and_drive` (u is linear in x): 1/tau for LIF with decay_input, else 1."""
+        _, u1 = self.leak_and_drive(1.0)
+        _, u0 = self.leak_and_drive(0.0)
+        return u1 - u0
+
     def drive(self, x: torch.Tensor):
         """(alpha, u, gain) for `soma.multi_step`: the drive is gain * u (default gain 1)."""
         alpha, u = self.leak_and_drive(x)
@@ -285,9 +292,7 @@ class PointNeuron(StepNeuron):
             return super().run(x_seq, feedback)
         alpha, u, gain = self.drive(x_seq)
         if feedback:                                        # x[t] - fb v[t-1]: the leak grows by du/dx * fb
-            _, u1 = self.leak_and_drive(1.0)
-            _, u0 = self.leak_and_drive(0.0)
-            alpha = alpha - (u1 - u0) * feedback
+            alpha = alpha - self.input_gain * feedback
         s, v, h, v_seq = soma.multi_step(
             u, self._v0(x_seq[0]), alpha, self.v_threshold, self.v_reset, self.surrogate,
             self.detach_reset, self.training, gain=gain, keep_v=self.store_seq,
