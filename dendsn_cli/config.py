@@ -34,7 +34,7 @@ from .errors import UserError, shorten
 
 CONFIG_MODULE = "dendsn_conf"
 CONFIG_NAME = "train"
-GROUPS = ("dataset", "encoder", "network", "neuron", "wiring", "learning", "optim", "logger")
+GROUPS = ("dataset", "encoder", "network", "synapse", "neuron", "wiring", "readout", "learning", "optim", "logger")
 
 
 @dataclass
@@ -50,6 +50,8 @@ class DendsnConfig:
     network: Any = MISSING
     neuron: Any = MISSING
     wiring: Any = None
+    synapse: Any = None
+    readout: Any = None
     learning: Any = MISSING
     optim: Any = MISSING
     logger: Any = MISSING
@@ -114,17 +116,27 @@ def validate(cfg: DictConfig) -> None:
 
 
 def _check_sequential(cfg: DictConfig) -> None:
-    """Row sequences (dataset.sequential=rows) are analog pixel values, fed as currents: only encoder=direct
-    passes them on as they are (poisson would pass time-major data through as if they were spikes)."""
+    """Row sequences (dataset.sequential=rows) are analog pixel values, fed as currents: encoder=direct passes
+    them on as they are and encoder=delta spikes where they change; the others would read the rows as spikes
+    (poisson, poisson_hz pass time-major data through) or need static inputs, so they are refused here."""
     dataset, encoder = cfg.get("dataset"), cfg.get("encoder")
     if not isinstance(dataset, DictConfig) or not isinstance(encoder, DictConfig):
         return
     sequential = dataset.get("sequential")
-    spiking = {"dendsn_cli.encoders.Poisson": "poisson", "dendsn_cli.encoders.Latency": "latency"}
-    name = spiking.get(str(encoder.get("_target_")))
+    refused = {f"dendsn_cli.encoders.{cls}": name for cls, name in (
+        ("Poisson", "poisson"), ("Latency", "latency"), ("RelativeLatency", "relative_latency"),
+        ("PoissonHz", "poisson_hz"), ("SSTB", "sstb"), ("MSTB", "mstb"), ("Phase", "phase"),
+        ("Population", "population"))}
+    target = str(encoder.get("_target_"))
+    events = str(dataset.get("_target_")) == "dendsn_cli.data.TonicEvents"
+    if events and target != "dendsn_cli.encoders.Direct":
+        shown = refused.get(target) or ("delta" if target == "dendsn_cli.encoders.Delta" else target)
+        raise UserError(f"encoder={shown} does not apply to dataset={dataset.get('name')}: its "
+                        "frames already are each time step's input (event counts); use encoder=direct")
+    name = refused.get(str(encoder.get("_target_")))
     if sequential not in (None, "none") and name is not None:
         raise UserError(f"encoder={name} does not apply to dataset.sequential={sequential}: each step's row of "
-                        "analog pixel values is the input current; use encoder=direct")
+                        "analog pixel values is the input current; use encoder=direct (or encoder=delta)")
 
 
 def _check_step_mode(node: DictConfig, path: str) -> None:

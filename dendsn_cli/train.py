@@ -112,6 +112,7 @@ class Parts:
     encoder: torch.nn.Module
     rule: object
     layers: list = field(default_factory=list)  # (name, spiking module)
+    decoder: object = None                      # the read-out (`readouts.Readout`): loss and prediction
 
 
 def check_dendrites(model: torch.nn.Module) -> None:
@@ -133,18 +134,60 @@ def build(cfg: DictConfig, device: torch.device) -> Parts:
     dataset = _instantiate(cfg.dataset, "dataset")
     train, val, test, info = dataset.load(device)
     encoder = _instantiate(cfg.encoder, "encoder").to(device)
+    shape_of = getattr(encoder, "output_shape", None)        # an encoder that changes the input's shape
+    input_shape = list(shape_of(tuple(info.input_shape)) if callable(shape_of) else info.input_shape)
     neuron = _instantiate(cfg.neuron, "neuron")
     _call(neuron, "neuron")  # constructor checks (tau > 1 ...) name the neuron group
     network_cfg = OmegaConf.to_container(cfg.network, resolve=True)
-    readout = _instantiate(network_cfg.pop("readout"), "network.readout")
+    decoder = build_readout(cfg)
+    readout = decoder.neuron(_instantiate(network_cfg.pop("readout"), "network.readout"))
     _call(readout, "network.readout")
+    extra = {}
+    if cfg.get("synapse") is not None:                      # the synapse group: how each layer connects
+        synapse = _instantiate(cfg.synapse, "synapse")
+        if _takes(network_cfg.get("_target_"), "synapse"):
+            extra["synapse"] = synapse
+        elif not getattr(synapse, "plain", True):           # a user's network without the argument: plain only
+            from .config import choice_name
+
+            raise UserError(f"synapse={choice_name(cfg, 'synapse')}: network._target_={network_cfg.get('_target_')} takes "
+                            "no synapse argument; add `synapse=None` to its constructor (see dendsn.networks.MLP), "
+                            "or use synapse=plain")
     model = _instantiate(
-        network_cfg, "network", input_shape=list(info.input_shape), n_classes=info.n_classes,
-        neuron=neuron, readout=readout,
+        network_cfg, "network", input_shape=input_shape, n_classes=info.n_classes,
+        neuron=neuron, readout=readout, **extra,
     ).to(device)
     check_dendrites(model)
     rule = _instantiate(cfg.learning, "learning")
-    return Parts(model, train, val, test, info, encoder, rule, spiking_layers(model))
+    rule.decoder = decoder
+    return Parts(model, train, val, test, info, encoder, rule, spiking_layers(model), decoder)
+
+
+def _takes(target, name: str) -> bool:
+    """Does the callable at the import path ``target`` accept the keyword ``name`` (or **kwargs)?"""
+    import inspect
+
+    from hydra._internal.utils import _locate
+
+    try:
+        params = inspect.signature(_locate(str(target))).parameters.values()
+    except Exception:                                       # not importable: instantiate names the problem
+        return True
+    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in params)
+
+
+def build_readout(cfg: DictConfig):
+    """The `readout` group's decoder (`dendsn_cli.readouts`); learning.per_step_loss=true is readout=tet."""
+    from .readouts import Counts, TET
+
+    node = cfg.get("readout")
+    decoder = Counts() if node is None else _instantiate(node, "readout")
+    if bool(cfg.learning.get("per_step_loss", False)):
+        if type(decoder) is not Counts:
+            raise UserError(f"learning.per_step_loss=true is the per-step (TET) loss of the spike-count read-out and "
+                            f"readout={decoder.name} has its own loss; use readout=tet, or drop learning.per_step_loss")
+        decoder = TET()
+    return decoder
 
 
 def calibrate(parts: Parts, cfg: DictConfig) -> str:
@@ -174,7 +217,8 @@ def calibrate(parts: Parts, cfg: DictConfig) -> str:
     results = []
     try:
         results += calibrate_rates(parts.model, x_seq, cfg.init_rate, skip=skip | {last})
-        if cfg.init_readout_rate is not None and last not in skip:
+        spiking_readout = getattr(pairs[last][1], "spiking", True)     # an LI read-out has no rate to set
+        if cfg.init_readout_rate is not None and last not in skip and spiking_readout:
             results += calibrate_rates(parts.model, x_seq, cfg.init_readout_rate, skip=set(range(last)))
     except ValueError as e:
         raise UserError(f"init_rate={cfg.init_rate}: {e}; set init_rate=null to keep the plain initialisation") from None
@@ -205,7 +249,8 @@ class Monitor:
         self.counts: dict = {}
         self.rasters: dict = {}
         self.traces: dict = {}
-        self.handles = [m.register_forward_hook(self._hook(name)) for name, m in layers]
+        self.handles = [m.register_forward_hook(self._hook(name)) for name, m in layers
+                        if getattr(m, "spiking", True)]           # not a non-spiking LI read-out
 
     def _hook(self, name):
         def hook(module, inputs, out):
@@ -282,8 +327,13 @@ def _weights_finite(model: torch.nn.Module) -> bool:
     return bool(torch.stack(flags).all()) if flags else True
 
 
-def _correct(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return (out.sum(0).argmax(-1) == y).sum()
+def _predict(parts: Parts, out: torch.Tensor) -> torch.Tensor:
+    """[B] the read-out's predictions (`readouts.Readout.predict`; most spikes without a read-out)."""
+    return parts.decoder.predict(out) if parts.decoder is not None else out.sum(0).argmax(-1)
+
+
+def _correct(parts: Parts, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return (_predict(parts, out) == y).sum()
 
 
 def evaluate(parts: Parts, cfg, split=None, monitor: Optional[Monitor] = None, record: bool = False,
@@ -302,12 +352,12 @@ def evaluate(parts: Parts, cfg, split=None, monitor: Optional[Monitor] = None, r
             model.reset()
             loss, out = rule.eval_batch(model, parts.encoder(x, cfg.T, time_major=parts.info.time_major), y)
             sums[0] += loss.float() * y.shape[0]
-            sums[1] += _correct(out, y)
+            sums[1] += _correct(parts, out, y)
             if monitor is not None:
                 monitor.stop_recording()                     # traces and rasters of the first batch only
             if confusion is not None:
                 C = confusion.shape[0]
-                pred = out.sum(0).argmax(-1)
+                pred = _predict(parts, out)
                 confusion += torch.bincount(y * C + pred, minlength=C * C).reshape(C, C).to(confusion.device)
     loss_sum, correct = sums.tolist()
     n = len(split)
@@ -578,7 +628,7 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict |
                 model.reset()
                 loss, out = rule.train_batch(model, x_seq, y, autocast)
                 sums[0] += loss.float() * y.shape[0]
-                sums[1] += _correct(out, y)
+                sums[1] += _correct(parts, out, y)
                 sums[2] += y.shape[0]
                 n_epoch += y.shape[0]
                 if clock is not None:

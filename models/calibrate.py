@@ -11,7 +11,7 @@ SNNs:
         find c > 0 such that   rate_l(c) = mean spikes per neuron and step of l, with W_l, b_l
                                scaled by c (layers below already calibrated), is within
                                [target / (1 + tol), target * (1 + tol)]
-        W_l <- c W_l,  b_l <- c b_l
+        W_l <- c W_l,  b_l <- c b_l     (then the synapse's own ``clamp_()``: bounds, E/I signs, mask)
 
 rate_l is measured on one batch ``x_seq`` [T, B, ...] with the network reset before every pass.
 c is found by doubling / halving until the target is bracketed, then bisection in log c (at most
@@ -58,7 +58,7 @@ def layer_pairs(model: nn.Module) -> list:
     for m in seq.children():
         if _is_synapse(m):
             synapse, between = m, []
-        elif isinstance(m, SpikingModule) and hasattr(m, "v_threshold"):
+        elif isinstance(m, SpikingModule) and (hasattr(m, "v_threshold") or not getattr(m, "spiking", True)):
             if synapse is None:
                 raise ValueError(f"neuron {type(m).__name__} has no synapse before it")
             pairs.append((synapse, m, list(between)))
@@ -119,10 +119,14 @@ def _calibrate_layer(model, x_seq, index, synapse, neuron, target, tol, max_iter
     b0 = None if synapse.bias is None else synapse.bias.detach().clone()
     seen: dict = {}
 
+    clamp = getattr(synapse, "clamp_", None)
+
     def set_scale(c: float) -> None:
         synapse.weight.copy_(W0 * c)
         if b0 is not None:
             synapse.bias.copy_(b0 * c)
+        if callable(clamp):                              # bounded synapses stay within [wmin, wmax]
+            clamp()
 
     def rate(c: float) -> float:
         if c not in seen:

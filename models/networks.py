@@ -11,6 +11,17 @@ dendritic one). A hidden layer of S neurons is then
 channel c.) Synapse layers run over ``T * B`` rows in one call. The read-out is a linear layer into
 ``n_classes`` neurons of its own factory; the network returns the read-out spikes [T, B, n_classes].
 
+``synapse`` (`synapses.Synapse`, the ``synapse`` config group; default None = plain) builds every
+connection, read-out included: ``synapse.linear`` / ``synapse.conv`` (masks, E/I signs, bounds), then
+``synapse.filters`` (an exponential current filter, ``tau_s``) between the synapse and the neurons:
+
+    [synapse -> filter -> competition -> neuron]          (filter and competition only when set)
+
+``dropout`` (MLP) drops hidden spikes with ONE mask per sample for all T steps (`SampleDropout`).
+``Conv1dNet`` is the 1-D version of ``ConvNet`` for inputs [C, L] (or [L] = 1 channel x L), e.g. a
+per-step vector of channels: its 1-D convolutions run as 2-D ones with 1 x k kernels over a [C, 1, L]
+view, so dendritic layouts, competition and the local rules work unchanged.
+
 ``competition`` (optional, default None: nothing added) is a factory of `competition.py`, called as
 ``competition(n_neurons=S, k_in=K_in)`` for every hidden layer; its module sits between the synapse and the
 neurons and acts on their currents (lateral inhibition, k-winner-take-all).
@@ -30,26 +41,65 @@ import torch
 from torch import nn
 
 from .recurrent import RecurrentSynapse, check_steps, recurrent_kind
+from .synapses import Synapse, TimeDistributed
 
+__all__ = ["Conv1dNet", "ConvNet", "MLP", "SampleDropout", "SpikingNet", "TimeDistributed"]
 
 NeuronFactory = Callable[[], nn.Module]
 
 
-class TimeDistributed(nn.Module):
-    """Apply a stateless module to [T, B, ...] by folding T into the batch: one call for all steps."""
+class SampleDropout(nn.Module):
+    """Dropout with one mask per sample for all time steps (inverted: kept units scaled by 1 / (1 - p)).
 
-    def __init__(self, module: nn.Module):
+        train:  y[t, b, ...] = x[t, b, ...] * m[b, ...] / (1 - p),   m[b, ...] ~ Bernoulli(1 - p), the same m for every t
+        eval:   y = x
+
+    Multi-step input [T, B, ...] draws m once per call; single-step input [B, ...] draws it at the first
+    step after `reset()` (a new sample) and keeps it until the next reset.
+    """
+
+    def __init__(self, p: float, step_mode: str = "m"):
         super().__init__()
-        self.module = module
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout must be in [0, 1) (got {p})")
+        self.p, self.step_mode = float(p), step_mode
+        self._mask: Optional[torch.Tensor] = None
+
+    def _draw(self, like: torch.Tensor) -> torch.Tensor:
+        return torch.empty_like(like).bernoulli_(1.0 - self.p).div_(1.0 - self.p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        T, B = x.shape[:2]
-        y = self.module(x.flatten(0, 1))
-        return y.unflatten(0, (T, B))
+        if not self.training or self.p == 0.0:
+            return x
+        if self.step_mode == "m":
+            return x * self._draw(x[0])                       # m [B, ...] broadcast over T
+        if self._mask is None or self._mask.shape != x.shape:
+            self._mask = self._draw(x)
+        return x * self._mask
+
+    def reset(self) -> None:
+        self._mask = None
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, step_mode={self.step_mode!r}"
 
 
 def _k_in(neuron: nn.Module) -> int:
     return int(getattr(neuron, "inputs_per_neuron", 1))
+
+
+def _step_mode(neuron: nn.Module) -> str:
+    return getattr(neuron, "step_mode", "m")
+
+
+def _synapse(synapse: Optional[Synapse]) -> Synapse:
+    if synapse is None:
+        return Synapse()
+    for attr in ("linear", "conv", "filters"):
+        if not callable(getattr(synapse, attr, None)):
+            raise ValueError(f"synapse must be a dendsn.synapses.Synapse (with linear, conv and filters); "
+                             f"got {type(synapse).__name__}")
+    return synapse
 
 
 def _compete(competition: Optional[Callable[..., nn.Module]], n_neurons: int, cell: nn.Module) -> list:
@@ -74,7 +124,7 @@ class SpikingNet(nn.Module):
 
 
 class MLP(SpikingNet):
-    """input -> [Linear -> neuron (+ W_rec s[t-1] when recurrent)] x len(hidden) -> Linear -> read-out neuron."""
+    """input -> [Linear -> neuron (+ W_rec s[t-1] when recurrent) -> dropout] x len(hidden) -> Linear -> read-out neuron."""
 
     def __init__(
         self,
@@ -89,7 +139,9 @@ class MLP(SpikingNet):
         recurrent: Union[bool, str] = False,
         inhibition: float = 0.5,
         recurrent_init: float = 0.0,
+        synapse: Optional[Synapse] = None,
     ):
+        syn = _synapse(synapse)
         hidden = list(hidden)
         kind = recurrent_kind(recurrent)
         if not hidden or any(int(h) < 1 for h in hidden):
@@ -103,16 +155,17 @@ class MLP(SpikingNet):
         recurrences = {}                                    # index of a hidden neuron in layers -> its W_rec
         for width in hidden:
             cell = neuron()
-            layers += [nn.Linear(n_in, width * _k_in(cell), bias=bias), *_compete(competition, width, cell), cell]
+            layers += [syn.linear(n_in, width * _k_in(cell), bias=bias), *syn.filters(_step_mode(cell)),
+                       *_compete(competition, width, cell), cell]
             if kind is not None:
                 check_steps(cell)
                 recurrences[str(len(layers) - 1)] = RecurrentSynapse(width, _k_in(cell), kind, inhibition,
                                                                      recurrent_init)
             if dropout:
-                layers.append(nn.Dropout(dropout))
+                layers.append(SampleDropout(dropout, _step_mode(cell)))
             n_in = width
         out = readout()
-        layers += [nn.Linear(n_in, n_classes * _k_in(out), bias=bias), out]
+        layers += [syn.linear(n_in, n_classes * _k_in(out), bias=bias), *syn.filters(_step_mode(out)), out]
         super().__init__(layers)
         self.recurrent = nn.ModuleDict(recurrences)        # empty for a feed-forward net: no state_dict keys
 
@@ -139,7 +192,9 @@ class ConvNet(SpikingNet):
         bias: bool = True,
         competition: Optional[Callable[..., nn.Module]] = None,
         recurrent: Union[bool, str] = False,
+        synapse: Optional[Synapse] = None,
     ):
+        syn = _synapse(synapse)
         if recurrent_kind(recurrent) is not None:
             raise ValueError(f"network=conv has no recurrent layers (got recurrent={str(recurrent).lower()}); use "
                              "network=mlp for recurrent=true or recurrent=inhibition")
@@ -150,7 +205,8 @@ class ConvNet(SpikingNet):
         for c in channels:
             cell = neuron()
             layers += [
-                TimeDistributed(nn.Conv2d(c_in, int(c) * _k_in(cell), 3, padding=1, bias=bias)),
+                syn.conv(c_in, int(c) * _k_in(cell), 3, padding=1, bias=bias),
+                *syn.filters(_step_mode(cell)),
                 *_compete(competition, c, cell),
                 cell,
                 TimeDistributed(nn.AvgPool2d(2)),
@@ -159,7 +215,79 @@ class ConvNet(SpikingNet):
             if h < 1 or w < 1:
                 raise ValueError(f"too many conv stages ({len(channels)}) for input {tuple(input_shape)}")
         cell = neuron()
-        layers += [nn.Flatten(2), nn.Linear(c_in * h * w, fc * _k_in(cell), bias=bias), *_compete(competition, fc, cell), cell]
+        layers += [nn.Flatten(2), syn.linear(c_in * h * w, fc * _k_in(cell), bias=bias), *syn.filters(_step_mode(cell)),
+                   *_compete(competition, fc, cell), cell]
         out = readout()
-        layers += [nn.Linear(fc, n_classes * _k_in(out), bias=bias), out]
+        layers += [syn.linear(fc, n_classes * _k_in(out), bias=bias), *syn.filters(_step_mode(out)), out]
+        super().__init__(layers)
+
+
+class As2d(nn.Module):
+    """[T, B, C, L] -> [T, B, C, 1, L]: a 1-D signal as a 2-D image of height 1 ([L] -> [1, 1, L] for one channel)."""
+
+    def __init__(self, n_signal_dims: int):
+        super().__init__()
+        self.n_signal_dims = n_signal_dims                    # 1: [L], 2: [C, L]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.n_signal_dims == 1:
+            return x.unsqueeze(-2).unsqueeze(-2)               # [..., L] -> [..., 1, 1, L]
+        return x.unsqueeze(-2)                                 # [..., C, L] -> [..., C, 1, L]
+
+
+class Conv1dNet(SpikingNet):
+    """1-D conv-pool stack: [Conv1d(k) -> neuron -> AvgPool1d(2)] x len(channels) -> Linear -> neuron -> read-out.
+
+    Input per step: [C, L] (C channels of length L), or [L], taken as 1 channel x L (e.g. the synthetic
+    dataset's vector of spike channels, or a sequential image row). Each Conv1d(c_in -> c, k, padding
+    k // 2) is computed as Conv2d with a 1 x k kernel over the [C, 1, L] view (the same numbers:
+    conv1d(x, W)[o, l] = conv2d(x[:, None], W[:, :, None])[o, 0, l]; weights [c, c_in, 1, k]), and
+    AvgPool1d(2) as AvgPool2d((1, 2)).
+    """
+
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        n_classes: int,
+        neuron: NeuronFactory,
+        readout: NeuronFactory,
+        channels: Sequence[int] = (16, 32),
+        kernel_size: int = 5,
+        fc: int = 128,
+        bias: bool = True,
+        competition: Optional[Callable[..., nn.Module]] = None,
+        recurrent: Union[bool, str] = False,
+        synapse: Optional[Synapse] = None,
+    ):
+        syn = _synapse(synapse)
+        if recurrent_kind(recurrent) is not None:
+            raise ValueError(f"network=conv1d has no recurrent layers (got recurrent={str(recurrent).lower()}); use "
+                             "network=mlp for recurrent=true or recurrent=inhibition")
+        if len(input_shape) not in (1, 2):
+            raise ValueError(f"conv1d needs 1-D inputs [C, L] or [L] per step (got input shape {tuple(input_shape)}); "
+                             "use network=conv for images or network=mlp")
+        if not isinstance(kernel_size, int) or isinstance(kernel_size, bool) or kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be an odd integer >= 1 (got kernel_size={kernel_size!r})")
+        if not channels or any(int(c) < 1 for c in channels):
+            raise ValueError(f"channels must be a non-empty list of positive sizes (got {list(channels)})")
+        c_in, length = (1, int(input_shape[0])) if len(input_shape) == 1 else (int(input_shape[0]), int(input_shape[1]))
+        layers: list[nn.Module] = [As2d(len(input_shape))]
+        for c in channels:
+            cell = neuron()
+            length //= 2
+            if length < 1:
+                raise ValueError(f"too many conv1d stages ({len(channels)}) for input {tuple(input_shape)}: each halves L")
+            layers += [
+                syn.conv(c_in, int(c) * _k_in(cell), (1, kernel_size), padding=(0, kernel_size // 2), bias=bias),
+                *syn.filters(_step_mode(cell)),
+                *_compete(competition, c, cell),
+                cell,
+                TimeDistributed(nn.AvgPool2d((1, 2))),
+            ]
+            c_in = int(c)
+        cell = neuron()
+        layers += [nn.Flatten(2), syn.linear(c_in * length, fc * _k_in(cell), bias=bias), *syn.filters(_step_mode(cell)),
+                   *_compete(competition, fc, cell), cell]
+        out = readout()
+        layers += [syn.linear(fc, n_classes * _k_in(out), bias=bias), *syn.filters(_step_mode(out)), out]
         super().__init__(layers)

@@ -356,3 +356,55 @@ class PLIF(PointNeuron):
     def leak_and_drive(self, x):
         return soma.lif_terms(x, torch.sigmoid(self.w), self.v_reset, self.decay_input)
 
+
+
+class LI(SpikingModule):
+    """A non-spiking leaky integrator: the read-out layer of the membrane read-outs (``readout=membrane_*``,
+    ``time_softmax``; SPAIC's ``nonspikinglif``, snnTorch's ``reset_mechanism='none'`` output layer).
+
+        v[t] = v[t-1] + (x[t] - v[t-1]) / tau,   v[-1] = 0        (tau = 1: v[t] = x[t])
+
+    It never fires and never resets; its output is the potential sequence v [T, B, ...] itself. The
+    recursion is linear, so a multi-step pass is one [T, T] matrix product over the time axis,
+    v[t] = sum_{k<=t} (1/tau) (1 - 1/tau)^(t-k) x[k], plus the carried-over (1 - 1/tau)^(t+1) v[-1].
+    ``spiking = False`` tells the runner that the output is not spikes (no firing rate, raster or
+    rate calibration for this layer).
+    """
+
+    spiking = False
+
+    def __init__(self, tau: float = 2.0, step_mode: str = "m"):
+        if not (isinstance(tau, (int, float)) and not isinstance(tau, bool) and math.isfinite(tau) and tau >= 1):
+            raise ValueError(f"tau must be a number >= 1 (got {tau!r})")
+        super().__init__(step_mode)
+        self.tau = float(tau)
+        self.v: Optional[torch.Tensor] = None
+        self.v_seq: Optional[torch.Tensor] = None
+
+    def reset(self) -> None:
+        self.v, self.v_seq = None, None
+
+    def _kernel(self, T: int, like: torch.Tensor) -> torch.Tensor:
+        """K [T, T + 1]: v[t] = sum_k K[t, k] x[k] for k < T, and K[t, T] = (1 - 1/tau)^(t+1) weights v[-1]."""
+        a = 1.0 - 1.0 / self.tau
+        t = torch.arange(T, device=like.device, dtype=like.dtype)
+        lag = t.view(-1, 1) - t.view(1, -1)                                     # t - k
+        K = torch.where(lag >= 0, a ** lag.clamp(min=0) / self.tau, torch.zeros((), dtype=like.dtype, device=like.device))
+        return torch.cat([K, (a ** (t + 1)).view(-1, 1)], dim=1)
+
+    def multi_step(self, x_seq: torch.Tensor) -> torch.Tensor:
+        T = x_seq.shape[0]
+        K = self._kernel(T, x_seq)
+        v_seq = torch.tensordot(K[:, :T], x_seq, dims=([1], [0]))               # [T, B, ...]
+        if self.v is not None:
+            v_seq = v_seq + K[:, T].view(-1, *([1] * (x_seq.dim() - 1))) * self.v
+        self.v, self.v_seq = v_seq[-1], v_seq
+        return v_seq
+
+    def single_step(self, x: torch.Tensor) -> torch.Tensor:
+        v = torch.zeros_like(x) if self.v is None else self.v
+        self.v = v + (x - v) / self.tau
+        return self.v
+
+    def extra_repr(self) -> str:
+        return f"tau={self.tau}, non-spiking"

@@ -54,6 +54,7 @@ class LearningRule:
 
     def __init__(self, per_step_loss: bool = False):
         self.per_step_loss = per_step_loss
+        self.decoder = None                          # the read-out's loss and prediction (`readouts`), set by the runner
         self.optimizer: Optional[torch.optim.Optimizer] = None
         self.scheduler = None
         self.clock: Optional[PhaseClock] = None      # set by the runner with profile=true
@@ -121,6 +122,9 @@ class LearningRule:
         return group["lr"] / group.get("lr_scale", 1.0)
 
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The read-out's loss (`readouts.Readout`, set by the runner as ``decoder``); without one, CE on counts."""
+        if self.decoder is not None:
+            return self.decoder.loss(out, y)
         return count_loss(out, y, self.per_step_loss)
 
     def train_batch(self, model, x_seq, y, autocast=None):
@@ -204,8 +208,26 @@ class LearningRule:
 
 
 def clamp_weights(model: nn.Module) -> None:
-    """Keep bounded synapses inside [wmin, wmax] (modules that define ``clamp_``)."""
+    """Project every constrained synapse back onto its constraints (modules that define ``clamp_``):
+    bounds [wmin, wmax], E/I signs (Dale's law), the zeros of a fixed mask (`dendsn.synapses`)."""
     for m in model.modules():
         clamp = getattr(m, "clamp_", None)
         if callable(clamp):
             clamp()
+
+
+def masked_update(module: nn.Module, dW: torch.Tensor) -> torch.Tensor:
+    """dW with the entries of a masked synapse's absent connections set to 0 (``module.mask``), so a local
+    rule never moves them, not even between its update and the synapse's ``clamp_``."""
+    mask = getattr(module, "mask", None)
+    return dW if mask is None else dW * mask.to(dW.dtype)
+
+
+def inhibitory_units(module: nn.Module) -> tuple:
+    """(number of inhibitory, of excitatory) presynaptic units of a synapse with E/I signs (``module.sign``),
+    or (0, 0) without signs."""
+    sign = getattr(module, "sign", None)
+    if sign is None:
+        return 0, 0
+    n_inh = int((sign < 0).sum())
+    return n_inh, sign.numel() - n_inh

@@ -15,9 +15,11 @@ One training batch of a local rule (``LocalRule.train_batch``):
                  (nothing below requires grad), with the run's optimizer and schedule;
                  ``delta``  dW = readout_eta (onehot(y) - r_out)^T @ r_pre  (rates over T, summed over B);
                  ``none``   frozen; a rule may add its own mode (``dpp``)
-    3. every locally learning layer: W <- W + dW of the rule (`delta_seq` on [T, B, ...] tensors,
-       vectorised over T; `delta_steps` the same equations step by step, for single-step networks);
-       hidden layers then W <- clamp(W, wmin, wmax), rows rescaled to norm ``normalize``, clamped again
+    3. every locally learning layer: W <- W + M * dW of the rule (`delta_seq` on [T, B, ...] tensors,
+       vectorised over T; `delta_steps` the same equations step by step, for single-step networks; M the
+       synapse's fixed mask, 1 without one); hidden layers then W <- clamp(W, wmin, wmax), the synapse's
+       own constraints (`clamp_`: its bounds, E/I signs, mask), rows rescaled to norm ``normalize``, both
+       clamps again; the read-out gets the synapse's own constraints after every update (gradient too)
     4. ``homeostasis`` (adaptive thresholds through the synapse bias, b = -theta):
            b_s <- b_s - homeostasis * sigma * (r_s - target_rate)
        r_s the learning spikes of neuron s per step, target_rate null = the layer's mean (equal use),
@@ -31,8 +33,8 @@ k-WTA and adaptive thresholds in the forward pass).
 Every local rate (the rule's, ``readout_eta``) follows the run's ``lr_schedule`` (cosine: from 1 to
 0 over all steps; the BPTT pre-training epochs count as steps too).
 
-``init: uniform`` redraws the hidden layers' weights from U(wmin, wmax) (bias 0, then bounds and
-``normalize``) before training, so `Readout` (no plasticity) is the baseline of the same start.
+``init: uniform`` redraws the hidden layers' weights from U(wmin, wmax) (bias 0; Dale's-law synapses
+keep |W| with their units' signs; then bounds and ``normalize``) before training, so `Readout` (no plasticity) is the baseline of the same start.
 ``layers`` picks the hidden layers that learn (1-based; null = all). ``local_epochs = m``: hidden
 layers learn for m epochs, then freeze, with the intrinsic plasticity of their competition module
 (adaptive thresholds: eval mode in training passes), while the read-out keeps learning. ``pretrain_bptt_epochs =
@@ -54,7 +56,7 @@ from dendsn.networks import TimeDistributed
 from dendsn.recurrent import RecurrentSynapse
 
 from ..errors import UserError
-from .base import LearningRule, clamp_weights
+from .base import LearningRule, clamp_weights, inhibitory_units, masked_update
 from .bptt import BPTT
 from .plasticity import (
     Connection, check_choice, check_number, correlate, expand, neuron_sum, normalize_rows, reduce_rows,
@@ -224,8 +226,15 @@ class LocalRule(LearningRule):
             name = re.sub(r"(?<=[a-z])(?=[A-Z])", "_", type(self).__name__).lower()
             raise UserError(f"learning={name} is a local rule and the network has recurrent synapses "
                             f"(network.recurrent): local rules learn feed-forward synapses only; use learning=bptt")
+        decoder = getattr(self, "decoder", None)
+        if decoder is not None and not decoder.spiking and self.readout_mode != "gradient":
+            name = re.sub(r"(?<=[a-z])(?=[A-Z])", "_", type(self).__name__).lower()
+            raise UserError(f"readout={decoder.name} reads a non-spiking membrane and learning={name} "
+                            f"learning.readout={self.readout_mode} trains the read-out from its spikes; use "
+                            f"learning.readout=gradient, or a spiking read-out (readout=counts, rate, first_spike, ...)")
         self.total_steps, self.schedule = max(1, int(total_steps)), lr_schedule
         self.layers = find_layers(model)
+        self.check_signs()
         for l in self.selected_hidden():
             l.learns = True
         self.readout_layer.learns = self.readout_is_local()
@@ -249,32 +258,51 @@ class LocalRule(LearningRule):
     def setup_rule(self, model: nn.Module) -> None:
         """Subclass hook after the layers are known."""
 
+    def check_signs(self) -> None:
+        """Refuse bounds of the rule that would silence one kind of a Dale's-law synapse (``synapse.inhibitory_fraction``):
+        learning.wmin >= 0 pins every inhibitory weight at 0, learning.wmax <= 0 every excitatory one."""
+        name = re.sub(r"(?<=[a-z])(?=[A-Z])", "_", type(self).__name__).lower()
+        for l in self.hidden:
+            n_inh, n_exc = inhibitory_units(l.module)
+            if n_inh and self.wmin is not None and self.wmin >= 0:
+                raise UserError(f"learning={name} learning.wmin={self.wmin:g} keeps weights >= 0, and {l.name} has {n_inh} "
+                                f"inhibitory inputs (synapse.inhibitory_fraction: weights <= 0): all would be 0; set "
+                                f"learning.wmin below 0 (e.g. learning.wmin=-1.0), or learning.wmin=null")
+            if n_exc and self.wmax is not None and self.wmax <= 0:
+                raise UserError(f"learning={name} learning.wmax={self.wmax:g} keeps weights <= 0, and {l.name} has {n_exc} "
+                                f"excitatory inputs (synapse.inhibitory_fraction: weights >= 0): all would be 0; set "
+                                f"learning.wmax above 0, or learning.wmax=null")
+
     @torch.no_grad()
     def prepare_weights(self, layers: list) -> None:
         """``init``, bounds and ``normalize`` of the hidden layers before training."""
         for l in layers:
             if self.init == "uniform":
                 l.weight.uniform_(self.wmin, self.wmax)
+                sign = getattr(l.module, "sign", None)
+                if sign is not None:                 # Dale's law: |W| with each presynaptic unit's sign
+                    l.weight.abs_().mul_(sign)
                 if l.bias is not None:
                     l.bias.zero_()
             self.constrain(l)
 
     @torch.no_grad()
     def constrain(self, layer: PlasticLayer) -> None:
-        """Bounds, then row normalisation, then bounds again (so the bounds always hold); hidden layers only."""
+        """Hidden layers: the rule's bounds and the synapse's own constraints (`clamp_weights`: its bounds,
+        E/I signs, mask), then row normalisation, then both again, so every constraint holds at the end.
+        The read-out: the synapse's own constraints."""
         W = layer.weight
         if layer.is_readout:
             clamp_weights(layer.synapse)
             return
         if self.wmin is not None or self.wmax is not None:
             W.clamp_(self.wmin, self.wmax)
+        clamp_weights(layer.synapse)
         if self.normalize is not None:
             normalize_rows(W, self.normalize)
             if self.wmin is not None or self.wmax is not None:
                 W.clamp_(self.wmin, self.wmax)
-        clamp = getattr(layer.module, "clamp_", None)
-        if callable(clamp):
-            clamp()
+            clamp_weights(layer.synapse)
 
     def calibration_skip(self) -> list:
         """Every layer: a local rule sets the scale of what it trains itself (``init``, ``normalize``, the
@@ -381,6 +409,7 @@ class LocalRule(LearningRule):
             self.optimizer.step()
             if self.scheduler is not None:
                 self.scheduler.step()
+            clamp_weights(self.readout_layer.synapse)      # its bounds, E/I signs, mask
             self.phase("optimizer")
         with torch.no_grad():
             out_d = out.detach()
@@ -451,6 +480,7 @@ class LocalRule(LearningRule):
     @torch.no_grad()
     def apply(self, layer: PlasticLayer, dW: torch.Tensor, db: Optional[torch.Tensor] = None) -> None:
         f = self.rate_factor()
+        dW = masked_update(layer.module, dW)
         layer.weight.add_(dW.to(layer.weight.dtype), alpha=f)
         if db is not None and layer.bias is not None:
             layer.bias.add_(db.to(layer.bias.dtype), alpha=f)
@@ -467,7 +497,7 @@ class LocalRule(LearningRule):
         e = nn.functional.one_hot(y, r_out.shape[-1]).to(r_out.dtype) - r_out
         r_pre = ro.seq("pre").float().mean(0)                            # [B, I]
         eta = self.readout_eta * self.rate_factor()
-        dW = eta * expand(ro.conn, correlate(ro.conn, e, r_pre))
+        dW = masked_update(ro.module, eta * expand(ro.conn, correlate(ro.conn, e, r_pre)))
         db = eta * expand(ro.conn, e.sum(0))
         ro.weight.add_(dW)
         if ro.bias is not None:

@@ -48,7 +48,8 @@ class RSTDP(STDP):
 
     def reward(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """r_b [B] from the read-out's counts out [T, B, C]."""
-        correct = out.sum(0).argmax(-1) == y
+        pred = self.decoder.predict(out) if self.decoder is not None else out.sum(0).argmax(-1)
+        correct = pred == y
         R = torch.where(correct, self.reward_correct, self.reward_wrong).to(torch.float32)
         return R
 
