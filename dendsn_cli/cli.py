@@ -1,7 +1,8 @@
-"""`dendsn`: train, eval, list.
+"""`dendsn`: train, eval, simulate, list.
 
     dendsn train [KEY=VALUE ...] [-m] [--help] [--cfg job]   Hydra app: one run, or a sweep with -m
     dendsn eval ckpt=PATH [KEY=VALUE ...]                     test accuracy and loss of a checkpoint
+    dendsn simulate [KEY=VALUE ...] [-m] [--help]             drive a neuron with a stimulus: f-I curve (simulate.py)
     dendsn list [GROUP]                                       config groups and their options
 
 Every user mistake ends here as one line on stderr and a non-zero exit (2 for bad input, 130 for an
@@ -33,6 +34,7 @@ USAGE = """usage: dendsn <command> [args]
 commands:
   train [KEY=VALUE ...]        train a network (add -m for a sweep, --help for groups and keys)
   eval ckpt=PATH [KEY=VALUE]   evaluate a checkpoint on the test split
+  simulate [KEY=VALUE ...]     drive a neuron with a stimulus, no training: f-I curve, traces (--help)
   list [GROUP]                 config groups and their options
 
 examples:
@@ -40,7 +42,8 @@ examples:
   dendsn train dataset=fashion_mnist neuron=plif epochs=5
   dendsn train -m neuron=lif,if seed=0,1
   dendsn train -m hydra/sweeper=optuna 'optim.lr=interval(0.001,0.03)' neuron=lif,dend_lif
-  dendsn eval ckpt=outputs/2026-01-01/12-00-00/checkpoints/best.pt"""
+  dendsn eval ckpt=outputs/2026-01-01/12-00-00/checkpoints/best.pt
+  dendsn simulate neuron=dend_lif stimulus=poisson"""
 
 FAILED_JOBS: list[str] = []
 
@@ -483,12 +486,15 @@ GROUP_HELP = {
     "dataset": "the data and its splits (train / validation / test); sets its own T",
     "encoder": "how a sample becomes input spikes or currents [T, B, ...]",
     "network": "the architecture (network.hidden, network.channels, the read-out neuron)",
+    "synapse": "how layers connect: plain, masked (sparsity), exp filter (tau_s), weight bounds, Dale's law",
     "neuron": "the neuron model of the hidden layers, point or dendritic",
     "wiring": "the morphology of a dendritic neuron (dendritic neurons only)",
+    "readout": "how the answer is read from the output layer: the loss and the prediction rule",
     "learning": "the learning rule: surrogate-gradient BPTT or a local plasticity rule",
     "optim": "the optimizer of what learns by gradient (optim.lr, optim.weight_decay)",
     "logger": "what goes to TensorBoard (histograms, pictures, how often)",
     "experiment": "presets that set several groups at once (the README's figures)",
+    "stimulus": "dendsn simulate only: what drives the neurons (not a group of train)",
 }
 
 
@@ -567,6 +573,12 @@ def eval_command(args: list[str]) -> None:
           f"test loss {r['test_loss']:.4f} | {r['n_test']} samples")
 
 
+def simulate_command(args: list[str]) -> None:
+    from .simulate import command
+
+    command(args)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help", "help"):
@@ -578,9 +590,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"dendsn {version()} (torch {torch.__version__}, python {sys.version.split()[0]})")
         return
     cmd, rest = args[0], args[1:]
-    commands = {"train": train_command, "eval": eval_command, "list": list_command}
+    commands = {"train": train_command, "eval": eval_command, "simulate": simulate_command, "list": list_command}
     if cmd not in commands:
-        fail(f"unknown command {cmd!r}; use train, eval or list (dendsn --help)")
+        fail(f"unknown command {cmd!r}; use train, eval, simulate or list (dendsn --help)")
     try:
         commands[cmd](rest)
     except SweepInterrupted as e:
