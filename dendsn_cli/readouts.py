@@ -138,8 +138,9 @@ def first_spike_times(out: torch.Tensor, silent_time: float) -> torch.Tensor:
 class FirstSpike(Readout):
     """Time-to-first-spike read-out: the class that fires first wins; temporal CE on -t_first.
 
-    A class that never fires gets t = ``silent_time`` (default null: T, one step after the last); ties
-    in time are broken by spike counts (more spikes win), then by the lower class index.
+    A class that never fires gets t = ``silent_time`` (default null: T, one step after the last; a value
+    below T - 1 ranks silent classes ahead of late-firing ones); ties in time are broken by spike counts
+    (more spikes win), then by the lower class index.
     """
 
     name = "first_spike"
@@ -156,8 +157,9 @@ class FirstSpike(Readout):
         return -self.times(out)
 
     def predict(self, out):
-        T = out.shape[0]
-        return (self.scores(out) + out.sum(0) / (T + 1.0)).argmax(-1)   # counts < T+1: only break ties
+        s = self.scores(out)
+        first = s == s.max(-1, keepdim=True).values                      # the earliest class(es)
+        return torch.where(first, out.sum(0), torch.full_like(s, -1.0)).argmax(-1)   # ties: most spikes
 
     def loss(self, out, y):
         return nn.functional.cross_entropy(self.scores(out) / self.temperature, y)

@@ -299,6 +299,10 @@ def validate(cfg: DictConfig) -> None:
         raise UserError(f"wiring applies to dendritic neurons only, and neuron={_choice(cfg, 'neuron')} is "
                         "a point neuron: pick a dendritic neuron (e.g. neuron=dend_lif) or drop the wiring override")
     _check_stimulus_keys(cfg)
+    stim_dt = cfg.stimulus.get("dt") if isinstance(cfg.get("stimulus"), DictConfig) else None
+    if stim_dt is not None and stim_dt != cfg.dt:
+        raise UserError(f"stimulus.dt={stim_dt} differs from dt={cfg.dt}: the stimulus and the rates must share one time "
+                        f"step; set dt={stim_dt} (the root key) and leave stimulus.dt as it is")
     for group in ("neuron", "wiring", "stimulus"):
         node = cfg.get(group)
         if isinstance(node, DictConfig):

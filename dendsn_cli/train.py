@@ -153,10 +153,18 @@ def build(cfg: DictConfig, device: torch.device) -> Parts:
             raise UserError(f"synapse={choice_name(cfg, 'synapse')}: network._target_={network_cfg.get('_target_')} takes "
                             "no synapse argument; add `synapse=None` to its constructor (see dendsn.networks.MLP), "
                             "or use synapse=plain")
-    model = _instantiate(
-        network_cfg, "network", input_shape=input_shape, n_classes=info.n_classes,
-        neuron=neuron, readout=readout, **extra,
-    ).to(device)
+    try:
+        model = _instantiate(
+            network_cfg, "network", input_shape=input_shape, n_classes=info.n_classes,
+            neuron=neuron, readout=readout, **extra,
+        ).to(device)
+    except UserError as e:
+        if tuple(input_shape) == tuple(info.input_shape):
+            raise
+        from .config import choice_name
+
+        raise UserError(f"{e} (encoder={choice_name(cfg, 'encoder')} turns each {tuple(info.input_shape)} sample into "
+                        f"{tuple(input_shape)})") from None
     check_dendrites(model)
     rule = _instantiate(cfg.learning, "learning")
     rule.decoder = decoder
@@ -183,7 +191,7 @@ def build_readout(cfg: DictConfig):
     node = cfg.get("readout")
     decoder = Counts() if node is None else _instantiate(node, "readout")
     if bool(cfg.learning.get("per_step_loss", False)):
-        if type(decoder) is not Counts:
+        if type(decoder) not in (Counts, TET):
             raise UserError(f"learning.per_step_loss=true is the per-step (TET) loss of the spike-count read-out and "
                             f"readout={decoder.name} has its own loss; use readout=tet, or drop learning.per_step_loss")
         decoder = TET()

@@ -393,11 +393,13 @@ class LI(SpikingModule):
         return torch.cat([K, (a ** (t + 1)).view(-1, 1)], dim=1)
 
     def multi_step(self, x_seq: torch.Tensor) -> torch.Tensor:
-        T = x_seq.shape[0]
-        K = self._kernel(T, x_seq)
-        v_seq = torch.tensordot(K[:, :T], x_seq, dims=([1], [0]))               # [T, B, ...]
+        T, dtype = x_seq.shape[0], x_seq.dtype
+        x = x_seq if dtype == torch.float64 else x_seq.float()                 # AMP: bf16 counts steps only to 256
+        K = self._kernel(T, x)
+        v_seq = torch.tensordot(K[:, :T], x, dims=([1], [0]))                  # [T, B, ...]
         if self.v is not None:
-            v_seq = v_seq + K[:, T].view(-1, *([1] * (x_seq.dim() - 1))) * self.v
+            v_seq = v_seq + K[:, T].view(-1, *([1] * (x.dim() - 1))) * self.v.to(x.dtype)
+        v_seq = v_seq.to(dtype)
         self.v, self.v_seq = v_seq[-1], v_seq
         return v_seq
 

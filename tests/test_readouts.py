@@ -57,9 +57,11 @@ def test_first_spike_times_prediction_and_temporal_loss_by_hand():
     assert R.FirstSpike(silent_time=10.0).times(OUT)[0, 0].item() == 10.0
     hot = R.FirstSpike(temperature=0.5)
     assert hot.loss(OUT, Y).item() == pytest.approx(ce([[-6, 0, -2], [-4, -6, -2]], Y))
-    # equal first-spike times: the class with more spikes wins
+    # equal first-spike times: the class with more spikes wins; a fractional silent time keeps the order exact
     tie = torch.tensor([[[1., 1.]], [[0., 1.]]])
     assert fs.predict(tie).tolist() == [1]
+    late = torch.tensor([[[0., 0.]], [[0., 1.]], [[0., 1.]]])            # class 1 fires at t=1 (twice), 0 never
+    assert R.FirstSpike(silent_time=0.5).predict(late).tolist() == [0]   # silent (0.5) ranks ahead of t=1
 
 
 def test_first_spike_gradient_pulls_a_silent_correct_class_to_fire():
@@ -132,6 +134,31 @@ def test_readout_combinations_that_cannot_work_are_refused(dendsn_here):
               "learning.per_step_loss=true", "readout=first_spike", "readout=tet")
     one_error(dendsn_here("train", "readout=membrane_final", "learning=stdp", *TINY),
               "readout=membrane_final", "learning.readout=delta", "learning.readout=gradient")
+    one_error(dendsn_here("train", "readout=first_spike", "learning=readout", *TINY),
+              "learning.readout=delta", "readout=first_spike predicts from spike times", "learning.readout=gradient")
+    one_error(dendsn_here("train", "readout=time_softmax", "learning=dpp", "learning.readout=gradient", "neuron=lif", *TINY),
+              "learning=dpp", "readout=time_softmax", "use a spiking read-out")
+
+
+def test_tet_with_per_step_loss_is_the_same_loss_and_pretraining_minimises_the_readout_loss():
+    from dendsn.networks import MLP
+    from dendsn.neurons import LIF
+    from dendsn_cli.learning import STDP
+    from dendsn_cli.train import build_readout
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create({"readout": {"_target_": "dendsn_cli.readouts.TET"}, "learning": {"per_step_loss": True}})
+    assert isinstance(build_readout(cfg), R.TET)
+    rule = STDP(readout="gradient", pretrain_bptt_epochs=1)
+    rule.decoder = R.Membrane("final")
+    net = MLP([6], 3, neuron=LIF, readout=rule.decoder.neuron(LIF), hidden=[5])
+    rule.setup(net, lambda params: torch.optim.Adam(params, lr=1e-3), total_steps=4)
+    assert rule._bptt.decoder is rule.decoder
+    torch.manual_seed(0)
+    x, y = torch.rand(4, 2, 6), torch.tensor([0, 2])
+    net.reset()
+    loss, out = rule.train_batch(net, x, y)                               # a BPTT pre-training step
+    assert loss.item() == pytest.approx(rule.decoder.loss(out, y).item())
 
 
 def _metrics(run):
@@ -148,7 +175,9 @@ def test_membrane_readout_trains_through_the_cli_with_an_li_output_layer(dendsn_
     h = m["history"]
     assert m["status"] == "completed" and h[-1]["train_loss"] < h[0]["train_loss"], h
     ck = torch.load(run / "checkpoints" / "last.pt", weights_only=False)
-    assert not any(k.endswith("readout") for k in ck["model"])            # the LI read-out has no parameters
+    assert set(ck["model"]) == {"layers.0.weight", "layers.0.bias", "layers.2.weight", "layers.2.bias"}  # LI: none
+    init = [ln for ln in p.stderr.splitlines() if "init_rate=" in ln]
+    assert init and "layer1" in init[0] and "readout" not in init[0]      # no firing rate to calibrate
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     tags = EventAccumulator(str(run)).Reload().Tags()["scalars"]

@@ -151,6 +151,7 @@ def test_a_sweep_writes_one_combined_curve_per_job(dendsn_here, tmp_path):
     (["neuron=lif", "compartments=[0]"], ["applies to dendritic neurons only", "neuron=lif"]),
     (["compartments=[4]"], ["4 is out of range", "indices 0..3"]),
     (["-m", "stimulus=poisson", "stimulus.rate=10,-1"], ["stimulus: rate must be >= 0"]),
+    (["stimulus=poisson", "stimulus.dt=0.5"], ["stimulus.dt=0.5 differs from dt=1.0", "set dt=0.5"]),
 ])
 def test_bad_inputs_end_in_one_line(dendsn_here, tmp_path, args, fragments):
     one_error(dendsn_here("simulate", *args, "hydra.run.dir=run", "hydra.sweep.dir=sweep"), *fragments)

@@ -151,6 +151,10 @@ class DPP(LocalRule):
 
     def setup_rule(self, model):
         for l in self.layers:                        # u_pred is the fixed point of a linear soma
+            if not getattr(l.neuron, "spiking", True):
+                raise UserError(f"learning=dpp predicts the soma of every layer, the read-out's too, and readout="
+                                f"{self.decoder.name if self.decoder is not None else 'membrane'} makes the read-out a "
+                                "non-spiking integrator; use a spiking read-out (readout=counts, rate, first_spike, ...)")
             if not linear_soma(l.neuron):
                 raise UserError(f"learning=dpp predicts the soma potential of a linear soma (LIF, IF, PLIF without a "
                                 f"refractory period); {l.name} has a {soma_name(l.neuron)} soma: use learning=bptt or such a neuron")

@@ -232,6 +232,11 @@ class LocalRule(LearningRule):
             raise UserError(f"readout={decoder.name} reads a non-spiking membrane and learning={name} "
                             f"learning.readout={self.readout_mode} trains the read-out from its spikes; use "
                             f"learning.readout=gradient, or a spiking read-out (readout=counts, rate, first_spike, ...)")
+        if decoder is not None and self.readout_mode == "delta" and decoder.name in ("first_spike", "time_weighted"):
+            name = re.sub(r"(?<=[a-z])(?=[A-Z])", "_", type(self).__name__).lower()
+            raise UserError(f"learning={name} learning.readout=delta trains the read-out towards target spike rates, but "
+                            f"readout={decoder.name} predicts from spike times; use learning.readout=gradient (the "
+                            f"read-out's own loss), or readout=counts / rate")
         self.total_steps, self.schedule = max(1, int(total_steps)), lr_schedule
         self.layers = find_layers(model)
         self.check_signs()
@@ -242,6 +247,7 @@ class LocalRule(LearningRule):
         self._grad_flags = {p: p.requires_grad for p in model.parameters()}
         if self.pretrain_bptt_epochs:
             self._bptt = BPTT(self.per_step_loss)
+            self._bptt.decoder = self.decoder          # pre-training minimises the run's read-out loss too
             self._bptt.setup(model, optimizer_factory, total_steps, "none")
         if self.readout_mode == "gradient":
             super().setup(model, optimizer_factory, total_steps, lr_schedule)
