@@ -68,7 +68,10 @@ def _figure(width: float, height: float) -> Figure:
 
 
 def _join(title: str, detail: str) -> str:
-    return f"{title} — {detail}" if title else detail
+    """One suptitle line, or two when one would not fit the figure's width (about 90 characters)."""
+    if not title:
+        return detail
+    return f"{title} — {detail}" if len(title) + len(detail) < 88 else f"{title}\n{detail}"
 
 
 def _note(ax, text: str) -> None:

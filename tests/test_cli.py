@@ -214,7 +214,7 @@ def test_mnist_from_idx_files_trains_a_conv_net(dendsn, tmp_path):
 
 @pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists(),
                     reason="Debian package dataset-fashion-mnist is not installed")
-@pytest.mark.parametrize("encoder", ["poisson", "latency"])
+@pytest.mark.parametrize("encoder", [pytest.param("poisson", marks=pytest.mark.slow), "latency"])
 def test_fashion_mnist_from_the_debian_package(dendsn, tmp_path, encoder):
     dendsn("train", "dataset=fashion_mnist", f"dataset.root={tmp_path / 'data'}", "dataset.n_train=2000",
            "dataset.n_test=200", f"encoder={encoder}", "T=4", "epochs=1", "batch_size=20", "network.hidden=[32]",

@@ -43,12 +43,14 @@ def train(rule: str, tmp_path: Path, *extra) -> dict:
     return m
 
 
-@pytest.mark.parametrize("rule, floor", [("rstdp", 0.2), ("dpp", 0.5)])   # measured: 32%, 95%
+@pytest.mark.parametrize("rule, floor", [("rstdp", 0.2), pytest.param("dpp", 0.5, marks=pytest.mark.slow)])   # measured: 32%, 95%
+# (dpp learns in the fast suite through the fmnist_dpp preset test)
 def test_rule_learns_above_chance_on_the_synthetic_task(rule, floor, tmp_path):
     m = train(rule, tmp_path)
     assert m["best"]["test_acc"] >= floor, m["history"]        # chance is 0.10 (1000 test samples: sd 0.01)
 
 
+@pytest.mark.slow      # about 40 s; the fast suite trains stdp in test_stdp_after_bptt_pretraining_and_resume
 def test_stdp_and_semi_stdp_learn_features_that_beat_the_random_readout_baseline(tmp_path):
     base = train("readout", tmp_path)["best"]["test_acc"]
     assert base >= 0.2                                          # above chance on random features
