@@ -153,6 +153,22 @@ def _val_count(val, n_total: int, key: str = "dataset.val") -> int:
 SEQUENTIAL = ("rows",)
 
 
+def hold_out(n: int, val, seed: int) -> torch.Tensor | None:
+    """The validation samples of a training split of ``n``: a bool mask [n] of ``val`` samples (a count or a
+    fraction, `_val_count`) chosen by a permutation from ``seed``, or None for val=0; UserError when none
+    would be left to train on."""
+    n_val = _val_count(val, n)
+    if n_val >= n:
+        raise UserError(f"dataset.val={val!r} holds out {n_val} of the {n} training samples, "
+                        f"leaving none to train on; lower dataset.val")
+    if not n_val:
+        return None
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    held = torch.zeros(n, dtype=torch.bool)
+    held[order[:n_val]] = True
+    return held
+
+
 def _sequential(value) -> str | None:
     """None (static images) or the kind of sequence of ``dataset.sequential``."""
     if value is None or value == "none":
@@ -594,15 +610,9 @@ class TorchvisionImages:
             self._check_loaded(train_ds, True, n_classes)
             self._check_loaded(test_ds, False, n_classes)
         data, targets = train_ds.data, train_ds.targets
-        n_val = _val_count(self.val, len(data))
-        if n_val >= len(data):
-            raise UserError(f"dataset.val={self.val!r} holds out {n_val} of the {len(data)} training samples, "
-                            f"leaving none to train on; lower dataset.val")
+        held = hold_out(len(data), self.val, self.seed)
         val = None
-        if n_val:
-            order = torch.randperm(len(data), generator=torch.Generator().manual_seed(self.seed))
-            held = torch.zeros(len(data), dtype=torch.bool)
-            held[order[:n_val]] = True
+        if held is not None:
             val = images_to_split(data[held], targets[held], None, device)
             data, targets = data[~held], targets[~held]                 # the rest, in the original order
         if self.sequential == "rows" and self.T is not None and self.T != data.shape[1]:
@@ -909,15 +919,9 @@ class TonicEvents:
             raise self._missing_error(missing)
         x, y = self.counts("train", files["train"])
         test_x, test_y = self.counts("test", files["test"])
-        n_val = _val_count(self.val, len(x))
-        if n_val >= len(x):
-            raise UserError(f"dataset.val={self.val!r} holds out {n_val} of the {len(x)} training samples, "
-                            f"leaving none to train on; lower dataset.val")
+        held = hold_out(len(x), self.val, self.seed)
         val = None
-        if n_val:
-            order = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.seed))
-            held = torch.zeros(len(x), dtype=torch.bool)
-            held[order[:n_val]] = True
+        if held is not None:
             val = self._split(x[held], y[held], None, device)
             x, y = x[~held], y[~held]                                   # the rest, in the original order
         train = self._split(x, y, self.n_train, device)                # x: [n_train, T, ...]

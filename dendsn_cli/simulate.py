@@ -601,7 +601,7 @@ class FISweepReport:
                 continue
             rows = read_csv(job / "fI.csv")
             curves.append((label, rows))
-            meta.append(_read_json(job / "simulate.json"))
+            meta.append(sweep._read_json(job / "simulate.json"))
             table += [{"job": job.name, "label": label, "amplitude": r["amplitude"],
                        "spikes_per_step": r["spikes_per_step"], "rate_hz": r["rate_hz"]} for r in rows]
         if table:
@@ -632,14 +632,6 @@ class FISweepReport:
         if name.startswith("on_"):
             return lambda *a, **k: None
         raise AttributeError(name)
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 SWEEP_LIMIT = 64   # jobs of a sweep composed and validated one by one; beyond, each value with the others' first

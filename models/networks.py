@@ -164,8 +164,7 @@ class MLP(SpikingNet):
             if dropout:
                 layers.append(SampleDropout(dropout, _step_mode(cell)))
             n_in = width
-        out = readout()
-        layers += [syn.linear(n_in, n_classes * _k_in(out), bias=bias), *syn.filters(_step_mode(out)), out]
+        layers += _readout_layers(syn, readout, n_in, n_classes, bias)
         super().__init__(layers)
         self.recurrent = nn.ModuleDict(recurrences)        # empty for a feed-forward net: no state_dict keys
 
@@ -176,6 +175,28 @@ class MLP(SpikingNet):
             rec = self.recurrent[str(i)] if str(i) in self.recurrent else None
             x_seq = m(x_seq) if rec is None else rec.run(m, x_seq)
         return x_seq
+
+
+def _conv_stage(syn: Synapse, neuron: NeuronFactory, competition, c_in: int, c: int, kernel_size, padding,
+                bias: bool, pool: nn.Module) -> list:
+    """One conv stage: conv (c_in -> c * K_in) -> synaptic filters -> competition -> neuron -> pool."""
+    cell = neuron()
+    return [syn.conv(c_in, int(c) * _k_in(cell), kernel_size, padding=padding, bias=bias),
+            *syn.filters(_step_mode(cell)), *_compete(competition, c, cell), cell, TimeDistributed(pool)]
+
+
+def _readout_layers(syn: Synapse, readout: NeuronFactory, n_in: int, n_classes: int, bias: bool) -> list:
+    """The read-out: synapse (n_in -> n_classes * K_in) -> synaptic filters -> read-out neuron."""
+    out = readout()
+    return [syn.linear(n_in, n_classes * _k_in(out), bias=bias), *syn.filters(_step_mode(out)), out]
+
+
+def _fc_head(syn: Synapse, neuron: NeuronFactory, readout: NeuronFactory, competition, n_in: int, fc: int,
+             n_classes: int, bias: bool) -> list:
+    """After the conv stages: flatten -> fc layer of ``fc`` neurons -> the read-out."""
+    cell = neuron()
+    return [nn.Flatten(2), syn.linear(n_in, fc * _k_in(cell), bias=bias), *syn.filters(_step_mode(cell)),
+            *_compete(competition, fc, cell), cell, *_readout_layers(syn, readout, fc, n_classes, bias)]
 
 
 class ConvNet(SpikingNet):
@@ -203,22 +224,11 @@ class ConvNet(SpikingNet):
         c_in, h, w = (int(d) for d in input_shape)
         layers: list[nn.Module] = []
         for c in channels:
-            cell = neuron()
-            layers += [
-                syn.conv(c_in, int(c) * _k_in(cell), 3, padding=1, bias=bias),
-                *syn.filters(_step_mode(cell)),
-                *_compete(competition, c, cell),
-                cell,
-                TimeDistributed(nn.AvgPool2d(2)),
-            ]
+            layers += _conv_stage(syn, neuron, competition, c_in, c, 3, 1, bias, nn.AvgPool2d(2))
             c_in, h, w = int(c), h // 2, w // 2
             if h < 1 or w < 1:
                 raise ValueError(f"too many conv stages ({len(channels)}) for input {tuple(input_shape)}")
-        cell = neuron()
-        layers += [nn.Flatten(2), syn.linear(c_in * h * w, fc * _k_in(cell), bias=bias), *syn.filters(_step_mode(cell)),
-                   *_compete(competition, fc, cell), cell]
-        out = readout()
-        layers += [syn.linear(fc, n_classes * _k_in(out), bias=bias), *syn.filters(_step_mode(out)), out]
+        layers += _fc_head(syn, neuron, readout, competition, c_in * h * w, fc, n_classes, bias)
         super().__init__(layers)
 
 
@@ -273,21 +283,11 @@ class Conv1dNet(SpikingNet):
         c_in, length = (1, int(input_shape[0])) if len(input_shape) == 1 else (int(input_shape[0]), int(input_shape[1]))
         layers: list[nn.Module] = [As2d(len(input_shape))]
         for c in channels:
-            cell = neuron()
             length //= 2
             if length < 1:
                 raise ValueError(f"too many conv1d stages ({len(channels)}) for input {tuple(input_shape)}: each halves L")
-            layers += [
-                syn.conv(c_in, int(c) * _k_in(cell), (1, kernel_size), padding=(0, kernel_size // 2), bias=bias),
-                *syn.filters(_step_mode(cell)),
-                *_compete(competition, c, cell),
-                cell,
-                TimeDistributed(nn.AvgPool2d((1, 2))),
-            ]
+            layers += _conv_stage(syn, neuron, competition, c_in, c, (1, kernel_size), (0, kernel_size // 2), bias,
+                                  nn.AvgPool2d((1, 2)))
             c_in = int(c)
-        cell = neuron()
-        layers += [nn.Flatten(2), syn.linear(c_in * length, fc * _k_in(cell), bias=bias), *syn.filters(_step_mode(cell)),
-                   *_compete(competition, fc, cell), cell]
-        out = readout()
-        layers += [syn.linear(fc, n_classes * _k_in(out), bias=bias), *syn.filters(_step_mode(out)), out]
+        layers += _fc_head(syn, neuron, readout, competition, c_in * length, fc, n_classes, bias)
         super().__init__(layers)
