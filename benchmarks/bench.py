@@ -26,6 +26,12 @@ Sections (rows are numbered by section):
    `dendsn.adaptive` has it) alone, forward+backward on the same random input [T, B, 2048] against
    SpikingJelly's node with the same parameters (spikes checked equal first); and PSN against our
    LIF at T = 32.
+7. the exact gradient (learning=exact): the event network of theta neurons 784-100-100-10, K = 200,
+   forward+backward of the loss on a batch of 1000 binarised Fashion-MNIST images: events per second
+   (input and network spikes simulated, summed over the batch), at the paper's initial weights and at
+   6x larger ones (an active network, about 30 events a trial). Against spikegd itself (JAX, jit, the
+   same weights and inputs; its output times are checked equal) when ``--spikegd CHECKOUT`` and
+   ``--peer-python PYTHON`` (a Python with jax and jaxtyping) are given; otherwise ours alone.
 
 Measuring. Every timed variant is warmed up, then the variants of a row run interleaved (A, B, A,
 B, ..., rotating the order), each sample long enough to time (calls are repeated inside a sample),
@@ -82,9 +88,10 @@ REFERENCE_SJ_2048_MS = 53.0
 def sizes(quick: bool) -> dict:
     if quick:
         return dict(T=4, B=16, n_in=784, widths=(32, 128), dend_s=32, dend_k=4, loop_T=(4, 8),
-                    data_n=1024, epoch=dict(n_train=256, n_test=64), repeats=3, zoo_n=256, psn_T=8)
+                    data_n=1024, epoch=dict(n_train=256, n_test=64), repeats=3, zoo_n=256, psn_T=8,
+                    exact_B=64, exact_hidden=[32, 32])
     return dict(T=8, B=128, n_in=784, widths=(512, 2048), dend_s=512, dend_k=4, loop_T=(8, 32),
-                data_n=None, epoch=None, repeats=7, zoo_n=2048, psn_T=32)
+                data_n=None, epoch=None, repeats=7, zoo_n=2048, psn_T=32, exact_B=1000, exact_hidden=[100, 100])
 
 
 # --- timing and memory ---------------------------------------------------------------------------
@@ -615,6 +622,72 @@ def section_zoo(tab: Table, clock: Clock, dev, sz) -> None:
             t["psn"], t["lif"], "ms", t["lif"] / t["psn"], "speed-up", ">= 3.0")
 
 
+def section_exact(tab: Table, clock: Clock, dev, sz, root: str, spikegd: Optional[str], peer_python: Optional[str]) -> None:
+    """7. events per second of the event network's forward+backward (learning=exact), vs spikegd (JAX)."""
+    import numpy as np
+
+    from dendsn.events import EventMLP
+    from dendsn_cli.encoders import BinnedLatency
+    from dendsn_cli.readouts import EventFirstSpike
+
+    B, hidden = sz["exact_B"], sz["exact_hidden"]
+    images, labels, _ = load_images(root, B)
+    x = BinnedLatency(bins=1)(images[:B].float().div(255).reshape(B, -1)).to(dev)
+    y = labels[:B].to(dev)
+    for w_scale, regime in ((0.5, "the paper's initial weights"), (3.0, "6x larger weights (active)")):
+        torch.manual_seed(7)
+        net = EventMLP([x.shape[1]], 10, hidden=hidden, w_scale=w_scale, K=200).to(dev)
+        decoder = EventFirstSpike(T=net.T, gamma=0.01)
+
+        def step():
+            net.zero_grad(set_to_none=True)
+            decoder.loss(net(x), y).backward()
+
+        def all_k():
+            net.stop_early = False
+            try:
+                step()
+            finally:
+                net.stop_early = True
+
+        times = clock.ms({"ours": step, "all_k": all_k})
+        t = times["ours"]
+        with torch.no_grad():
+            t_ours = net(x)[0].cpu().numpy()
+        events = int(net.last.used.sum())
+        ours = events / (t / 1e3)
+        other, note = None, ("spikegd (JAX) not measured: pass --spikegd <checkout of chklos/spikegd> and "
+                             "--peer-python <a Python with jax and jaxtyping>")
+        if spikegd and peer_python:
+            with tempfile.TemporaryDirectory() as tmp:
+                values = torch.unique(x[torch.isfinite(x)]).cpu()
+                onehot = (x.cpu().unsqueeze(-1) == values.view(1, 1, -1)).float().numpy()
+                arrays = {f"w{i}": w.detach().cpu().numpy() for i, w in enumerate(net.weights)}
+                np.savez(Path(tmp) / "in.npz", **arrays, n_layers=len(net.weights),
+                         phi0=torch.cat(list(net.phi0)).detach().cpu().numpy(), in_times=(values * net.T).numpy(),
+                         onehot=onehot, labels=y.cpu().numpy(), tau=net.neuron.tau, I0=net.neuron.I0, T=net.T,
+                         K=net.K, repeats=clock.repeats)
+                env = {**os.environ, "JAX_PLATFORMS": "cuda" if dev.type == "cuda" else "cpu"}
+                p = subprocess.run([peer_python, str(Path(__file__).with_name("spikegd_peer.py")), spikegd,
+                                    str(Path(tmp) / "in.npz"), str(Path(tmp) / "out.json")],
+                                   capture_output=True, text=True, env=env)
+                if p.returncode != 0:
+                    note = f"spikegd failed: {(p.stderr.strip().splitlines() or ['?'])[-1]}"
+                else:
+                    peer = json.loads((Path(tmp) / "out.json").read_text())
+                    other = peer["events"] / (peer["ms"] / 1e3)
+                    diff = float(np.abs(np.asarray(peer["t_out"]) - t_ours).max())
+                    note = (f"spikegd {regime}: jax {peer['jax']} ({peer['backend']}), {peer['ms']:.0f} ms a batch vs "
+                            f"ours {t:.0f} ms, compile {peer['compile_s']:.1f} s not counted; it always runs all K "
+                            f"steps, ours stops when every trial reached T; output times differ by at most {diff:.1e}")
+        tab.add(f"7.exact.w{w_scale:g}", f"exact gradient, event net 784-{'-'.join(map(str, hidden))}-10, batch {B}, "
+                f"{regime}: events/s ({events / B:.1f} a trial)", ours, other, "events/s",
+                None if other is None else ours / other, "speed-up", None, note)
+        tab.add(f"7.exact.w{w_scale:g}.all_k", f"... the same, every trial run for all K = {net.K} events (as spikegd "
+                "does) vs stopping when all reached T", events / (times["all_k"] / 1e3), ours, "events/s",
+                times["ours"] / times["all_k"], "slow-down", None)
+
+
 # --- main ------------------------------------------------------------------------------------------------
 def main(argv: Optional[list[str]] = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -624,7 +697,9 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
     ap.add_argument("--repeats", type=int, default=None, help="samples per variant (median); default 7, 3 with --quick")
     ap.add_argument("--json", action="store_true", help="print the rows as JSON instead of the table")
     ap.add_argument("--quick", action="store_true", help="tiny sizes: seconds, for the smoke test")
-    ap.add_argument("--sections", default="1,2,3,4,5,6", help="which sections to run, e.g. 1,2")
+    ap.add_argument("--sections", default="1,2,3,4,5,6,7", help="which sections to run, e.g. 1,2")
+    ap.add_argument("--spikegd", default=None, help="section 7: a checkout of chklos/spikegd, the peer (JAX)")
+    ap.add_argument("--peer-python", default=None, help="section 7: a Python with jax and jaxtyping to run spikegd")
     ap.add_argument("--no-tune-alloc", action="store_true",
                     help="CPU: leave glibc's malloc thresholds as they are (dendsn train raises them, see "
                          "dendsn_cli.train.tune_cpu_allocator); applies to every contender alike")
@@ -672,6 +747,8 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
         section_epochs(tab, sz, args.threads, args.data_root, str(dev))
     if 6 in sections:
         section_zoo(tab, clock, dev, sz)
+    if 7 in sections:
+        section_exact(tab, clock, dev, sz, args.data_root, args.spikegd, args.peer_python)
     load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
     meta = dict(device=str(dev), threads=torch.get_num_threads(), T=T, batch=B, quick=args.quick, malloc_tuned=tuned,

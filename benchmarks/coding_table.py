@@ -29,7 +29,8 @@ PAIRS = [["encoder=latency", "readout=first_spike"], ["encoder=relative_latency"
 
 
 def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+    """The group's options, without the event network's input coding (encoder=binned_latency: learning=exact only)."""
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml") if "BinnedLatency" not in p.read_text())
 
 
 def main(argv=None) -> dict:

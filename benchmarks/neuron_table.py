@@ -29,9 +29,10 @@ TASKS = {
 
 
 def neuron_options() -> list[str]:
-    """Every option of the neuron group except the generic `dendritic` (run through --somas)."""
+    """Every option of the neuron group except the generic `dendritic` (run through --somas) and the event-driven
+    `theta` (it runs only in network=event_mlp with learning=exact; README "Exact gradients")."""
     conf = Path(__file__).resolve().parents[1] / "conf" / "neuron"
-    return sorted(p.stem for p in conf.glob("*.yaml") if p.stem != "dendritic")
+    return sorted(p.stem for p in conf.glob("*.yaml") if p.stem != "dendritic" and "dendsn.events." not in p.read_text())
 
 
 def run(overrides: list[str], workdir: Path, threads: int | None) -> dict:

@@ -67,6 +67,7 @@ class DendsnConfig:
     early_stop: EarlyStop = field(default_factory=EarlyStop)
     amp: str = "none"
     lr_schedule: str = "none"
+    lr_decay_epochs: float = 100.0
     progress: bool = True
     profile: bool = False
     resume: Optional[str] = None
@@ -100,8 +101,11 @@ def validate(cfg: DictConfig) -> None:
         raise UserError(f"device={cfg.device!r} is not known: use auto, cpu, cuda or cuda:N")
     if cfg.amp not in ("none", "bf16", "fp16"):
         raise UserError(f"amp={cfg.amp!r} is not known: use none, bf16 or fp16")
-    if cfg.lr_schedule not in ("none", "cosine"):
-        raise UserError(f"lr_schedule={cfg.lr_schedule!r} is not known: use none or cosine")
+    if cfg.lr_schedule not in ("none", "cosine", "exp"):
+        raise UserError(f"lr_schedule={cfg.lr_schedule!r} is not known: use none, cosine or exp")
+    if not cfg.lr_decay_epochs > 0:
+        raise UserError(f"lr_decay_epochs={cfg.lr_decay_epochs} is out of range: it must be > 0 (epochs for the "
+                        "learning rate to fall by 1/e under lr_schedule=exp)")
     if cfg.get("wiring") is not None and "wiring" not in cfg.neuron:
         raise UserError(
             f"wiring applies to dendritic neurons only, and neuron={choice_name(cfg, 'neuron')} is a point neuron: "
@@ -113,6 +117,48 @@ def validate(cfg: DictConfig) -> None:
             check_node(node, group)
             _check_step_mode(node, group)
     _check_sequential(cfg)
+    _check_events(cfg)
+
+
+EVENT_PARTS = {   # the event-driven theta network's options: group -> (target, option name)
+    "network": ("dendsn.events.EventMLP", "event_mlp"),
+    "neuron": ("dendsn.events.Theta", "theta"),
+    "encoder": ("dendsn_cli.encoders.BinnedLatency", "binned_latency"),
+    "learning": ("dendsn_cli.learning.ExactGradient", "exact"),
+}
+
+
+def _check_events(cfg: DictConfig) -> None:
+    """The event network (spikegd) is one method: network=event_mlp, neuron=theta, encoder=binned_latency,
+    learning=exact and readout=first_spike go together, on static images, in float32; any of them with
+    another group's clock-driven option is refused in one line that names what to add."""
+    chosen = {g: isinstance(cfg.get(g), DictConfig) and str(cfg[g].get("_target_")) == target
+              for g, (target, _) in EVENT_PARTS.items()}
+    if not any(chosen.values()):
+        return
+    whole = " ".join(f"{g}={name}" for g, (_, name) in EVENT_PARTS.items()) + " readout=first_spike"
+    present = [f"{g}={EVENT_PARTS[g][1]}" for g, on in chosen.items() if on]
+    missing = [g for g, on in chosen.items() if not on]
+    if missing:
+        shown = ", ".join(f"{g}={choice_name(cfg, g)}" for g in missing)
+        raise UserError(f"{' '.join(present)} belongs to the event-driven theta network (exact gradients, spikegd), "
+                        f"which does not run with {shown}: use {whole} together (or experiment=fmnist_exact)")
+    readout = cfg.get("readout")
+    if not isinstance(readout, DictConfig) or str(readout.get("_target_")) != "dendsn_cli.readouts.FirstSpike":
+        name = choice_name(cfg, "readout") if isinstance(readout, DictConfig) else "null"
+        raise UserError(f"readout={name} does not apply to the event network, whose outputs are spike times; "
+                        "use readout=first_spike")
+    if readout.get("silent_time") is not None:
+        raise UserError(f"readout.silent_time={readout.silent_time} does not apply to the event network: an output "
+                        "that never fires gets its pseudospike time; drop the override")
+    if cfg.amp != "none":
+        raise UserError(f"amp={cfg.amp} does not apply to learning=exact: the event simulation needs float32 phases "
+                        "near the threshold; use amp=none")
+    dataset = cfg.get("dataset")
+    if isinstance(dataset, DictConfig) and (dataset.get("sequential") not in (None, "none")
+                                            or str(dataset.get("_target_")) != "dendsn_cli.data.TorchvisionImages"):
+        raise UserError(f"dataset={choice_name(cfg, 'dataset')} does not apply to the event network: its input coding "
+                        "(encoder=binned_latency) bins the pixels of static images; use dataset=mnist or fashion_mnist")
 
 
 def _check_sequential(cfg: DictConfig) -> None:
@@ -152,13 +198,39 @@ def _check_step_mode(node: DictConfig, path: str) -> None:
 
 
 def choice_name(cfg: DictConfig, group: str) -> str:
+    """The option of ``group`` that ``cfg`` chose, as a user writes it (neuron=lif): from Hydra's runtime
+    choices, else from the config's own hydra node, else the option whose file names the same target."""
     try:
         from hydra.core.hydra_config import HydraConfig
 
         return str(HydraConfig.get().runtime.choices.get(group))
     except ValueError:
-        target = str(cfg[group].get("_target_", "?"))
-        return target.rsplit(".", 1)[-1]
+        pass
+    choices = OmegaConf.select(cfg, "hydra.runtime.choices", default=None) if "hydra" in cfg else None
+    if choices is not None and choices.get(group) is not None:
+        return str(choices.get(group))
+    node = cfg.get(group)
+    target = str(node.get("_target_", "?")) if isinstance(node, DictConfig) else "?"
+    if isinstance(node, DictConfig) and isinstance(node.get("name"), str) and group == "dataset":
+        return node.name
+    options = [name for name, t in _option_targets(group) if t == target]
+    return options[0] if len(options) == 1 else target.rsplit(".", 1)[-1]
+
+
+def _option_targets(group: str) -> list:
+    """(option, _target_) of every option file of ``group``."""
+    from importlib import resources
+
+    folder = resources.files(CONFIG_MODULE).joinpath(group)
+    out = []
+    if not folder.is_dir():
+        return out
+    for f in folder.iterdir():
+        if f.name.endswith(".yaml"):
+            m = re.search(r"^_target_:\s*(\S+)", f.read_text(), re.M)
+            if m:
+                out.append((f.name[:-5], m.group(1)))
+    return out
 
 
 def check_node(node: DictConfig, path: str) -> None:

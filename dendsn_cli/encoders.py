@@ -20,6 +20,10 @@ guess it from the number of dimensions.
     Phase     S[t] = bit (t mod K) of x in binary: x ~ sum_i S[i] 2^-(i+1)   (K phases, repeated)
     Delta     S[t] = [x[t] - x[t-1] >= threshold] (- [x[t] - x[t-1] <= -threshold] with off_spike)
     Population  x [B, F] -> [B, F * n] Gaussian tuning curves r_j(x), as currents or latency spikes
+    BinnedLatency  x [B, ...] -> [B, ...] one continuous spike time per input, in units of the trial
+              (the event network's input, `dendsn.events`): pixel p = round(255 x) falls in bin
+              v = (255 - p) // (256 // (bins + 1)); bin v < bins spikes at t_v / T = ln(I / (I - v_th bins)),
+              I = bins - v (brighter: earlier); the darkest bins never spike (spikegd's MNIST coding)
 
 Parameters are checked in the constructors: a bad one raises a one-line `UserError` that
 names the key. An encoder that changes the shape of a step (Population, MSTB) has
@@ -427,3 +431,41 @@ class Population(nn.Module):
 
     def output_shape(self, input_shape: tuple) -> tuple:
         return (math.prod(input_shape) * self.n,)
+
+
+class BinnedLatency(nn.Module):
+    """Binned time-to-first-spike in continuous time, for the event network (`network=event_mlp`).
+
+    Pixels p = round(255 x) are binned into ``bins`` + 1 bins, v = (255 - p) // (256 // (bins + 1)); bin
+    v < bins is one input spike at t_v = T ln(I / (I - v_th * bins)) with I = bins - v (the first-spike
+    time of a LIF neuron driven by the constant current I; brighter pixels spike earlier), the rest is
+    silent. bins=1 is the binarised image: pixels >= 128 spike once at t = T ln(1 / 0.99) = 0.0201 T.
+    Returns [B, ...] spike times in units of the trial length T (inf: no spike): the event network
+    groups the inputs that share a time into one event (the paper's virtual input neurons).
+    """
+
+    event_times = True     # the output is spike times, not a [T, B, ...] sequence
+
+    def __init__(self, bins: int = 1, v_th: float = 0.01):
+        super().__init__()
+        if isinstance(bins, bool) or not isinstance(bins, numbers.Integral) or not 1 <= bins <= 255:
+            raise _invalid("bins", bins, "it must be an integer in [1, 255]", "encoder.bins=1 (binarised pixels)")
+        v_th = _positive("v_th", v_th, "encoder.v_th=0.01")
+        if not v_th * bins < 1:
+            raise _invalid("v_th", v_th, f"with bins={bins} the dimmest bin's current 1 never reaches "
+                           f"v_th * bins = {v_th * bins:g}, so it would never spike",
+                           f"a v_th below {1 / bins:g}")
+        self.bins, self.v_th = int(bins), v_th
+        current = torch.arange(bins, 0, -1, dtype=torch.float64)           # I = bins - v, v = 0..bins-1
+        times = torch.log(current / (current - v_th * bins))
+        self.register_buffer("times", torch.cat([times, torch.full((256,), math.inf, dtype=torch.float64)]).float(),
+                             persistent=False)
+
+    def bin_of(self, x: torch.Tensor) -> torch.Tensor:
+        p = (x * 255).round().clamp(0, 255).long()
+        return (255 - p) // (256 // (self.bins + 1))
+
+    def forward(self, x: torch.Tensor, T: int = 1, time_major: bool = False) -> torch.Tensor:
+        if time_major:
+            _refuse_time_major("binned_latency")
+        return self.times.to(x.device)[self.bin_of(x)]

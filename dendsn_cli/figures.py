@@ -154,6 +154,42 @@ def raster(spikes, title: str = "", sample_labels=None) -> Figure:
     return fig
 
 
+def event_raster(raster: dict, title: str = "") -> Figure:
+    """Raster of the event network in continuous time, one panel per sample: x = time in [0, T], y = the
+    network's neurons, layer by layer (input side at the bottom; bands and labels mark the layers).
+
+    ``raster``: {"spikes": [(times [n], neuron ids [n]) per sample], "sizes": layer sizes, "names": layer
+    names, "T": the trial length} (`dendsn.events.EventStats`).
+    """
+    spikes, sizes, names, T = raster["spikes"], list(raster["sizes"]), list(raster["names"]), float(raster["T"])
+    N, S = sum(sizes), max(len(spikes), 1)
+    bounds = np.cumsum([0] + sizes)
+    n_spikes = sum(len(_np(t)) for t, _ in spikes)
+    with matplotlib.rc_context(_RC):
+        fig = _figure(WIDTH, 5.0)
+        axes = fig.subplots(1, S, sharey=True, squeeze=False)[0]
+        for i, ax in enumerate(axes):
+            for k in range(len(sizes)):
+                if k % 2 == 0:
+                    ax.axhspan(bounds[k] - 0.5, bounds[k + 1] - 0.5, color="0.92", lw=0, zorder=0)
+            t, n = (_np(spikes[i][0]), _np(spikes[i][1])) if i < len(spikes) else (np.zeros(0), np.zeros(0))
+            segs = np.empty((len(t), 2, 2))
+            segs[:, :, 0] = t[:, None]
+            segs[:, 0, 1] = n - 0.45 * max(N / 100, 1)
+            segs[:, 1, 1] = n + 0.45 * max(N / 100, 1)
+            ax.add_collection(LineCollection(segs, colors="k", linewidths=1.0), autolim=False)
+            if len(t) == 0:
+                _note(ax, "no spikes (pseudospikes only)")
+            ax.set_xlim(0, T)
+            ax.set_ylim(-0.5, N - 0.5)
+            ax.set_xlabel("time (continuous)")
+            ax.set_title(f"sample {i}")
+        axes[0].set_yticks([(a + b - 1) / 2 for a, b in zip(bounds[:-1], bounds[1:])], names)
+        axes[0].set_ylabel("neuron, by layer")
+        fig.suptitle(_join(title, f"{n_spikes} ordinary spikes in {len(spikes)} samples"))
+    return fig
+
+
 # --------------------------------------------------------------------------- traces
 
 def traces(v, spikes, v_threshold, v_dend=None, title: str = "", neuron_ids=None,
@@ -263,8 +299,8 @@ def traces(v, spikes, v_threshold, v_dend=None, title: str = "", neuron_ids=None
 
 # --------------------------------------------------------------------------- rates
 
-def rate_histogram(rates, title: str = "") -> Figure:
-    """Histogram of per-neuron mean firing rates (spikes per step).
+def rate_histogram(rates, title: str = "", unit: str = "spikes / step") -> Figure:
+    """Histogram of per-neuron mean firing rates (``unit``: spikes per step; the event network's, per trial).
 
     Bins span ``[0, max(rate, 1e-3)]``; the title reports the neuron count, the
     fraction that never fired (rate == 0) and the mean rate, also drawn as a
@@ -289,7 +325,7 @@ def rate_histogram(rates, title: str = "") -> Figure:
             ax.legend(loc="upper right")
             detail = f"{N} neurons, never fired {silent:.1%}, mean rate {mean:.3f}"
         ax.set_title(_join(title, detail))
-        ax.set_xlabel("firing rate (spikes / step)")
+        ax.set_xlabel(f"firing rate ({unit})")
         ax.set_ylabel("neurons")
     return fig
 

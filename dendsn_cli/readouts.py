@@ -25,6 +25,14 @@ prediction (what accuracy counts). With n[b, c] = sum_t out[t, b, c] the spike c
     time_softmax   p = mean_t softmax_c(v[t])                  loss = -log p_y;  score = p
                    (a softmax at every step, averaged over time)
 
+The event network (`network=event_mlp`, `learning=exact`) gives no [T, B, C] sequence but continuous output
+times: ``out`` [2, B, C] holds the output times with pseudospikes and the first ordinary spike times (inf:
+silent); `EventFirstSpike` (built from readout=first_spike) scores them:
+
+    event first_spike  score = -t_out    loss = CE(-t_out / temperature, y) + gamma (exp(t_y / T_trial) - 1)
+                   prediction = the earliest output; without pseudospikes: the earliest ordinary spike
+                   (no output spike: no prediction, counted wrong)
+
 A read-out's ``neuron(factory)`` gives the read-out layer's neuron factory: the network's own spiking
 read-out (``network.readout``) for the spiking read-outs, an `LI` of time constant ``tau`` for the others.
 """
@@ -240,3 +248,37 @@ class TimeSoftmax(Membrane):
 
     def loss(self, out, y):
         return nn.functional.nll_loss(torch.log(self.scores(out).clamp_min(1e-12)), y)
+
+
+class EventFirstSpike(Readout):
+    """Time-to-first-spike of the event network (spikegd): out [2, B, C] = (output times with pseudospikes,
+    first ordinary spike times, inf where silent); see the module docstring. ``gamma`` weighs the term
+    exp(t_y / T) - 1 that pulls the correct output earlier (Klos & Memmesheimer use 1e-2)."""
+
+    name = "first_spike"
+
+    def __init__(self, T: float, temperature: float = 1.0, gamma: float = 0.0):
+        self.T = _number("T", T, above=0.0)
+        self.temperature = _number("temperature", temperature, above=0.0)
+        self.gamma = _number("gamma", gamma, minimum=0.0)
+
+    def scores(self, out):
+        return -out[0]
+
+    def predict(self, out):
+        return out[0].argmin(-1)
+
+    def loss(self, out, y):
+        t = out[0]
+        ce = nn.functional.cross_entropy(-t / self.temperature, y)
+        if not self.gamma:
+            return ce
+        return ce + self.gamma * (torch.exp(t.gather(1, y.unsqueeze(1)) / self.T) - 1).mean()
+
+    tally_names = ("acc_ordinary",)
+
+    def tally(self, out, y) -> torch.Tensor:
+        """[1]: how many samples the ordinary spikes alone classify right (the earliest output spike)."""
+        t = out[1]
+        pred = torch.where(torch.isfinite(t).any(-1), t.argmin(-1), torch.full_like(y, -1))
+        return (pred == y).sum().reshape(1)

@@ -345,6 +345,9 @@ def build(cfg: DictConfig):
     if not isinstance(stimulus, Stimulus):
         raise UserError(f"stimulus._target_={cfg.stimulus._target_} is not a dendsn_cli.simulate.Stimulus")
     neuron = _call(_instantiate(cfg.neuron, "neuron"), "neuron")
+    if str(cfg.neuron.get("_target_")).startswith("dendsn.events."):
+        raise UserError("neuron=theta is event-driven (continuous time, dendsn train network=event_mlp learning=exact); "
+                        "dendsn simulate steps clock-driven neurons: pick one of `dendsn list neuron`, e.g. neuron=qif")
     if not isinstance(neuron, nn.Module):
         raise UserError(f"neuron._target_={cfg.neuron._target_} does not make a torch module")
     check_dendrites(neuron)

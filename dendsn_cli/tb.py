@@ -12,6 +12,11 @@ Tags:
     weights/<layer>/<param>            weight / bias histograms (``histograms``)
     potential/<layer>/v, .../v_dend    soma and compartment potentials after the last evaluation batch
     raster/<layer>                     spike raster of 3 validation samples (figure: time x neuron)
+    raster/network                     the event network (learning=exact): every layer's spikes in continuous time
+    <split>/acc_ordinary               the event network: accuracy by ordinary output spikes alone (no pseudospikes)
+    spikes_per_neuron/<layer>          the event network: mean ordinary spikes per neuron and trial
+    events/used_mean, used_max, K, exhausted   the event network: events per trial vs the bound K; trials cut at K
+    events/train_exhausted, train_used_max     the same over the epoch's training batches
     traces/<layer>                     soma potential, threshold and spikes of 4 neurons; for dendritic
                                        layers every compartment's potential of the same neurons
     rates/<layer>                      histogram of per-neuron firing rates, fraction never fired
@@ -82,7 +87,12 @@ class TensorBoardLogger:
         """The pictures of one evaluation (see the module docstring); each a matplotlib figure."""
         from . import figures as fig
 
-        for name, s in rasters.items():                       # [T, k, N]
+        per_trial = False
+        for name, s in rasters.items():                       # [T, k, N]; the event network: a dict
+            if isinstance(s, dict):
+                per_trial = True
+                self.writer.add_figure(f"raster/{name}", fig.event_raster(s, title=f"event network: {split} samples"), step)
+                continue
             self.writer.add_figure(f"raster/{name}", fig.raster(s, title=f"{name}: {split} samples"), step)
         for name, t in traces.items():
             kind = "soma (before reset) and dendritic compartments" if "v_dend" in t else "soma (before reset)"
@@ -90,7 +100,8 @@ class TensorBoardLogger:
                 t["v"], t["spikes"], t["v_threshold"], v_dend=t.get("v_dend"), neuron_ids=t["neurons"],
                 title=f"{name}: {kind}, {split} sample 0"), step)
         for name, r in neuron_rates.items():
-            self.writer.add_figure(f"rates/{name}", fig.rate_histogram(r, title=f"{name} ({split})"), step)
+            self.writer.add_figure(f"rates/{name}", fig.rate_histogram(
+                r, title=f"{name} ({split})", unit="spikes / trial" if per_trial else "spikes / step"), step)
         if confusion is not None:
             self.writer.add_figure(f"confusion/{split}", fig.confusion_matrix(confusion, title=split), step)
 

@@ -134,6 +134,8 @@ def build(cfg: DictConfig, device: torch.device) -> Parts:
     dataset = _instantiate(cfg.dataset, "dataset")
     train, val, test, info = dataset.load(device)
     encoder = _instantiate(cfg.encoder, "encoder").to(device)
+    if getattr(encoder, "event_times", False):              # spike times for the event network (spikegd)
+        return _build_events(cfg, device, train, val, test, info, encoder)
     shape_of = getattr(encoder, "output_shape", None)        # an encoder that changes the input's shape
     input_shape = list(shape_of(tuple(info.input_shape)) if callable(shape_of) else info.input_shape)
     neuron = _instantiate(cfg.neuron, "neuron")
@@ -169,6 +171,29 @@ def build(cfg: DictConfig, device: torch.device) -> Parts:
     rule = _instantiate(cfg.learning, "learning")
     rule.decoder = decoder
     return Parts(model, train, val, test, info, encoder, rule, spiking_layers(model), decoder)
+
+
+def _build_events(cfg: DictConfig, device: torch.device, train, val, test, info, encoder) -> Parts:
+    """The event-driven theta network (`dendsn.events.EventMLP`, learning=exact): continuous-time output
+    spike times, scored by readout=first_spike as `readouts.EventFirstSpike` (with the rule's gamma)."""
+    from .readouts import EventFirstSpike
+
+    neuron = _instantiate(cfg.neuron, "neuron")
+    _call(neuron, "neuron")
+    if cfg.get("synapse") is not None and not getattr(_instantiate(cfg.synapse, "synapse"), "plain", True):
+        from .config import choice_name
+
+        raise UserError(f"synapse={choice_name(cfg, 'synapse')} does not apply to the event network (delta-pulse "
+                        "synapses, one weight matrix per layer); use synapse=plain")
+    network_cfg = OmegaConf.to_container(cfg.network, resolve=True)
+    network_cfg.pop("readout", None)
+    model = _instantiate(network_cfg, "network", input_shape=list(info.input_shape), n_classes=info.n_classes,
+                         neuron=neuron).to(device)
+    rule = _instantiate(cfg.learning, "learning")
+    first = build_readout(cfg)
+    decoder = EventFirstSpike(T=model.T, temperature=first.temperature, gamma=getattr(rule, "gamma", 0.0))
+    rule.decoder = decoder
+    return Parts(model, train, val, test, info, encoder, rule, [], decoder)
 
 
 def _takes(target, name: str) -> bool:
@@ -250,8 +275,9 @@ class Monitor:
     and, for the first batch only when ``record`` is on, the spikes of ``n_samples`` samples and the
     membrane traces (soma ``v_seq``, dendritic ``v_dend_seq``) of ``n_neurons`` neurons per layer."""
 
-    def __init__(self, layers, n_samples: int = 3, n_neurons: int = 4):
+    def __init__(self, layers, n_samples: int = 3, n_neurons: int = 4, events=None):
         self.layers = layers
+        self.events = events            # an event network (`dendsn.events.EventMLP`): its own statistics
         self.n_samples, self.n_neurons = n_samples, n_neurons
         self.active = self.record = False
         self.counts: dict = {}
@@ -295,6 +321,10 @@ class Monitor:
     def start(self, record: bool = False):
         self.active, self.counts, self.rasters, self.traces = True, {}, {}, {}
         self._record(record)
+        if self.events is not None:
+            from dendsn.events import EventStats
+
+            self.events.stats = EventStats(record=self.n_samples if record else 0)
 
     def _record(self, on: bool) -> None:
         """Keep the layers' potential sequences (``store_seq``, the general path) only while recording."""
@@ -313,10 +343,19 @@ class Monitor:
         """The mean firing rate of every layer (rate/<layer>) over the evaluation."""
         self.active = False
         self._record(False)
+        if self.events is not None and self.events.stats is not None:
+            stats, self.events.stats = self.events.stats, None
+            self.event_stats = stats
+            if stats.raster is not None:
+                self.rasters["network"] = stats.raster          # continuous-time event raster
+            return stats.scalars(self.events)
         return {f"rate/{k}": float(c.sum() / (max(n, 1) * c.numel())) for k, (c, n) in self.counts.items()}
 
     def neuron_rates(self) -> dict:
-        """layer -> [N] each neuron's mean spikes per step over the evaluation (on the CPU)."""
+        """layer -> [N] each neuron's mean spikes per step over the evaluation (on the CPU); an event network:
+        mean spikes per trial."""
+        if self.events is not None and getattr(self, "event_stats", None) is not None:
+            return self.event_stats.per_neuron(self.events)
         return {k: (c / max(n, 1)).cpu() for k, (c, n) in self.counts.items()}
 
     def potentials(self) -> dict:
@@ -345,14 +384,18 @@ def _correct(parts: Parts, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def evaluate(parts: Parts, cfg, split=None, monitor: Optional[Monitor] = None, record: bool = False,
-             confusion: Optional[torch.Tensor] = None) -> tuple[float, float]:
+             confusion: Optional[torch.Tensor] = None, extra: Optional[dict] = None) -> tuple[float, float]:
     """(loss, accuracy) on ``split`` (default: the test split) in inference mode. With a ``monitor``, its
     hooks count spikes (and with ``record`` keep rasters / traces of the first batch); ``confusion``
-    [C, C] (true, predicted) is incremented on the device."""
+    [C, C] (true, predicted) is incremented on the device. ``extra`` receives the read-out's own tallies
+    per sample (`tally`, e.g. acc_ordinary of the event network)."""
     model, rule = parts.model, parts.rule
     split = parts.test if split is None else split
     model.eval()
-    sums = torch.zeros(2, device=split.y.device)
+    parts.encoder.eval()
+    tally = getattr(parts.decoder, "tally", None)
+    names = tuple(getattr(parts.decoder, "tally_names", ())) if tally is not None else ()
+    sums = torch.zeros(2 + len(names), device=split.y.device)
     if monitor:
         monitor.start(record)
     with torch.inference_mode():
@@ -361,14 +404,18 @@ def evaluate(parts: Parts, cfg, split=None, monitor: Optional[Monitor] = None, r
             loss, out = rule.eval_batch(model, parts.encoder(x, cfg.T, time_major=parts.info.time_major), y)
             sums[0] += loss.float() * y.shape[0]
             sums[1] += _correct(parts, out, y)
+            if names:
+                sums[2:] += tally(out, y)
             if monitor is not None:
                 monitor.stop_recording()                     # traces and rasters of the first batch only
             if confusion is not None:
                 C = confusion.shape[0]
                 pred = _predict(parts, out)
                 confusion += torch.bincount(y * C + pred, minlength=C * C).reshape(C, C).to(confusion.device)
-    loss_sum, correct = sums.tolist()
+    loss_sum, correct, *tallies = sums.tolist()
     n = len(split)
+    if extra is not None:
+        extra.update({k: v / n for k, v in zip(names, tallies)})
     return loss_sum / n, correct / n
 
 
@@ -458,6 +505,9 @@ def named_layer_parameters(model: torch.nn.Module, layers: list) -> dict:
     their module path."""
     from dendsn.calibrate import layer_pairs
 
+    own = getattr(model, "layer_parameters", None)          # a network that names its own (the event network)
+    if callable(own):
+        return dict(own())
     name_of = {id(m): name for name, m in layers}
     owner = dict(name_of)
     try:
@@ -495,6 +545,8 @@ def rate_warnings(rates: dict, silent: float = 1e-4, saturated: float = 0.9) -> 
     """One line per layer whose mean rate is below ``silent`` or above ``saturated``, with what to try."""
     out = []
     for tag, r in rates.items():
+        if not tag.startswith("rate/"):
+            continue
         name = tag.split("/", 1)[1]
         if r < silent:
             out.append(f"{name} is silent after the first epoch (mean rate {r:.2g} spikes/step): its input never "
@@ -521,10 +573,12 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict |
     model, rule, train_split, val_split = parts.model, parts.rule, parts.train, parts.val
     steps = math.ceil(len(train_split) / cfg.batch_size)
     optim_factory = _instantiate(cfg.optim, "optim")
+    rule.lr_decay_steps = cfg.get("lr_decay_epochs", 100.0) * steps     # lr_schedule=exp
     rule.setup(model, optim_factory, cfg.epochs * steps, cfg.lr_schedule)
     n_params = sum(p.numel() for p in model.parameters())
     init_line = ""
-    if cfg.init_rate is not None and not cfg.resume:
+    event_based = bool(getattr(model, "event_based", False))
+    if cfg.init_rate is not None and not cfg.resume and not event_based:   # an event network starts as the paper's
         init_line = calibrate(parts, cfg)
     autocast = None
     if cfg.amp != "none":
@@ -578,7 +632,9 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict |
     logger.open(str(run_dir), purge_step=start_epoch + 1 if cfg.resume else None)
     if not cfg.resume:
         logger.config(OmegaConf.to_yaml(cfg, resolve=True), overrides)
-    monitor = Monitor(parts.layers)
+    monitor = Monitor(parts.layers, events=model if event_based else None)
+    tally = getattr(parts.decoder, "tally", None)
+    tally_names = tuple(getattr(parts.decoder, "tally_names", ())) if tally is not None else ()
     named_params = named_layer_parameters(model, parts.layers)
     log_every = max(1, int(getattr(logger, "log_every_n_steps", SYNC_EVERY) or SYNC_EVERY))
     every = math.gcd(SYNC_EVERY, log_every)
@@ -616,7 +672,8 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict |
         for epoch in range(start_epoch, cfg.epochs):
             gen = torch.Generator(device=train_split.x.device).manual_seed(cfg.seed * 1_000_003 + epoch)
             model.train()
-            sums = torch.zeros(3, device=device)  # loss * B, correct, samples
+            parts.encoder.train()
+            sums = torch.zeros(3 + len(tally_names), device=device)  # loss * B, correct, samples, the read-out's tallies
             first = start_batch if epoch == start_epoch else 0
             if first and partial is not None:
                 sums += torch.tensor(partial, device=device)
@@ -638,6 +695,8 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict |
                 sums[0] += loss.float() * y.shape[0]
                 sums[1] += _correct(parts, out, y)
                 sums[2] += y.shape[0]
+                if tally_names:
+                    sums[3:] += tally(out, y)
                 n_epoch += y.shape[0]
                 if clock is not None:
                     clock.mark("other")           # after the rule's own phases; on CUDA: waits for the step
@@ -652,7 +711,7 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict |
                         values = torch.stack([loss.detach().float(), *norms.values()]).tolist()
                         step = epoch * steps + b + 1
                         logger.scalars({"train/batch_loss": values[0], **dict(zip(norms, values[1:]))}, step)
-                    loss_sum, correct, n = sums.tolist()
+                    loss_sum, correct, n, *_ = sums.tolist()
                     if not math.isfinite(loss_sum):
                         raise Diverged(f"loss became {loss_sum} at epoch {epoch + 1}, batch {b + 1}")
                     if not _weights_finite(model):
@@ -674,9 +733,10 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict |
             train_time += epoch_train_s
             samples_seen += n_epoch
             rule.epoch_end()
-            logger.scalars(rule.epoch_scalars(), epoch + 1)
+            rule_scalars = rule.epoch_scalars()
+            logger.scalars(rule_scalars, epoch + 1)
             logger.images(rule.epoch_images(), epoch + 1)
-            loss_sum, correct, n = sums.tolist()
+            loss_sum, correct, n, *train_tallies = sums.tolist()
             if not math.isfinite(loss_sum):
                 raise Diverged(f"loss became {loss_sum} at epoch {epoch + 1}")
             if not _weights_finite(model):
@@ -686,13 +746,18 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict |
             t0 = time.perf_counter()
             confusion = torch.zeros(n_classes, n_classes, dtype=torch.long, device=device) if figures else None
             row = {"epoch": epoch + 1, "train_loss": loss_sum / n, "train_acc": correct / n}
+            row.update({f"train_{k}": v / n for k, v in zip(tally_names, train_tallies)})
             watched = val_split if val_split is not None else parts.test   # rates, pictures, confusion
-            loss_acc = evaluate(parts, cfg, watched, monitor, record=figures, confusion=confusion)
+            extra: dict = {}
+            loss_acc = evaluate(parts, cfg, watched, monitor, record=figures, confusion=confusion, extra=extra)
             rates, neuron_rates = monitor.stop(), monitor.neuron_rates()
             if val_split is not None:
                 row["val_loss"], row["val_acc"] = loss_acc
-                loss_acc = evaluate(parts, cfg, parts.test)
+                row.update({f"val_{k}": v for k, v in extra.items()})
+                extra = {}
+                loss_acc = evaluate(parts, cfg, parts.test, extra=extra)
             row["test_loss"], row["test_acc"] = loss_acc
+            row.update({f"test_{k}": v for k, v in extra.items()})
             row["lr"] = lr_now
             times["evaluate"] += time.perf_counter() - t0
             t0 = time.perf_counter()
@@ -705,6 +770,9 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict |
                        "perf/samples_per_s": n_epoch / max(epoch_train_s, 1e-9), **rates}
             if "val_acc" in row:
                 scalars.update({"val/loss": row["val_loss"], "val/acc": row["val_acc"]})
+            for k in tally_names:                                    # e.g. test/acc_ordinary
+                scalars.update({f"{split}/{k}": row[f"{split}_{k}"] for split in ("train", "val", "test")
+                                if f"{split}_{k}" in row})
             scalars.update({f"never_fired/{k}": float((r == 0).float().mean()) for k, r in neuron_rates.items()})
             logger.scalars(scalars, epoch + 1)
             logger.epoch_tensors(named_params, potentials, epoch + 1)
@@ -729,8 +797,17 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict |
             val_txt = f" | val loss {row['val_loss']:.4f} acc {row['val_acc']:.2%}" if "val_acc" in row else ""
             line = (f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.2%}"
                     f"{val_txt} | test loss {row['test_loss']:.4f} acc {row['test_acc']:.2%}")
+            if "test_acc_ordinary" in row:
+                line += f" ({row['test_acc_ordinary']:.2%} by ordinary spikes alone)"
             tqdm.write(line, file=sys.stderr)
             log.info(line)
+            exhausted = rates.get("events/exhausted", 0.0) + rule_scalars.get("events/train_exhausted", 0.0)
+            if exhausted:
+                warning = (f"{int(exhausted)} trials of epoch {epoch + 1} ran out of network.K={model.K} events before "
+                           f"the trial end T={model.T:g}: their later spikes are missing (events/exhausted in "
+                           f"TensorBoard); raise network.K")
+                tqdm.write(f"dendsn: warning: {warning}", file=sys.stderr)
+                log.warning(warning)
             if epoch == 0:
                 for warning in rate_warnings(rates):
                     tqdm.write(f"dendsn: warning: {warning}", file=sys.stderr)

@@ -41,7 +41,7 @@ def test_default_train_reaches_90_percent_on_the_synthetic_task(dendsn, tmp_path
 # ------------------------------------------------------------------ 2. overrides, --help, --cfg job
 def test_help_lists_groups_and_options(dendsn):
     p = dendsn("train", "--help", check=True)
-    for line in ("learning: bptt*", "optim: adam*, sgd"):
+    for line in ("learning: bptt*", "optim: adabelief, adam*, sgd"):
         assert line in p.stdout
     for pattern in (r"dataset: .*\bfashion_mnist, mnist\b.*\bsynthetic\*", r"encoder: .*\bdirect\*.*\blatency\b.*\bpoisson\b",
                     r"network: .*\bconv\b.*\bmlp\*", r"neuron: .*\blif\b.*\bplif\b",

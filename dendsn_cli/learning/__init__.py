@@ -15,6 +15,7 @@ A rule is built from its config group `learning` and then driven by the training
     dpp.py         DPP           dendritic prediction plasticity (Urbanczik & Senn 2014)
     rstdp.py       RSTDP         reward-modulated (three-factor) STDP
     readout.py     Readout       the baseline: only the read-out learns
+    exact.py       ExactGradient exact gradient through the event network of theta neurons (spikegd)
     local.py       LocalRule     what the local rules share (hooks, bounds, competition, read-out)
     plasticity.py                traces, correlations (one matmul, linear and conv), weight dependence
 """
@@ -22,9 +23,10 @@ A rule is built from its config group `learning` and then driven by the training
 from .base import LearningRule
 from .bptt import BPTT
 from .dpp import DPP
+from .exact import ExactGradient
 from .local import LocalRule
 from .readout import Readout
 from .rstdp import RSTDP
 from .stdp import STDP, SemiSTDP
 
-__all__ = ["LearningRule", "BPTT", "LocalRule", "STDP", "SemiSTDP", "DPP", "RSTDP", "Readout"]
+__all__ = ["LearningRule", "BPTT", "LocalRule", "STDP", "SemiSTDP", "DPP", "RSTDP", "Readout", "ExactGradient"]

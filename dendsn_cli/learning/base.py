@@ -71,8 +71,8 @@ class LearningRule:
         total_steps: int,
         lr_schedule: str = "none",
     ) -> None:
-        if lr_schedule not in ("none", "cosine"):
-            raise UserError(f"lr_schedule={lr_schedule!r} is not known; use none or cosine")
+        if lr_schedule not in ("none", "cosine", "exp"):
+            raise UserError(f"lr_schedule={lr_schedule!r} is not known; use none, cosine or exp")
         self._params = [p for p in self.trainable_parameters(model) if p.requires_grad]
         self._optim_args = (optimizer_factory, max(1, total_steps), lr_schedule)
         self.lr_scales = [1.0] * len(self._params)
@@ -95,6 +95,9 @@ class LearningRule:
         self.scheduler = None
         if lr_schedule == "cosine":
             self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=total_steps)
+        elif lr_schedule == "exp":       # lr e^(-step / lr_decay_steps): down by 1/e every lr_decay_epochs
+            decay = float(getattr(self, "lr_decay_steps", None) or total_steps)
+            self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=math.exp(-1.0 / decay))
 
     def scale_lr(self, scales: dict) -> None:
         """Multiply the learning rate of each parameter in ``scales`` (parameter -> factor) by its factor;
