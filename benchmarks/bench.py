@@ -664,7 +664,7 @@ def section_exact(tab: Table, clock: Clock, dev, sz, root: str, spikegd: Optiona
                 onehot = (x.cpu().unsqueeze(-1) == values.view(1, 1, -1)).float().numpy()
                 arrays = {f"w{i}": w.detach().cpu().numpy() for i, w in enumerate(net.weights)}
                 np.savez(Path(tmp) / "in.npz", **arrays, n_layers=len(net.weights),
-                         phi0=torch.cat(list(net.phi0)).detach().cpu().numpy(), in_times=(values * net.T).numpy(),
+                         phi0=torch.cat(list(net.init)).detach().cpu().numpy(), in_times=(values * net.T).numpy(),
                          onehot=onehot, labels=y.cpu().numpy(), tau=net.neuron.tau, I0=net.neuron.I0, T=net.T,
                          K=net.K, repeats=clock.repeats)
                 env = {**os.environ, "JAX_PLATFORMS": "cuda" if dev.type == "cuda" else "cpu"}

@@ -120,29 +120,30 @@ def validate(cfg: DictConfig) -> None:
     _check_events(cfg)
 
 
-EVENT_PARTS = {   # the event-driven theta network's options: group -> (target, option name)
-    "network": ("dendsn.events.EventMLP", "event_mlp"),
-    "neuron": ("dendsn.events.Theta", "theta"),
-    "encoder": ("dendsn_cli.encoders.BinnedLatency", "binned_latency"),
-    "learning": ("dendsn_cli.learning.ExactGradient", "exact"),
+EVENT_PARTS = {   # the event-driven network's options: group -> (targets, option name)
+    "network": (("dendsn.events.EventMLP",), "event_mlp"),
+    "neuron": (("dendsn.events.Theta", "dendsn.events.QIFExp"), "theta"),
+    "encoder": (("dendsn_cli.encoders.BinnedLatency",), "binned_latency"),
+    "learning": (("dendsn_cli.learning.ExactGradient",), "exact"),
 }
 
 
 def _check_events(cfg: DictConfig) -> None:
-    """The event network (spikegd) is one method: network=event_mlp, neuron=theta, encoder=binned_latency,
+    """The event network (spikegd) is one method: network=event_mlp, neuron=theta (or qif_exp), encoder=binned_latency,
     learning=exact and readout=first_spike go together, on static images, in float32; any of them with
     another group's clock-driven option is refused in one line that names what to add."""
-    chosen = {g: isinstance(cfg.get(g), DictConfig) and str(cfg[g].get("_target_")) == target
-              for g, (target, _) in EVENT_PARTS.items()}
+    chosen = {g: isinstance(cfg.get(g), DictConfig) and str(cfg[g].get("_target_")) in targets
+              for g, (targets, _) in EVENT_PARTS.items()}
     if not any(chosen.values()):
         return
     whole = " ".join(f"{g}={name}" for g, (_, name) in EVENT_PARTS.items()) + " readout=first_spike"
-    present = [f"{g}={EVENT_PARTS[g][1]}" for g, on in chosen.items() if on]
+    present = [f"{g}={choice_name(cfg, g) if g == 'neuron' else EVENT_PARTS[g][1]}" for g, on in chosen.items() if on]
     missing = [g for g, on in chosen.items() if not on]
     if missing:
         shown = ", ".join(f"{g}={choice_name(cfg, g)}" for g in missing)
         raise UserError(f"{' '.join(present)} belongs to the event-driven theta network (exact gradients, spikegd), "
-                        f"which does not run with {shown}: use {whole} together (or experiment=fmnist_exact)")
+                        f"which does not run with {shown}: use {whole} together (neuron=qif_exp for QIF neurons with "
+                        "a synaptic current), or experiment=fmnist_exact")
     readout = cfg.get("readout")
     if not isinstance(readout, DictConfig) or str(readout.get("_target_")) != "dendsn_cli.readouts.FirstSpike":
         name = choice_name(cfg, "readout") if isinstance(readout, DictConfig) else "null"

@@ -61,7 +61,10 @@ class Theta:
     margin at 0 and Theta inside which an input leaves the phase unchanged.
     """
 
-    def __init__(self, tau: float = 6 / math.pi, I0: float = 1.25, eps: float = 1e-6):
+    state_names = ("phi",)
+    init_name = "phi0"
+
+    def __init__(self, tau: float = 6 / math.pi, I0: float = 1.25, eps: float = 1e-6, phi0: float = 0.5):
         self.tau = _positive("tau", tau, 0.0)
         self.I0 = _positive("I0", I0, 0.25)
         self.eps = _positive("eps", eps, 0.0)
@@ -69,6 +72,33 @@ class Theta:
         self.period = self.tau * math.pi / self.r       # Theta: the threshold phase, the free period
         if not self.eps < self.period / 4:
             raise ValueError(f"eps must be below Theta / 4 = {self.period / 4:g} (got eps={eps})")
+        if isinstance(phi0, bool) or not isinstance(phi0, (int, float)) or not 0.0 <= phi0 <= 1.0:
+            raise ValueError(f"phi0 must be in [0, 1] (a fraction of Theta) (got phi0={phi0!r})")
+        self.init_value = float(phi0) * self.period     # every neuron's initial phase (trained)
+
+    # -- the protocol of `simulate` and `EventMLP`: a state is a tuple of [B, N] tensors
+    def initial(self, x0: torch.Tensor) -> tuple:
+        return (x0,)
+
+    def clamp_init_(self, x0: torch.Tensor) -> None:
+        x0.clamp_(0.0, self.period)
+
+    def next_spike(self, state: tuple) -> torch.Tensor:
+        return self.period - state[0]
+
+    def step(self, state: tuple, dt_next: torch.Tensor, dt: torch.Tensor, w: torch.Tensor, live: torch.Tensor,
+             fire: torch.Tensor):
+        """Advance by dt [B], apply the event's weights w [B, N] where ``live``, reset ``fire`` [B, N]."""
+        phi = state[0] + dt.unsqueeze(1)
+        phi = torch.where(live.unsqueeze(1), self.H(phi, w), phi)
+        phi = torch.where(fire, torch.zeros_like(phi), phi)
+        return (phi,), self.period - phi
+
+    def pseudo_rate(self, state: tuple, drive: torch.Tensor) -> torch.Tensor:
+        return self.H(state[0], drive) / self.period
+
+    def t_pseudo(self, state: tuple, drive: torch.Tensor, T: float) -> torch.Tensor:
+        return T + self.period - self.H(state[0], drive)
 
     def Phi(self, V: torch.Tensor) -> torch.Tensor:
         return self.tau / self.r * (torch.atan((V - 0.5) / self.r) + math.pi / 2)
@@ -88,6 +118,110 @@ class Theta:
         return f"Theta(tau={self.tau:g}, I0={self.I0:g}, eps={self.eps:g}, Theta={self.period:g})"
 
 
+class QIFExp:
+    """The QIF neuron with an exponentially decaying synaptic current (spikegd's second model), tau_m = 2 tau_s:
+
+        tau dV/dt = V (V - 1) + I,        (tau / 2) dI/dt = -I + (tau / 2) sum_i w_i sum_k delta(t - t_i^k)
+
+    An input of weight w adds w to I; V runs to +inf in finite time (a spike), then restarts at -inf
+    (numerically +-1/eps). With I = 0 the neuron rests at V = 0 and V = 1 is the threshold. Between events
+    the flow is closed-form (I s = sqrt|I|, e = exp(-dt / tau)): I = 0: V' = V / (V - (V - 1) / e);
+    I > 0: V' = s e tan(arctan(V / s) + s (1 - e)); I < 0: V' = s e tanh(arctanh(V / s) - s (1 - e))
+    for |V| < s, s e / tanh(arctanh(s / V) - s (1 - e)) for |V| > s; I' = I e^2. The time to the next spike
+    inverts these. Pseudodynamics: with I_p = I_end + W r_prev and the pseudo current c = alpha
+    softplus(I_p / alpha), a layer is read as r = phi_p / Theta_p, phi_p = (tau / sqrt c)(arctan((V_end -
+    1/2) / sqrt c) + pi/2), Theta_p = tau pi / sqrt c, and a silent output gets t = T + Theta_p - phi_p.
+    v0: every neuron's initial V (trained); the initial current is 0.
+    """
+
+    state_names = ("v", "i")
+    init_name = "v0"
+
+    def __init__(self, tau: float = 1.0, eps: float = 1e-6, alpha: float = 10.0, v0: float = 0.0):
+        self.tau = _positive("tau", tau, 0.0)
+        self.eps = _positive("eps", eps, 0.0)
+        self.alpha = _positive("alpha", alpha, 0.0)
+        if isinstance(v0, bool) or not isinstance(v0, (int, float)) or not math.isfinite(v0):
+            raise ValueError(f"v0 must be a finite number (got v0={v0!r})")
+        self.init_value = float(v0)
+
+    def initial(self, x0: torch.Tensor) -> tuple:
+        return (x0, torch.zeros_like(x0))
+
+    def clamp_init_(self, x0: torch.Tensor) -> None:
+        x0.clamp_(-1 / self.eps, 1 / self.eps)
+
+    def flow(self, V, I, dt):
+        """(V, I) after dt ([B, 1] or broadcastable) without events."""
+        e = torch.exp(-dt / self.tau)
+        s = torch.where(I != 0, I, I + 1e-6).abs().sqrt()
+        zero, pos, neg = I == 0, I > 0, I < 0
+        V1 = V / (V - (V - 1) / e)
+        V2 = s * e * torch.tan(torch.atan(V / s) + s * (1 - e))
+        V1 = V1.detach() + V2 - V2.detach()                  # I = 0: the gradient of I > 0's branch (its limit)
+        at = neg & (V.abs() == s)
+        above = neg & (V.abs() > s)
+        Vc = torch.where(above, V, 2 * s)
+        Vc = torch.where(at, V * (1 + 1e-6), Vc)
+        V4 = s * e / torch.tanh(torch.atanh(s / Vc) - s * (1 - e))
+        V3 = torch.sign(V) * s * e
+        V3 = V3.detach() + V4 - V4.detach()
+        below = neg & (V.abs() < s)
+        V5 = s * e * torch.tanh(torch.atanh(torch.where(below, V, torch.zeros_like(V)) / s) - s * (1 - e))
+        new = torch.where(zero, V1, torch.where(pos, V2, torch.where(at, V3, torch.where(above, V4, V5))))
+        new = torch.clamp(new, max=1 / self.eps)
+        return torch.where(dt > 0, new, V), I * e * e
+
+    def next_spike(self, state: tuple) -> torch.Tensor:
+        V, I = state
+        s = torch.where(I != 0, I, I + 1e-6).abs().sqrt()
+        c1 = (I == 0) & (V > 1)
+        Vc = torch.where(c1, V, torch.full_like(V, 2.0))
+        dt1 = self.tau * torch.log(Vc / (Vc - 1))
+        c2 = (I > 0) & (s + torch.atan(V / s) > math.pi / 2)
+        Vc = torch.where(c2 | c1, V, torch.full_like(V, 1 / self.eps))
+        dt2 = -self.tau * torch.log(1 - math.pi / (2 * s) + torch.atan(Vc / s) / s)
+        dt1 = dt1.detach() + dt2 - dt2.detach()
+        c3 = (I < 0) & (V > s) & (V * torch.tanh(s) > s)
+        Vc = torch.where(c3, V, -2 * s)
+        dt3 = -self.tau * torch.log(1 - torch.atanh(s / Vc) / s)
+        inf = torch.full_like(V, math.inf)
+        return torch.where(c1, dt1, torch.where(c2, dt2, torch.where(c3, dt3, inf)))
+
+    def step(self, state: tuple, dt_next: torch.Tensor, dt: torch.Tensor, w: torch.Tensor, live: torch.Tensor,
+             fire: torch.Tensor):
+        V, I = state
+        d = dt.unsqueeze(1)
+        now = ((dt_next - d).abs() < self.eps) & (d > 0)     # spiking at this event: V is infinite here
+        V = torch.where(now, torch.zeros_like(V), V)
+        V, I = self.flow(V, I, d)
+        V = torch.where(now, torch.full_like(V, 1 / self.eps), V)
+        I = I + w * live.unsqueeze(1).to(w.dtype)
+        V = torch.where(fire, torch.full_like(V, -1 / self.eps), V)
+        dt_new = self.next_spike((V, I))
+        return (V, I), torch.where(now & ~fire, dt_next - d, dt_new)
+
+    def _pseudo(self, state: tuple, drive: torch.Tensor):
+        V, I = state
+        root = (self.alpha * nn.functional.softplus((I + drive) / self.alpha)).sqrt()
+        phi = self.tau * (torch.atan((V - 0.5) / root) + math.pi / 2) / root
+        return phi, self.tau * math.pi / root
+
+    def pseudo_rate(self, state: tuple, drive: torch.Tensor) -> torch.Tensor:
+        phi, period = self._pseudo(state, drive)
+        return phi / period
+
+    def t_pseudo(self, state: tuple, drive: torch.Tensor, T: float) -> torch.Tensor:
+        phi, period = self._pseudo(state, drive)
+        return T + period - phi
+
+    def __repr__(self) -> str:
+        return f"QIFExp(tau={self.tau:g}, eps={self.eps:g}, alpha={self.alpha:g})"
+
+
+EVENT_NEURONS = (Theta, QIFExp)
+
+
 @dataclass
 class Events:
     """What `simulate` returns for a batch of B trials and the L <= K events it stepped through."""
@@ -95,7 +229,7 @@ class Events:
     times: torch.Tensor       # [B, L] the time of each event (T for the steps after a trial's end)
     source: torch.Tensor      # [B, L] the spiking network neuron, -1 for an input event or no event
     is_input: torch.Tensor    # [B, L] bool: an input spike
-    phi_end: torch.Tensor     # [B, N] the phases at the trial end
+    state_end: tuple          # the neurons' state at the trial end: theta (phi,), qif_exp (V, I), each [B, N]
     used: torch.Tensor        # [B] events inside the trial (input and network spikes)
     exhausted: torch.Tensor   # [B] bool: K events did not reach T (the trial was cut)
 
@@ -115,12 +249,12 @@ class Events:
         return torch.where(fired, t, torch.full_like(t, math.inf)), fired
 
 
-def simulate(neuron: Theta, phi0: torch.Tensor, out_weights: torch.Tensor, T: float, K: int,
+def simulate(neuron, x0: torch.Tensor, out_weights: torch.Tensor, T: float, K: int,
              in_times: Optional[torch.Tensor] = None, in_weights: Optional[torch.Tensor] = None,
              check_every: int = 8, stop_early: bool = True) -> Events:
-    """Event-based simulation of B trials of a network of N theta neurons.
+    """Event-based simulation of B trials of a network of N event neurons (`Theta` or `QIFExp`).
 
-    phi0: [B, N] (or [N]) initial phases; out_weights: [N, N], row j the weights of neuron j's spike onto
+    x0: [B, N] (or [N]) every neuron's initial state variable (theta: phase, qif_exp: V); out_weights: [N, N], row j the weights of neuron j's spike onto
     every neuron; in_times: [B, M] input spike times (inf: none; any order), in_weights: [B, M, N] the
     weights of each input spike onto every neuron. Runs at most K events; with ``stop_early`` stops once
     every trial has reached T (checked every ``check_every`` events: one host sync each), else all K.
@@ -128,11 +262,11 @@ def simulate(neuron: Theta, phi0: torch.Tensor, out_weights: torch.Tensor, T: fl
     if not isinstance(K, int) or K < 1:
         raise ValueError(f"K must be an integer >= 1 (got K={K!r})")
     N = out_weights.shape[0]
-    if phi0.dim() == 1:
-        phi0 = phi0.unsqueeze(0)
-    B = phi0.shape[0] if in_times is None else in_times.shape[0]
-    phi = phi0.expand(B, N)
-    dtype, device = phi.dtype, phi.device
+    if x0.dim() == 1:
+        x0 = x0.unsqueeze(0)
+    B = x0.shape[0] if in_times is None else in_times.shape[0]
+    state = neuron.initial(x0.expand(B, N))
+    dtype, device = x0.dtype, x0.device
     if in_times is None:
         in_times = torch.full((B, 0), math.inf, dtype=dtype, device=device)
         in_weights = torch.zeros(B, 0, N, dtype=dtype, device=device)
@@ -143,23 +277,20 @@ def simulate(neuron: Theta, phi0: torch.Tensor, out_weights: torch.Tensor, T: fl
     t = torch.zeros(B, dtype=dtype, device=device)
     ptr = torch.zeros(B, dtype=torch.long, device=device)
     ids = torch.arange(N, device=device).unsqueeze(0)
-    Theta_ = neuron.period
+    dt_next = neuron.next_spike(state)                        # [B, N] each neuron's time to its next spike
     times, sources, inputs, lives = [], [], [], []
     for k in range(K):
-        phi_max, j_net = phi.max(1)
-        dt_net = Theta_ - phi_max
+        dt_net, j_net = dt_next.min(1)
         dt_in = in_times.gather(1, ptr.unsqueeze(1)).squeeze(1) - t
         spike_in = dt_in < dt_net
         dt = torch.where(spike_in, dt_in, dt_net)
         live = dt < T - t                                     # the event lies inside the trial
         dt = torch.where(live, dt, T - t)
         t = t + dt
-        phi = phi + dt.unsqueeze(1)
         w_in = in_weights.gather(1, ptr.view(B, 1, 1).expand(B, 1, N)).squeeze(1)
         w = torch.where(spike_in.unsqueeze(1), w_in, out_weights.index_select(0, j_net))
-        phi = torch.where(live.unsqueeze(1), neuron.H(phi, w), phi)
         fire = live & ~spike_in
-        phi = torch.where(fire.unsqueeze(1) & (ids == j_net.unsqueeze(1)), torch.zeros_like(phi), phi)
+        state, dt_next = neuron.step(state, dt_next, dt, w, live, fire.unsqueeze(1) & (ids == j_net.unsqueeze(1)))
         ptr = ptr + (spike_in & live).long()
         times.append(t)
         sources.append(torch.where(fire, j_net, torch.full_like(j_net, -1)))
@@ -169,11 +300,12 @@ def simulate(neuron: Theta, phi0: torch.Tensor, out_weights: torch.Tensor, T: fl
             break
     live = torch.stack(lives, 1)
     return Events(times=torch.stack(times, 1), source=torch.stack(sources, 1), is_input=torch.stack(inputs, 1),
-                  phi_end=phi, used=live.sum(1), exhausted=t < T)
+                  state_end=state, used=live.sum(1), exhausted=t < T)
 
 
 class EventMLP(nn.Module):
-    """A feed-forward network of theta neurons (input -> hidden... -> n_classes), simulated event by event.
+    """A feed-forward network of event neurons (theta or qif_exp; input -> hidden... -> n_classes), simulated
+    event by event.
 
     Its input is one spike time per input unit ([B, *input_shape], in units of the trial T, inf: no
     spike), as `dendsn_cli.encoders.BinnedLatency` gives. Inputs that share a time are one event whose
@@ -182,7 +314,8 @@ class EventMLP(nn.Module):
     (what the loss and the prediction use) and the first ordinary spike times (inf: silent).
 
     Parameters: each layer's weights, initialised U(+-w_scale / sqrt(fan_in)), and every neuron's initial
-    phase phi0 (``phi0`` * Theta at the start; trained with ``learn_phi0``, kept in [0, Theta]).
+    state (theta: its phase phi0, from ``neuron.phi0`` * Theta, kept in [0, Theta]; qif_exp: its V, v0),
+    trained with ``learn_init``.
     ``flip``: in training, each input unit's spike is flipped with this probability (a unit that spikes
     goes silent, a silent one spikes at the first input time; the paper's binarised-pixel noise).
     """
@@ -190,14 +323,15 @@ class EventMLP(nn.Module):
     event_based = True
 
     def __init__(self, input_shape: Sequence[int], n_classes: int, neuron=None, hidden: Sequence[int] = (100, 100),
-                 T: float = 2.0, K: int = 200, w_scale: float = 0.5, phi0: float = 0.5, learn_phi0: bool = True,
+                 T: float = 2.0, K: int = 200, w_scale: float = 0.5, learn_init: bool = True,
                  flip: float = 0.0, readout=None, synapse=None):
         super().__init__()
         if neuron is None:
             neuron = Theta
-        self.neuron = neuron() if callable(neuron) and not isinstance(neuron, Theta) else neuron
-        if not isinstance(self.neuron, Theta):
-            raise ValueError(f"the event network needs theta neurons (neuron=theta), not {type(self.neuron).__name__}")
+        self.neuron = neuron() if callable(neuron) and not isinstance(neuron, EVENT_NEURONS) else neuron
+        if not isinstance(self.neuron, EVENT_NEURONS):
+            raise ValueError(f"the event network needs event neurons (neuron=theta or qif_exp), not "
+                             f"{type(self.neuron).__name__}")
         hidden = list(hidden)
         if not hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
             raise ValueError(f"hidden must be a non-empty list of layer sizes >= 1 (got hidden={hidden})")
@@ -206,8 +340,6 @@ class EventMLP(nn.Module):
             raise ValueError(f"K must be an integer >= 1 (got K={K!r})")
         self.K = K
         w_scale = _positive("w_scale", w_scale, 0.0)
-        if isinstance(phi0, bool) or not isinstance(phi0, (int, float)) or not 0.0 <= phi0 <= 1.0:
-            raise ValueError(f"phi0 must be in [0, 1] (a fraction of Theta) (got phi0={phi0!r})")
         if isinstance(flip, bool) or not isinstance(flip, (int, float)) or not 0.0 <= flip < 1.0:
             raise ValueError(f"flip must be in [0, 1) (got flip={flip!r})")
         self.flip = float(flip)
@@ -219,8 +351,8 @@ class EventMLP(nn.Module):
         for n_out, n_prev in zip(self.sizes, fan_in):
             width = w_scale / math.sqrt(n_prev)
             self.weights.append(nn.Parameter(torch.empty(n_out, n_prev).uniform_(-width, width)))
-        self.phi0 = nn.ParameterList(                       # per layer: [n] initial phases
-            nn.Parameter(torch.full((n,), float(phi0) * self.neuron.period), requires_grad=bool(learn_phi0))
+        self.init = nn.ParameterList(                       # per layer: [n] initial states (phase or V)
+            nn.Parameter(torch.full((n,), self.neuron.init_value), requires_grad=bool(learn_init))
             for n in self.sizes)
         self.stats = None          # an `EventStats` while the runner's monitor watches an evaluation
         self.stop_early = True     # end the event loop once every trial reached T (False: always K events)
@@ -232,16 +364,17 @@ class EventMLP(nn.Module):
 
     @torch.no_grad()
     def clamp_(self) -> None:
-        """Keep the initial phases in [0, Theta] (after every optimizer step)."""
-        for p in self.phi0:
-            p.clamp_(0.0, self.neuron.period)
+        """Keep the initial states in range (theta: phases in [0, Theta]) after every optimizer step."""
+        for p in self.init:
+            self.neuron.clamp_init_(p)
 
     def layer_parameters(self) -> dict:
-        """'<layer>/weight' and '<layer>/phi0' -> tensor, for TensorBoard's histograms and gradient norms."""
+        """'<layer>/weight' and '<layer>/phi0' (qif_exp: '<layer>/v0') -> tensor, for TensorBoard's histograms
+        and gradient norms."""
         out = {}
-        for name, w, p in zip(self.names, self.weights, self.phi0):
+        for name, w, p in zip(self.names, self.weights, self.init):
             out[f"{name}/weight"] = w
-            out[f"{name}/phi0"] = p
+            out[f"{name}/{self.neuron.init_name}"] = p
         return out
 
     # -- the network
@@ -289,19 +422,18 @@ class EventMLP(nn.Module):
         x = self._flip(x.float())
         B = x.shape[0]
         in_times, in_w = self.input_events(x)
-        phi0 = torch.cat(list(self.phi0)).unsqueeze(0).expand(B, -1)
-        ev = simulate(self.neuron, phi0, self.out_weights(), self.T, self.K, in_times, in_w, stop_early=self.stop_early)
+        x0 = torch.cat(list(self.init)).unsqueeze(0).expand(B, -1)
+        ev = simulate(self.neuron, x0, self.out_weights(), self.T, self.K, in_times, in_w, stop_early=self.stop_early)
         self.last = ev
         off = self.offsets()
         # pseudodynamics: each layer read as a rate network at the trial end
-        H, Theta_ = self.neuron.H, self.neuron.period
         rate = None
         for i in range(len(self.sizes) - 1):
-            phi_end = ev.phi_end[:, off[i]:off[i + 1]]
-            drive = torch.zeros_like(phi_end) if rate is None else rate @ self.weights[i].t()
-            rate = H(phi_end, drive) / Theta_
+            end = tuple(x[:, off[i]:off[i + 1]] for x in ev.state_end)
+            drive = torch.zeros_like(end[0]) if rate is None else rate @ self.weights[i].t()
+            rate = self.neuron.pseudo_rate(end, drive)
         drive = rate @ self.weights[-1].t()
-        t_pseudo = self.T + Theta_ - H(ev.phi_end[:, off[-2]:], drive)
+        t_pseudo = self.neuron.t_pseudo(tuple(x[:, off[-2]:] for x in ev.state_end), drive, self.T)
         outs = torch.arange(off[-2], off[-1], device=x.device)
         t_ord, fired = ev.first_spike(outs)
         t_out = torch.where(fired, t_ord, t_pseudo)          # (where's gradient never reaches the inf of t_ord)

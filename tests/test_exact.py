@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from conftest import one_error
-from dendsn.events import EventMLP, Theta, simulate
+from dendsn.events import EventMLP, QIFExp, Theta, simulate
 from dendsn_cli.encoders import BinnedLatency
 from dendsn_cli.optim import AdaBelief
 from dendsn_cli.readouts import EventFirstSpike
@@ -85,6 +85,62 @@ def test_event_times_equal_a_clock_driven_integration(seed):
     assert not bool(ev.exhausted[0])
 
 
+def clock_driven_qif(neuron: QIFExp, v0, out_w, in_times, in_w, T, dt=1e-4, v_peak=1e6):
+    """Spike times of tau dV/dt = V (V - 1) + I, (tau/2) dI/dt = -I, inputs and spikes adding their weights
+    to I: RK4 in (V, I) on a grid of ``dt``, each step cut into sub-steps short against |V| (the blow-up)."""
+    tau = neuron.tau
+    V, I = np.array(v0, dtype=np.float64), np.zeros(len(v0))
+    f = lambda v, i: (v * (v - 1) + i) / tau                                 # noqa: E731
+    g = lambda i: -2 * i / tau                                               # noqa: E731
+    order = np.argsort(in_times)
+    in_times, in_w = np.asarray(in_times)[order], np.asarray(in_w)[order]
+    nxt, spikes = 0, []
+    for s in range(int(round(T / dt))):
+        t0 = s * dt
+        while nxt < len(in_times) and in_times[nxt] <= t0 + 1e-12:
+            I = I + in_w[nxt]
+            nxt += 1
+        done = 0.0
+        while done < dt - 1e-15:
+            h = min(dt - done, 0.02 * tau / max(np.abs(V).max(), 1.0))
+            k1v, k1i = f(V, I), g(I)
+            k2v, k2i = f(V + h / 2 * k1v, I + h / 2 * k1i), g(I + h / 2 * k1i)
+            k3v, k3i = f(V + h / 2 * k2v, I + h / 2 * k2i), g(I + h / 2 * k2i)
+            k4v, k4i = f(V + h * k3v, I + h * k3i), g(I + h * k3i)
+            V = V + h / 6 * (k1v + 2 * k2v + 2 * k3v + k4v)
+            I = I + h / 6 * (k1i + 2 * k2i + 2 * k3i + k4i)
+            done += h
+            fired = np.nonzero(V >= v_peak)[0]
+            while fired.size:
+                for j in fired:
+                    spikes.append((t0 + done, int(j)))
+                    I = I + out_w[j]
+                    V[j] = -v_peak
+                fired = np.nonzero(V >= v_peak)[0]
+    return sorted(spikes)
+
+
+@pytest.mark.parametrize("seed", [6, 8])
+def test_qif_exp_event_times_equal_a_clock_driven_integration(seed):
+    g = torch.Generator().manual_seed(seed)
+    N = 9
+    out_w = torch.zeros(N, N, dtype=torch.float64)
+    out_w[0:4, 4:7] = torch.empty(4, 3, dtype=torch.float64).uniform_(-2, 10, generator=g)
+    out_w[4:7, 7:9] = torch.empty(3, 2, dtype=torch.float64).uniform_(-2, 10, generator=g)
+    in_times = torch.tensor([[0.05, 0.3, 0.31, 0.8, 1.2, 1.5]], dtype=torch.float64)
+    in_w = torch.zeros(1, 6, N, dtype=torch.float64)
+    in_w[0, :, 0:4] = torch.empty(6, 4, dtype=torch.float64).uniform_(-3, 12, generator=g)
+    v0 = torch.rand(1, N, dtype=torch.float64, generator=g) * 1.2 - 0.3
+    neuron = QIFExp()
+    ev = simulate(neuron, v0, out_w, 2.0, 200, in_times, in_w)
+    fired = ev.source[0] >= 0
+    events = sorted(zip(ev.times[0][fired].tolist(), ev.source[0][fired].tolist()))
+    ref = clock_driven_qif(neuron, v0[0].numpy(), out_w.numpy(), in_times[0].numpy(), in_w[0].numpy(), 2.0)
+    assert len(events) >= 10 and {7, 8} & {j for _, j in events}, events
+    assert [j for _, j in events] == [j for _, j in ref]
+    assert max(abs(a - b) for (a, _), (b, _) in zip(events, ref)) < 1e-3
+
+
 def test_phase_map_is_the_voltage_jump():
     """H(phi, w) = Phi(Phi^-1(phi) + w), Theta = tau pi / r, and the free phase reaches Theta at V = inf."""
     n = Theta(tau=1.5, I0=2.0)
@@ -101,15 +157,22 @@ def tiny_net(seed=0, **kw):
     torch.manual_seed(seed)
     args = dict(hidden=[6, 5], w_scale=8.0, K=200, phi0=0.8)
     args.update(kw)
-    net = EventMLP([20], 3, **args).double()
+    neuron = Theta(phi0=args.pop("phi0"))
+    net = EventMLP([20], 3, neuron=neuron, **args).double()
     g = torch.Generator().manual_seed(seed)
     x = torch.where(torch.rand(4, 20, generator=g) < 0.5, 0.01, math.inf).double()
     x[:, :5] = 0.3
     return net, x, torch.tensor([0, 1, 2, 0])
 
 
-def test_gradient_equals_central_finite_differences_for_every_parameter():
-    net, x, y = tiny_net()
+@pytest.mark.parametrize("neuron", ["theta", "qif_exp"])
+def test_gradient_equals_central_finite_differences_for_every_parameter(neuron):
+    if neuron == "theta":
+        net, x, y = tiny_net()
+    else:                                  # weights act on the current: a larger scale makes the layers fire
+        net, x, y = tiny_net(w_scale=40.0)
+        torch.manual_seed(0)
+        net = EventMLP([20], 3, neuron=QIFExp(v0=0.5), hidden=[6, 5], w_scale=40.0, K=200).double()
     decoder = EventFirstSpike(T=net.T, gamma=0.01)
 
     def loss():
@@ -186,16 +249,20 @@ def test_spikes_appear_only_at_the_trial_end_and_the_loss_stays_continuous(layer
         assert step[i] < 20 * typical + 1e-4, (values[i], step[i], typical)        # none where a spike appears
 
 
-def test_pseudospike_time_meets_the_ordinary_time_at_the_trial_end():
+@pytest.mark.parametrize("neuron, top", [("theta", 30.0), ("qif_exp", 150.0)])
+def test_pseudospike_time_meets_the_ordinary_time_at_the_trial_end(neuron, top):
     """An output's time moves through T continuously when its first spike enters the trial."""
     net, x, y = tiny_net(seed=3, w_scale=8.0, phi0=0.7)
+    if neuron == "qif_exp":
+        torch.manual_seed(3)
+        net = EventMLP([20], 3, neuron=QIFExp(v0=0.5), hidden=[6, 5], w_scale=40.0, K=200).double()
     x = x[:1]
     w = net.weights[2]
     with torch.no_grad():
         out = net(x)
         c = int(out[0, 0].argmax())                                      # the latest output
         ts, fired = [], []
-        for v in np.linspace(-2.0, 30.0, 3201):
+        for v in np.linspace(-2.0, top, 3201):
             w[c, :] = v
             o = net(x)
             ts.append(o[0, 0, c].item())
@@ -309,8 +376,18 @@ def test_dendsn_train_exact_logs_what_the_method_needs(tmp_path, dendsn_here):
     assert json.loads((run / "metrics.json").read_text())["epochs_completed"] == 3
 
 
+def test_qif_exp_trains_through_the_cli(tmp_path, dendsn_here):
+    p = dendsn_here("train", *EXACT, *_mnist(tmp_path), "epochs=1", "neuron=qif_exp", "network.w_scale=5",
+                    f"hydra.run.dir={tmp_path / 'run'}")
+    assert p.returncode == 0, p.stderr
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["status"] == "completed" and "test_acc_ordinary" in m["final"]
+    sd = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)["model"]
+    assert set(sd) == {"weights.0", "weights.1", "init.0", "init.1"}
+
+
 def test_running_out_of_events_is_reported(tmp_path, dendsn_here):
-    p = dendsn_here("train", *EXACT, *_mnist(tmp_path), "epochs=1", "network.K=2", "network.phi0=0.9",
+    p = dendsn_here("train", *EXACT, *_mnist(tmp_path), "epochs=1", "network.K=2", "neuron.phi0=0.9",
                     f"hydra.run.dir={tmp_path / 'run'}")
     assert p.returncode == 0, p.stderr
     assert "ran out of network.K=2 events" in p.stderr and "raise network.K" in p.stderr
@@ -329,7 +406,7 @@ def test_running_out_of_events_is_reported(tmp_path, dendsn_here):
     (["experiment=fmnist_exact", "dataset.sequential=rows"], ["dataset=fashion_mnist", "static images"]),
     (["experiment=fmnist_exact", "neuron.I0=0.2"], ["I0 must be > 0.25"]),
     (["experiment=fmnist_exact", "network.K=0"], ["K must be an integer >= 1"]),
-    (["experiment=fmnist_exact", "network.phi0=2"], ["phi0 must be in [0, 1]"]),
+    (["experiment=fmnist_exact", "neuron.phi0=2"], ["phi0 must be in [0, 1]"]),
     (["experiment=fmnist_exact", "encoder.bins=150"], ["encoder.v_th", "never spike"]),
     (["experiment=fmnist_exact", "lr_decay_epochs=0"], ["lr_decay_epochs=0"]),
     (["experiment=fmnist_exact", "optim.betas=[0.9,1.5]"], ["betas"]),
