@@ -32,6 +32,8 @@ Sections (rows are numbered by section):
    6x larger ones (an active network, about 30 events a trial). Against spikegd itself (JAX, jit, the
    same weights and inputs; its output times are checked equal) when ``--spikegd CHECKOUT`` and
    ``--peer-python PYTHON`` (a Python with jax and jaxtyping) are given; otherwise ours alone.
+8. data-parallel training: one `dendsn train` epoch of a LIF MLP in 2 processes (`dendsn torchrun`: gloo on
+   CPU, NCCL on GPUs) vs 1 process, the same global batch: training samples per second.
 
 Measuring. Every timed variant is warmed up, then the variants of a row run interleaved (A, B, A,
 B, ..., rotating the order), each sample long enough to time (calls are repeated inside a sample),
@@ -540,6 +542,39 @@ def section_epochs(tab: Table, sz, threads: Optional[int], root: str, device: st
             1.0 - r_dend["samples_per_s"] / r_quiet["samples_per_s"], "share", "< 5%")
 
 
+def section_ddp(tab: Table, sz, root: str, device: str) -> None:
+    """8. data-parallel training: one `dendsn train` epoch in 2 processes (`dendsn torchrun`, gloo on CPU, NCCL
+    on GPUs) vs 1 process, same global batch; on CPU the 2 processes share the cores (half the threads each)."""
+    if sz["epoch"] is None:
+        data = ["dataset=fashion_mnist", f"dataset.root={root}"]
+    else:
+        data = ["dataset=synthetic", f"dataset.n_train={sz['epoch']['n_train']}", f"dataset.n_test={sz['epoch']['n_test']}"]
+    common = data + ["neuron=lif", f"network.hidden=[{sz['widths'][0]}]", f"T={sz['T']}", f"batch_size={sz['B'] * 2}",
+                     "seed=0", "epochs=1", "progress=false", "logger.histograms=false", "logger.rasters=false",
+                     f"device={device}"]
+    cores = os.cpu_count() or 1
+    gpus = torch.cuda.device_count() if device.startswith("cuda") else 0
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="dendsn-bench-") as tmp:
+        for n in (1, 2):
+            env = dict(os.environ)
+            if not gpus:
+                env["OMP_NUM_THREADS"] = str(max(1, cores // n))
+            run_dir = Path(tmp) / f"n{n}"
+            launch = ["train"] if n == 1 else ["torchrun", "--standalone", f"--nproc_per_node={n}", "train"]
+            cmd = [sys.executable, "-m", "dendsn_cli", *launch, *common, f"hydra.run.dir={run_dir}"]
+            p = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            if p.returncode != 0:
+                raise RuntimeError(f"{' '.join(cmd)} failed:\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
+            out[n] = json.loads((run_dir / "metrics.json").read_text())["train_samples_per_s"]
+    what = "Fashion-MNIST" if sz["epoch"] is None else "synthetic (quick)"
+    where = f"{gpus} GPU(s)" if gpus else f"{cores} CPU cores shared, gloo"
+    tab.add("8.ddp.two_vs_one", f"`dendsn torchrun --nproc_per_node=2` vs 1 process, LIF MLP, one {what} epoch, global "
+            f"batch {sz['B'] * 2} ({where}): train samples/s", out[2], out[1], "samples/s", out[2] / out[1], "speed-up",
+            None, "2 processes on the same CPU cores: each computes half of every batch with half the threads, then "
+                  "all-reduces the gradients; no more arithmetic units than 1 process with all threads")
+
+
 def zoo_pairs(T: int) -> dict:
     """name -> (our neuron, SpikingJelly's node with the same parameters, SpikingJelly runs step by step)."""
     from spikingjelly.activation_based import neuron, surrogate
@@ -697,7 +732,7 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
     ap.add_argument("--repeats", type=int, default=None, help="samples per variant (median); default 7, 3 with --quick")
     ap.add_argument("--json", action="store_true", help="print the rows as JSON instead of the table")
     ap.add_argument("--quick", action="store_true", help="tiny sizes: seconds, for the smoke test")
-    ap.add_argument("--sections", default="1,2,3,4,5,6,7", help="which sections to run, e.g. 1,2")
+    ap.add_argument("--sections", default="1,2,3,4,5,6,7,8", help="which sections to run, e.g. 1,2")
     ap.add_argument("--spikegd", default=None, help="section 7: a checkout of chklos/spikegd, the peer (JAX)")
     ap.add_argument("--peer-python", default=None, help="section 7: a Python with jax and jaxtyping to run spikegd")
     ap.add_argument("--no-tune-alloc", action="store_true",
@@ -749,6 +784,8 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
         section_zoo(tab, clock, dev, sz)
     if 7 in sections:
         section_exact(tab, clock, dev, sz, args.data_root, args.spikegd, args.peer_python)
+    if 8 in sections:
+        section_ddp(tab, sz, args.data_root, str(dev))
     load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
     meta = dict(device=str(dev), threads=torch.get_num_threads(), T=T, batch=B, quick=args.quick, malloc_tuned=tuned,

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from . import rundir, sweep
+from . import distributed
 from .errors import UserError, shorten
 
 sweep.register_resolvers()   # ${dendsn.job_dir:...} names sweep job dirs, also in launcher workers
@@ -49,7 +50,10 @@ FAILED_JOBS: list[str] = []
 
 
 def fail(message: str, code: int = 2) -> None:
-    print(f"dendsn: error: {message}", file=sys.stderr)
+    from .distributed import env_world
+
+    if env_world()[0] == 0:               # under torchrun, rank 0 says it; the other ranks only exit
+        print(f"dendsn: error: {message}", file=sys.stderr)
     sys.exit(code)
 
 
@@ -121,6 +125,9 @@ def _split_args(args: list[str]):
     except SystemExit:
         why = [ln.split("error:", 1)[1].strip() for ln in said.getvalue().splitlines() if "error:" in ln]
         fail(f"could not parse the arguments{': ' + shorten(why[-1], 80) if why else ''}; see `dendsn train --help`")
+    if ns.multirun and (ns.cfg or ns.info or ns.shell_completion):
+        fail("--cfg / --info show one run's config: drop -m to print it (every job of the sweep shares it, with its "
+             "own swept values)")
     return ns
 
 
@@ -196,10 +203,15 @@ def _task(cfg) -> Any:
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
+    if distributed.active():            # every rank's Hydra has made the run dir: a refused run removes it after
+        distributed.barrier()
     overrides = [o for o in hc.overrides.task if not o.startswith(("resume=", "hydra."))]
     try:
         if multirun:
             rundir.lock_dir(run_dir, "hydra.sweep.subdir")     # launchers may run jobs in other processes
+            done = _earlier_job(cfg, run_dir, hc.job.num)
+            if done is not None:                               # a re-run sweep: this job completed before
+                return sweep.objective(done)
         result = train(cfg, run_dir, overrides, dict(hc.runtime.choices))
     except Exception as e:
         if os.environ.get("DENDSN_DEBUG") and not isinstance(e, UserError):
@@ -224,6 +236,25 @@ def _task(cfg) -> Any:
 SWEEP_OVERRIDES: list[str] = []   # the sweep's own overrides (for the table of an interrupted sweep)
 
 
+def _earlier_job(cfg, run_dir: Path, num) -> dict | None:
+    """A sweep run again into its own dir: a job that completed before is kept (its metrics, returned here,
+    stand for it), one that was interrupted resumes from its last.pt (``cfg.resume`` is set), and one that
+    failed or never started trains from the start. None: train this job."""
+    from omegaconf import open_dict
+
+    saved = sweep._read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").exists() else {}
+    if saved.get("status") == "completed":
+        print(f"dendsn: job {num} ({run_dir.name}) completed before: kept, not trained again", file=sys.stderr)
+        return saved
+    (run_dir / "error.txt").unlink(missing_ok=True)            # an earlier failure: this attempt decides
+    last = run_dir / "checkpoints" / "last.pt"
+    if last.exists() and not cfg.get("resume"):
+        with open_dict(cfg):
+            cfg.resume = str(run_dir)
+        print(f"dendsn: job {num} ({run_dir.name}) resumes from {last}", file=sys.stderr)
+    return None
+
+
 class SweepInterrupted(KeyboardInterrupt):
     """Ctrl-C / SIGTERM during a sweep: Hydra's launcher must not start the next job (it catches
     Exception from a job, not KeyboardInterrupt). ``how``: "stopped" (the job was interrupted) or
@@ -244,14 +275,14 @@ class SweepInterrupted(KeyboardInterrupt):
             print(sweep.format_table(rows))
             kept = f" (table: {csv_path})"
         if self.how == "finished":
-            where, going_on = f"after job {self.num}, which finished", ""
+            where = f"after job {self.num}, which finished"
         elif (self.job_dir / "checkpoints" / "last.pt").exists():
             where = f"in job {self.num}"
-            going_on = f"; continue the stopped job with: dendsn train resume={_quoted(str(self.job_dir))}"
         else:
-            where, going_on = f"in job {self.num} before it trained", ""
-        return (f"interrupted: the sweep stopped {where}; {done} finished job(s) are kept{kept}{going_on}; "
-                "the jobs after it did not start")
+            where = f"in job {self.num} before it trained"
+        return (f"interrupted: the sweep stopped {where}; {done} finished job(s) are kept{kept}; the jobs after it "
+                f"did not start; run the same command again (with hydra.sweep.dir={_quoted(str(root))}) to finish "
+                "it: finished jobs are kept and a stopped one resumes from its last.pt")
 
 
 def _out_of_memory(e: BaseException) -> bool:
@@ -434,15 +465,44 @@ def claim_dir(overrides: list[str], multirun: bool, cfg=None) -> list[str]:
         path, made = _make_dir(Path(given), key, fresh=False)
         CREATED_DIR, CREATED_TOP = (path, made) if made and not resume else (None, None)
         found = None if resume else holds_run(path, multirun)
+        if found and multirun and _same_sweep(path, overrides):
+            print(f"dendsn: {shorten(path)} holds this sweep: completed jobs are kept, interrupted ones resume from "
+                  "their last.pt, the others train", file=sys.stderr)
+            found = None
         if found:
             what = "sweep" if multirun else "run"
-            hint = "" if multirun else f"continue it with: dendsn train resume={_quoted(str(path))}, or "
+            hint = ("a different one (only the same -m command, basic sweeper, continues it); " if multirun
+                    else f"continue it with: dendsn train resume={_quoted(str(path))}, or ")
             raise UserError(f"{key}={shorten(path)} already holds a {what} ({found}); nothing there was changed; "
                             f"{hint}choose another {key}")
     rundir.lock_dir(path, key)
     if given is None:
         overrides = [*overrides, f"{key}={_quoted(str(path))}"]
     return overrides
+
+
+SAME_SWEEP_IGNORES = ("progress", "profile", "resume", "ckpt")   # keys that do not change what a job learns
+
+
+def _same_sweep(path: Path, overrides: list[str]) -> bool:
+    """Does the sweep dir ``path`` hold the sweep of these overrides (the same -m command: the same task
+    overrides, launcher aside), run by the basic sweeper (an Optuna study draws new trials each time)?"""
+    from omegaconf import OmegaConf
+
+    try:
+        saved = OmegaConf.load(path / "multirun.yaml")
+        task = list(saved.hydra.overrides.task)
+        sweeper = str(saved.hydra.sweeper.get("_target_", ""))
+    except Exception:
+        return False
+    if "optuna" in sweeper.lower() or any(o.startswith("hydra/sweeper=") for o in overrides):
+        return False
+
+    def key_set(items):
+        return sorted(o for o in items if not o.lstrip("+~").startswith(("hydra.", "hydra/"))
+                      and o.split("=", 1)[0].lstrip("+~") not in SAME_SWEEP_IGNORES)
+
+    return key_set(task) == key_set(overrides)
 
 
 def train_command(args: list[str]) -> None:
@@ -460,9 +520,16 @@ def train_command(args: list[str]) -> None:
     printing = ns.cfg or ns.resolve or ns.package
     if not informational:
         try:
+            if ns.multirun and distributed.wanted():
+                raise UserError("torchrun starts one training on several processes, and -m is a sweep: run a sweep "
+                                "without torchrun (spread its jobs with hydra/launcher=submitit_slurm or ray), or "
+                                "one training under torchrun")
             overrides, cfg = prevalidate(ns)
             if not printing:
-                overrides = claim_dir(overrides, ns.multirun, cfg)
+                if distributed.wanted():
+                    overrides = _claim_dir_once(overrides, cfg)
+                else:
+                    overrides = claim_dir(overrides, ns.multirun, cfg)
                 SWEEP_OVERRIDES[:] = list(ns.overrides)
         except UserError as e:
             fail(str(e))
@@ -472,14 +539,126 @@ def train_command(args: list[str]) -> None:
     from .train import STOP
 
     STOP.requested = False
+    launcher = _value_of(overrides, "hydra/launcher") or "basic"
+    elsewhere = ns.multirun and launcher != "basic" and not printing     # jobs run in other processes
+    if elsewhere:
+        os.environ["HYDRA_FULL_ERROR"] = "1"      # a launcher's failure comes here (one line), not as Hydra's traceback
+        STOP.immediate = True                     # Ctrl-C stops the launcher at once (its workers may not see it)
+    quiet_children = contextlib.nullcontext()
+    if elsewhere and launcher == "submitit_local":    # its job controllers write to our terminal: to a file instead
+        quiet_children = _children_stderr_to(Path(str(_value_of(overrides, "hydra.sweep.dir"))) / ".submitit"
+                                             / "controllers.log")
     try:
-        with STOP, _keep_run_record_unless_trained(overrides):
+        with STOP, _keep_run_record_unless_trained(overrides), quiet_children:
             app()
     except SystemExit as e:
         _drop_refused_run(e.code)
         raise
+    except (KeyboardInterrupt, Exception) as e:
+        if not elsewhere or isinstance(e, SweepInterrupted):
+            raise
+        fail(*_launcher_stopped(e, Path(str(_value_of(overrides, "hydra.sweep.dir"))), launcher))
+    finally:
+        STOP.immediate = False
+        distributed.close()
     if FAILED_JOBS:
         sys.exit(1)
+
+
+def torchrun_command(args: list[str]) -> None:
+    """`dendsn torchrun [torchrun's options] train [overrides]`: torchrun's own launcher (torch.distributed.run)
+    starting `python -m dendsn_cli train ...` in every process, as `torchrun ... -m dendsn_cli train` does; but a
+    run that fails or is interrupted ends with rank 0's one line and its exit code, not torchrun's report."""
+    if "train" not in args:
+        raise UserError("dendsn torchrun needs the training to start: dendsn torchrun --nproc_per_node=N train "
+                        "[overrides] (torchrun's options before `train`)")
+    i = args.index("train")
+    options, rest = args[:i], args[i + 1:]
+    if "-m" in rest or "--multirun" in rest:
+        raise UserError("torchrun starts one training on several processes, and -m is a sweep: run a sweep "
+                        "without torchrun (spread its jobs with hydra/launcher=submitit_slurm or ray), or one "
+                        "training under torchrun")
+    import logging
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import main as torchrun_main
+
+    if "OMP_NUM_THREADS" not in os.environ:          # torchrun would set 1 and say so: share the cores out
+        per = next((o.split("=", 1)[1] for o in options if o.startswith("--nproc_per_node=")
+                    or o.startswith("--nproc-per-node=")), "1")
+        n = int(per) if per.isdigit() else 1
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // max(n, 1)))
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    try:
+        torchrun_main([*options, "-m", "dendsn_cli", "train", *rest])
+    except ChildFailedError as e:
+        codes = [f.exitcode for f in e.failures.values()]
+        sys.exit(next((c for c in codes if c in (2, 130)), codes[0] if codes else 1))
+
+
+@contextlib.contextmanager
+def _children_stderr_to(path: Path):
+    """Processes started meanwhile write their stderr to ``path``; this process's sys.stderr still reaches
+    the terminal. (submitit's local job controllers inherit stderr and print a traceback at Ctrl-C.)"""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    old = sys.stderr
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 2)
+        sys.stderr = io.TextIOWrapper(os.fdopen(os.dup(saved), "wb"), write_through=True, line_buffering=True)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            sys.stderr.close()
+            sys.stderr = old
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _launcher_stopped(e: BaseException, root: Path, launcher: str) -> tuple[str, int]:
+    """The one line (and exit code) of a sweep whose launcher (submitit, ray, joblib) ended early: by a
+    Ctrl-C, or by a job that was killed or ran out of time; the table of the jobs so far is written."""
+    rows = sweep.collect(root, SWEEP_OVERRIDES) if root.is_dir() else []
+    kept = ""
+    if rows:
+        csv_path, _ = sweep.write_results(root, rows, {})
+        print(sweep.format_table(rows))
+        kept = f" (table: {csv_path})"
+    done = sum(r["status"] == "completed" for r in rows)
+    again = (f"run the same command again (with hydra.sweep.dir={_quoted(str(root))}) to finish it: finished jobs are "
+             "kept and stopped ones resume from their last.pt")
+    text = " ".join(str(e).split())
+    if isinstance(e, KeyboardInterrupt) or "state: INTERRUPTED" in text:
+        return f"interrupted: the {launcher} sweep stopped; {done} finished job(s) are kept{kept}; {again}", 130
+    if "timed-out too many times" in text or "TIMEOUT" in text:
+        return (f"a job of the {launcher} sweep ran out of time (hydra.launcher.timeout_min) more often than "
+                f"hydra.launcher.max_num_timeout allows; {done} finished job(s) are kept{kept}; raise the limit and "
+                f"{again}"), 1
+    if "srun" in text and "slurm" in text.lower():
+        return ("hydra/launcher=submitit_slurm needs a SLURM cluster (no `srun` here); on one machine use "
+                "hydra/launcher=submitit_local"), 2
+    return (f"the {launcher} launcher stopped the sweep: {type(e).__name__}: {shorten(text, 200)}; {done} finished "
+            f"job(s) are kept{kept}; {again}"), 1
+
+
+def _claim_dir_once(overrides: list[str], cfg) -> list[str]:
+    """Under torchrun: join the process group, let rank 0 claim (and lock) the run dir, and give the others
+    its overrides, with Hydra's own record (.hydra/) and log file left to rank 0."""
+    distributed.init(str(cfg.device))
+    result: tuple = ("ok", overrides)
+    if distributed.is_main():
+        try:
+            result = ("ok", claim_dir(overrides, False, cfg))
+        except UserError as e:
+            result = ("error", str(e))
+    kind, value = distributed.broadcast(result)
+    if kind == "error":
+        raise UserError(value)
+    if distributed.is_main():
+        return value
+    return [*value, "hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
 
 
 GROUP_HELP = {
@@ -590,9 +769,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"dendsn {version()} (torch {torch.__version__}, python {sys.version.split()[0]})")
         return
     cmd, rest = args[0], args[1:]
-    commands = {"train": train_command, "eval": eval_command, "simulate": simulate_command, "list": list_command}
+    commands = {"train": train_command, "eval": eval_command, "simulate": simulate_command, "list": list_command,
+                "torchrun": torchrun_command}
     if cmd not in commands:
-        fail(f"unknown command {cmd!r}; use train, eval, simulate or list (dendsn --help)")
+        fail(f"unknown command {cmd!r}; use train, eval, simulate, list or torchrun (dendsn --help)")
     try:
         commands[cmd](rest)
     except SweepInterrupted as e:

@@ -509,6 +509,36 @@ def _register_sweeper_schemas() -> None:
 _register_sweeper_schemas()
 
 
+def _register_launcher_schemas() -> None:
+    """dendsn's defaults over the launcher plugins' own (stored after their plugin scan, as for Optuna): a
+    dendsn job resumes from its last.pt when it is started again, so submitit may requeue a job that hits
+    its time limit (``max_num_timeout`` 3 on SLURM) and the local executor gets a week, not an hour; a Ray
+    sweep starts no dashboard. Every key can still be set: hydra.launcher.timeout_min=240."""
+    from hydra.core.plugins import Plugins
+
+    Plugins.instance()
+    store = ConfigStore.instance()
+    try:
+        from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf, SlurmQueueConf
+
+        store.store(group="hydra/launcher", name="submitit_local", provider="dendsn",
+                    node=LocalQueueConf(timeout_min=10080))
+        store.store(group="hydra/launcher", name="submitit_slurm", provider="dendsn",
+                    node=SlurmQueueConf(max_num_timeout=3))
+    except ImportError:                         # not installed: hydra/launcher=submitit_* fails in one line
+        pass
+    try:
+        from hydra_plugins.hydra_ray_launcher._config import RayConf, RayLauncherConf
+
+        store.store(group="hydra/launcher", name="ray", provider="dendsn", node=RayLauncherConf(
+            ray=RayConf(init={"address": None, "include_dashboard": False})))
+    except ImportError:
+        pass
+
+
+_register_launcher_schemas()
+
+
 @dataclass
 class SweepCheck:
     overrides: list[str]       # what to hand to Hydra (for a sampler, globs spelt out as choices)

@@ -34,6 +34,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from . import checkpoint
+from . import distributed as dist
 from .errors import UserError, shorten
 from .learning.base import PhaseClock
 
@@ -345,11 +346,23 @@ class Monitor:
         self._record(False)
         if self.events is not None and self.events.stats is not None:
             stats, self.events.stats = self.events.stats, None
+            if dist.active():
+                stats.all_reduce(self.events)
             self.event_stats = stats
             if stats.raster is not None:
                 self.rasters["network"] = stats.raster          # continuous-time event raster
             return stats.scalars(self.events)
+        if dist.active():                   # every rank counted its shard: the sums over all of them
+            self.counts = {name: self._reduced(name) for name, m in self.layers if getattr(m, "spiking", True)}
         return {f"rate/{k}": float(c.sum() / (max(n, 1) * c.numel())) for k, (c, n) in self.counts.items()}
+
+    def _reduced(self, name: str) -> tuple:
+        c, n = self.counts.get(name, (None, 0))
+        if c is None:                       # a split with fewer samples than processes: this rank saw none
+            raise UserError(f"the evaluated split has fewer samples than the {dist.world_size()} processes of this "
+                            "torchrun; use a larger dataset.val (or fewer processes)")
+        total = dist.reduce_sum(torch.cat([c.float().flatten(), torch.tensor([float(n)], device=c.device)]))
+        return total[:-1].reshape(c.shape), int(total[-1].item())
 
     def neuron_rates(self) -> dict:
         """layer -> [N] each neuron's mean spikes per step over the evaluation (on the CPU); an event network:
@@ -400,6 +413,10 @@ def evaluate(parts: Parts, cfg, split=None, monitor: Optional[Monitor] = None, r
         monitor.start(record)
     with torch.inference_mode():
         for x, y in split.batches(cfg.batch_size, shuffle=False):
+            if dist.active():                                # under torchrun: this rank's part of the batch
+                x, y = x.tensor_split(dist.world_size())[dist.rank()], y.tensor_split(dist.world_size())[dist.rank()]
+                if y.shape[0] == 0:
+                    continue
             model.reset()
             loss, out = rule.eval_batch(model, parts.encoder(x, cfg.T, time_major=parts.info.time_major), y)
             sums[0] += loss.float() * y.shape[0]
@@ -412,7 +429,9 @@ def evaluate(parts: Parts, cfg, split=None, monitor: Optional[Monitor] = None, r
                 C = confusion.shape[0]
                 pred = _predict(parts, out)
                 confusion += torch.bincount(y * C + pred, minlength=C * C).reshape(C, C).to(confusion.device)
-    loss_sum, correct, *tallies = sums.tolist()
+    if confusion is not None and dist.active():
+        confusion.copy_(dist.reduce_sum(confusion))
+    loss_sum, correct, *tallies = dist.reduce_sum(sums).tolist()
     n = len(split)
     if extra is not None:
         extra.update({k: v / n for k, v in zip(names, tallies)})
@@ -438,6 +457,7 @@ class StopFlag:
 
     def __init__(self):
         self.requested = False
+        self.immediate = False     # a sweep whose jobs run in other processes: the first Ctrl-C stops it at once
         self.saved = {}
         self.depth = 0
 
@@ -454,7 +474,7 @@ class StopFlag:
         return self
 
     def _handler(self, signum, frame):
-        if self.requested and signum == signal.SIGINT:
+        if self.immediate or (self.requested and signum == signal.SIGINT):
             raise KeyboardInterrupt
         self.requested = True
 
@@ -558,19 +578,52 @@ def rate_warnings(rates: dict, silent: float = 1e-4, saturated: float = 0.9) -> 
 
 
 def train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict | None = None) -> dict:
-    """Train per ``cfg``, writing checkpoints, TensorBoard events and metrics.json into ``run_dir``."""
+    """Train per ``cfg``, writing checkpoints, TensorBoard events and metrics.json into ``run_dir``. Under
+    torchrun the ranks after 0 train silently (rank 0 prints and writes)."""
     with STOP:
-        return _train(cfg, run_dir, overrides, choices, STOP)
+        if dist.is_main():
+            return _train(cfg, run_dir, overrides, choices, STOP)
+        import contextlib
+
+        with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), contextlib.redirect_stderr(null):
+            return _train(cfg, run_dir, overrides, choices, STOP)
+
+
+class RankLogger:
+    """The logger of a rank after 0 under torchrun: writes nothing, but draws figures when rank 0 does (the
+    evaluations that record them reduce the same tensors on every rank)."""
+
+    def __init__(self, logger):
+        self.logger = logger
+        self.log_every_n_steps = getattr(logger, "log_every_n_steps", SYNC_EVERY)
+
+    def wants_figures(self, epoch: int, last: bool) -> bool:
+        return self.logger.wants_figures(epoch, last)
+
+    def __getattr__(self, name):
+        return lambda *a, **k: None
 
 
 def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict | None, stop: StopFlag) -> dict:
     t_start = time.perf_counter()
-    device = select_device(cfg.device)
+    device = dist.device_for(select_device(cfg.device))
+    main = dist.is_main()
     if device.type == "cpu":
         tune_cpu_allocator()
     seed_everything(cfg.seed)
     parts = build(cfg, device)
     model, rule, train_split, val_split = parts.model, parts.rule, parts.train, parts.val
+    if dist.active():
+        from .config import choice_name
+        from .learning.local import LocalRule
+
+        if isinstance(rule, LocalRule):
+            raise UserError(f"learning={choice_name(cfg, 'learning')} updates weights by a local rule, which torchrun's "
+                            "processes would each apply to their own shard (the weights would drift apart): train it in "
+                            "one process, or use a gradient rule (learning=bptt or exact) under torchrun")
+        if cfg.batch_size < dist.world_size():
+            raise UserError(f"batch_size={cfg.batch_size} is the global batch, split over {dist.world_size()} processes: "
+                            f"it must be at least {dist.world_size()}")
     steps = math.ceil(len(train_split) / cfg.batch_size)
     optim_factory = _instantiate(cfg.optim, "optim")
     rule.lr_decay_steps = cfg.get("lr_decay_epochs", 100.0) * steps     # lr_schedule=exp
@@ -629,6 +682,8 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict |
 
     clock = rule.clock = PhaseClock(device) if cfg.profile else None   # (a plug-in rule may lack the attribute)
     logger = _instantiate(cfg.logger, "logger")
+    if not main:
+        logger = RankLogger(logger)              # under torchrun only rank 0 writes TensorBoard
     logger.open(str(run_dir), purge_step=start_epoch + 1 if cfg.resume else None)
     if not cfg.resume:
         logger.config(OmegaConf.to_yaml(cfg, resolve=True), overrides)
@@ -646,6 +701,10 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict |
     stale = 0 if not history else len(history) - int(best.get("epoch", 0))
     early_stopped = False
     n_classes = parts.info.n_classes
+
+    save = checkpoint.save_atomic if main else (lambda *a, **k: None)   # rank 0 writes the files
+    write_json = _write_json if main else (lambda *a, **k: None)
+    trainer = dist.wrap(model, device) or model          # DistributedDataParallel under torchrun
 
     def make_ckpt(epoch, batch, progress):
         return {
@@ -675,7 +734,7 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict |
             parts.encoder.train()
             sums = torch.zeros(3 + len(tally_names), device=device)  # loss * B, correct, samples, the read-out's tallies
             first = start_batch if epoch == start_epoch else 0
-            if first and partial is not None:
+            if first and partial is not None and main:     # (the saved sums are already over all ranks)
                 sums += torch.tensor(partial, device=device)
             sized = _terminal_sized()          # False: a pipe, or a terminal that reports 0 x 0
             bar = tqdm(total=steps, initial=first, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
@@ -686,18 +745,20 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict |
             for b, (x, y) in enumerate(train_split.batches(cfg.batch_size, shuffle=True, generator=gen)):
                 if b < first:
                     continue
+                x, y, counted, rule.loss_scale = dist.shard(x, y)    # under torchrun: this rank's part
                 x_seq = parts.encoder(x, cfg.T, time_major=parts.info.time_major)
                 if clock is not None:
                     clock.start()                 # on CUDA: waits for the data's kernels first
                 t1 = time.perf_counter()
                 model.reset()
-                loss, out = rule.train_batch(model, x_seq, y, autocast)
-                sums[0] += loss.float() * y.shape[0]
-                sums[1] += _correct(parts, out, y)
-                sums[2] += y.shape[0]
-                if tally_names:
-                    sums[3:] += tally(out, y)
-                n_epoch += y.shape[0]
+                loss, out = rule.train_batch(trainer, x_seq, y, autocast)
+                if counted:
+                    sums[0] += loss.float() * y.shape[0]
+                    sums[1] += _correct(parts, out, y)
+                    sums[2] += y.shape[0]
+                    if tally_names:
+                        sums[3:] += tally(out, y)
+                n_epoch += counted
                 if clock is not None:
                     clock.mark("other")           # after the rule's own phases; on CUDA: waits for the step
                 t2 = time.perf_counter()
@@ -711,19 +772,20 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict |
                         values = torch.stack([loss.detach().float(), *norms.values()]).tolist()
                         step = epoch * steps + b + 1
                         logger.scalars({"train/batch_loss": values[0], **dict(zip(norms, values[1:]))}, step)
-                    loss_sum, correct, n, *_ = sums.tolist()
+                    loss_sum, correct, n, *_ = dist.reduce_sum(sums).tolist()
                     if not math.isfinite(loss_sum):
                         raise Diverged(f"loss became {loss_sum} at epoch {epoch + 1}, batch {b + 1}")
                     if not _weights_finite(model):
                         raise Diverged(f"weights became nan/inf at epoch {epoch + 1}, batch {b + 1}")
                     bar.set_postfix({"loss": f"{loss_sum / n:.3f}", "acc": f"{correct / n:.3f}",
-                                     "samples/s": f"{n_epoch / max(t_train, 1e-9):.0f}"}, refresh=b == first)
+                                     "samples/s": f"{n_epoch * dist.world_size() / max(t_train, 1e-9):.0f}"},
+                                    refresh=b == first)
                 t0 = time.perf_counter()
                 times["logging"] += t0 - t2
-                if stop.requested:
+                if dist.agree(stop.requested, device):       # under torchrun every rank stops at the same batch
                     t_batch = time.perf_counter()
-                    checkpoint.save_atomic(make_ckpt(epoch, b + 1, sums.tolist()), ckpt_dir / "last.pt")
-                    samples_seen += n_epoch
+                    save(make_ckpt(epoch, b + 1, dist.reduce_sum(sums).tolist()), ckpt_dir / "last.pt")
+                    samples_seen += dist.total(n_epoch, device)
                     train_time += t_batch - t_epoch
                     bar.close()
                     raise Interrupted(f"epoch {epoch + 1}, batch {b + 1}/{steps}")
@@ -731,12 +793,13 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict |
             lr_now = rule.lr()                    # the rate the epoch's last step applied (before epoch_end)
             epoch_train_s = time.perf_counter() - t_epoch
             train_time += epoch_train_s
+            n_epoch = dist.total(n_epoch, device)          # under torchrun: every rank's samples
             samples_seen += n_epoch
             rule.epoch_end()
             rule_scalars = rule.epoch_scalars()
             logger.scalars(rule_scalars, epoch + 1)
             logger.images(rule.epoch_images(), epoch + 1)
-            loss_sum, correct, n, *train_tallies = sums.tolist()
+            loss_sum, correct, n, *train_tallies = dist.reduce_sum(sums).tolist()
             if not math.isfinite(loss_sum):
                 raise Diverged(f"loss became {loss_sum} at epoch {epoch + 1}")
             if not _weights_finite(model):
@@ -789,10 +852,10 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict |
                 best = {"epoch": epoch + 1, **{k: row[k] for k in ("val_acc", "val_loss", "test_acc", "test_loss",
                                                                     "train_acc") if k in row}}
             ck = make_ckpt(epoch + 1, 0, None)
-            checkpoint.save_atomic(ck, ckpt_dir / "last.pt")
+            save(ck, ckpt_dir / "last.pt")
             if is_best:
-                checkpoint.save_atomic(ck, ckpt_dir / "best.pt")
-            _write_json(metrics_path, summary("running"))
+                save(ck, ckpt_dir / "best.pt")
+            write_json(metrics_path, summary("running"))
             times["checkpoint"] += time.perf_counter() - t0
             val_txt = f" | val loss {row['val_loss']:.4f} acc {row['val_acc']:.2%}" if "val_acc" in row else ""
             line = (f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.2%}"
@@ -812,7 +875,7 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict |
                 for warning in rate_warnings(rates):
                     tqdm.write(f"dendsn: warning: {warning}", file=sys.stderr)
                     log.warning(warning)
-            if stop.requested and epoch + 1 < cfg.epochs:   # after the last epoch the run is complete: say so
+            if dist.agree(stop.requested, device) and epoch + 1 < cfg.epochs:   # after the last epoch: complete
                 raise Interrupted(f"after epoch {epoch + 1}")
             if early.patience is not None and stale >= early.patience and epoch + 1 < cfg.epochs:
                 early_stopped = True
@@ -825,7 +888,7 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict |
     except (Interrupted, KeyboardInterrupt) as e:   # KeyboardInterrupt: a second Ctrl-C stopped the run at once
         forced = isinstance(e, KeyboardInterrupt)
         status = "interrupted"
-        _write_json(metrics_path, summary(status))
+        write_json(metrics_path, summary(status))
         logger.close()
         last = ckpt_dir / "last.pt"
         what = "interrupted at once (a second Ctrl-C)" if forced else f"interrupted ({e})"
@@ -837,14 +900,14 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict |
         raise UserError(f"{what}; {kept}; continue with: dendsn train resume={run_dir}") from None
     except Diverged as e:
         status = "diverged"
-        _write_json(metrics_path, summary(status))
+        write_json(metrics_path, summary(status))
         logger.close()
         kept = f"the last good checkpoint is kept at {ckpt_dir / 'last.pt'}" if (ckpt_dir / "last.pt").exists() else "no epoch finished, so no checkpoint was written"
         log.error("%s; stopped (%s)", e, kept)
         raise UserError(f"{e}; stopped ({kept}); lower optim.lr or set learning.grad_clip") from None
     except BaseException:
         status = "failed"                      # whatever else ends the run: metrics.json says so
-        _write_json(metrics_path, summary(status))
+        write_json(metrics_path, summary(status))
         logger.close()
         raise
     finally:
@@ -860,7 +923,7 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict |
     hp, given = hparams_of(cfg, choices or {}, overrides)
     logger.hparams(hp, metrics, given)
     logger.close()
-    _write_json(metrics_path, result)
+    write_json(metrics_path, result)
     if cfg.profile:
         total = sum(times.values())
         parts_txt = ", ".join(f"{k} {_duration(v)} ({v / total:.0%})" for k, v in times.items())

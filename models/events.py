@@ -473,6 +473,21 @@ class EventStats:
                 spikes.append((ev.times[b][m].detach().cpu(), ev.source[b][m].cpu()))
             self.raster = {"spikes": spikes, "sizes": list(net.sizes), "names": list(net.names), "T": net.T}
 
+    def all_reduce(self, net: EventMLP) -> None:
+        """Sum the counts of every process of a torch.distributed group (max for the most events)."""
+        import torch.distributed as tdist
+
+        counts = self.counts if self.counts is not None else torch.zeros(sum(net.sizes))
+        device = counts.device if tdist.get_backend() != "nccl" else torch.device("cuda", torch.cuda.current_device())
+        total = torch.cat([counts.float().to(device), torch.tensor(
+            [self.trials, self.used_sum, self.exhausted], dtype=torch.float32, device=device)])
+        tdist.all_reduce(total)
+        most = torch.tensor([float(self.used_max)], device=device)
+        tdist.all_reduce(most, op=tdist.ReduceOp.MAX)
+        self.counts = total[:-3].to(counts.device)
+        self.trials, self.used_sum, self.exhausted = (int(v) for v in total[-3:].tolist())
+        self.used_max = int(most.item())
+
     def per_neuron(self, net: EventMLP) -> dict:
         """layer -> [n] mean ordinary spikes per trial of each neuron (on the CPU)."""
         if self.counts is None:

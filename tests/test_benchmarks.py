@@ -26,6 +26,7 @@ EXPECTED = (
     + ["5.epoch.dend_vs_point", "5.epoch.logs_share", "5.epoch.logs_on_vs_off"]
     + [f"6.{m}.vs_spikingjelly" for m in ("lif", "qif", "eif", "klif", "liaf", "psn")] + ["6.psn.vs_lif_T32"]
     + [f"7.exact.w{w}{k}" for w in ("0.5", "3") for k in ("", ".all_k")]
+    + ["8.ddp.two_vs_one"]
     + (["6.izhikevich.vs_spikingjelly"] if importlib.util.find_spec("dendsn.adaptive")           # (an optional model)
        and hasattr(importlib.import_module("dendsn.adaptive"), "Izhikevich") else [])
 )

@@ -58,6 +58,7 @@ class LearningRule:
         self.optimizer: Optional[torch.optim.Optimizer] = None
         self.scheduler = None
         self.clock: Optional[PhaseClock] = None      # set by the runner with profile=true
+        self.loss_scale = 1.0                        # under torchrun: this rank's share of the batch x world size
 
     def phase(self, name: str) -> None:
         """End of a phase of `train_batch` (forward, backward, optimizer, plasticity) for the profile."""

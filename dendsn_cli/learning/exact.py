@@ -36,14 +36,14 @@ class ExactGradient(LearningRule):
     def train_batch(self, model, x_seq, y, autocast=None):
         out = model(x_seq)                      # float32 always: phases near Theta need the precision
         loss = self.loss(out, y)
-        ev = getattr(model, "last", None)
+        ev = getattr(getattr(model, "module", model), "last", None)     # (model: DDP's wrapper under torchrun)
         if ev is not None:
             seen = torch.stack([ev.exhausted.sum(), ev.used.max()])
             self._events = seen if self._events is None else torch.stack(
                 [self._events[0] + seen[0], torch.maximum(self._events[1], seen[1])])
         self.phase("forward")
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * self.loss_scale if self.loss_scale != 1.0 else loss).backward()
         self.phase("backward")
         if self.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
