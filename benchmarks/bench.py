@@ -554,6 +554,10 @@ def section_ddp(tab: Table, sz, root: str, device: str) -> None:
                      f"device={device}"]
     cores = os.cpu_count() or 1
     gpus = torch.cuda.device_count() if device.startswith("cuda") else 0
+    if device.startswith("cuda") and gpus < 2:
+        tab.add("8.ddp.two_vs_one", "`dendsn torchrun --nproc_per_node=2` vs 1 process: needs 2 GPUs", None, None,
+                "samples/s", None, "speed-up", None, f"{gpus} GPU visible: not measured")
+        return
     out = {}
     with tempfile.TemporaryDirectory(prefix="dendsn-bench-") as tmp:
         for n in (1, 2):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import json
 import math
 import os
 import re
@@ -52,8 +53,15 @@ FAILED_JOBS: list[str] = []
 def fail(message: str, code: int = 2) -> None:
     from .distributed import env_world
 
-    if env_world()[0] == 0:               # under torchrun, rank 0 says it; the other ranks only exit
+    rank = env_world()[0]
+    if rank == 0:                         # under torchrun, rank 0 says it; the other ranks exit quietly
         print(f"dendsn: error: {message}", file=sys.stderr)
+    elif code == 1:                       # ... unless it is their own failure (rank 0 cannot know it)
+        print(f"dendsn: error: rank {rank}: {message}", file=sys.stderr)
+    else:                                 # the same refusal as rank 0's: let rank 0 end first and say it (torchrun
+        import time                       # stops every process as soon as one has ended)
+
+        time.sleep(5.0)
     sys.exit(code)
 
 
@@ -206,9 +214,14 @@ def _task(cfg) -> Any:
     if distributed.active():            # every rank's Hydra has made the run dir: a refused run removes it after
         distributed.barrier()
     overrides = [o for o in hc.overrides.task if not o.startswith(("resume=", "hydra."))]
+    if multirun:
+        try:                                                   # launchers may run jobs in other processes; a
+            rundir.lock_dir(run_dir, "hydra.sweep.subdir")     # job dir in use is not this job's to mark
+        except UserError as e:
+            print(f"dendsn: job {hc.job.num} not run: {e}", file=sys.stderr)
+            return _failed_objective(hc, run_dir)
     try:
         if multirun:
-            rundir.lock_dir(run_dir, "hydra.sweep.subdir")     # launchers may run jobs in other processes
             done = _earlier_job(cfg, run_dir, hc.job.num)
             if done is not None:                               # a re-run sweep: this job completed before
                 return sweep.objective(done)
@@ -243,11 +256,24 @@ def _earlier_job(cfg, run_dir: Path, num) -> dict | None:
     from omegaconf import open_dict
 
     saved = sweep._read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").exists() else {}
+    last = run_dir / "checkpoints" / "last.pt"
+    if saved.get("status") != "completed" and last.exists():
+        from . import checkpoint
+
+        try:
+            ck = checkpoint.load(last, "resume")
+        except UserError:
+            ck = {}
+        if ck.get("batch") == 0 and isinstance(ck.get("epoch"), int) and ck["epoch"] >= int(cfg.epochs) and ck.get("history"):
+            history = ck["history"]                           # stopped between its last save and its record
+            saved = {**saved, "status": "completed", "epochs_completed": len(history), "final": history[-1],
+                     "best": ck.get("best", {}), "history": history}
+            (run_dir / "metrics.json").write_text(json.dumps(saved, indent=2))
     if saved.get("status") == "completed":
+        (run_dir / "error.txt").unlink(missing_ok=True)
         print(f"dendsn: job {num} ({run_dir.name}) completed before: kept, not trained again", file=sys.stderr)
         return saved
     (run_dir / "error.txt").unlink(missing_ok=True)            # an earlier failure: this attempt decides
-    last = run_dir / "checkpoints" / "last.pt"
     if last.exists() and not cfg.get("resume"):
         with open_dict(cfg):
             cfg.resume = str(run_dir)
@@ -369,7 +395,7 @@ def _keep_run_record_unless_trained(overrides: list[str]):
     resumed run then fails before it saves a checkpoint (say, its overrides change the model), put
     the run's record back as it was: .hydra/ keeps describing what its checkpoints hold."""
     run_dir = _value_of(overrides, "hydra.run.dir")
-    record = Path(run_dir) / ".hydra" if run_dir else None
+    record = Path(run_dir) / ".hydra" if run_dir and distributed.env_world()[0] == 0 else None
     if record is None or not record.is_dir() or not any(o.startswith("resume=") for o in overrides):
         yield
         return
@@ -540,7 +566,7 @@ def train_command(args: list[str]) -> None:
 
     STOP.requested = False
     launcher = _value_of(overrides, "hydra/launcher") or "basic"
-    elsewhere = ns.multirun and launcher != "basic" and not printing     # jobs run in other processes
+    elsewhere = ns.multirun and launcher != "basic" and not printing and not informational  # jobs in other processes
     if elsewhere:
         os.environ["HYDRA_FULL_ERROR"] = "1"      # a launcher's failure comes here (one line), not as Hydra's traceback
         STOP.immediate = True                     # Ctrl-C stops the launcher at once (its workers may not see it)
@@ -580,6 +606,7 @@ def torchrun_command(args: list[str]) -> None:
                         "training under torchrun")
     import logging
 
+    os.environ.setdefault("LOGLEVEL", "ERROR")     # torchrun's own warnings (its logger reads LOGLEVEL at import)
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import main as torchrun_main
 
@@ -589,11 +616,21 @@ def torchrun_command(args: list[str]) -> None:
         n = int(per) if per.isdigit() else 1
         os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // max(n, 1)))
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+
     try:
         torchrun_main([*options, "-m", "dendsn_cli", "train", *rest])
+    except SignalException:                  # Ctrl-C / SIGTERM to this launcher: the processes stop and save
+        sys.exit(130)
     except ChildFailedError as e:
-        codes = [f.exitcode for f in e.failures.values()]
-        sys.exit(next((c for c in codes if c in (2, 130)), codes[0] if codes else 1))
+        failures = dict(e.failures)
+        zero = failures.get(0)
+        if zero is not None and zero.exitcode in (1, 2, 130):      # rank 0 said why in its line
+            sys.exit(zero.exitcode)
+        rank, f = min(failures.items()) if failures else (0, None)
+        code = f.exitcode if f is not None else 1
+        fail(f"process rank {rank} of the run failed (exit code {code}) and the others were stopped; "
+             "run the same training in one process (dendsn train ...) to see its error", 1 if code not in (2, 130) else code)
 
 
 @contextlib.contextmanager
@@ -631,7 +668,9 @@ def _launcher_stopped(e: BaseException, root: Path, launcher: str) -> tuple[str,
              "kept and stopped ones resume from their last.pt")
     text = " ".join(str(e).split())
     if isinstance(e, KeyboardInterrupt) or "state: INTERRUPTED" in text:
-        return f"interrupted: the {launcher} sweep stopped; {done} finished job(s) are kept{kept}; {again}", 130
+        running = ("; the jobs already on the cluster keep running (scancel them to stop them, or let them finish "
+                   "before running it again)" if launcher == "submitit_slurm" else "")
+        return f"interrupted: the {launcher} sweep stopped{running}; {done} finished job(s) are kept{kept}; {again}", 130
     if "timed-out too many times" in text or "TIMEOUT" in text:
         return (f"a job of the {launcher} sweep ran out of time (hydra.launcher.timeout_min) more often than "
                 f"hydra.launcher.max_num_timeout allows; {done} finished job(s) are kept{kept}; raise the limit and "
@@ -646,7 +685,12 @@ def _launcher_stopped(e: BaseException, root: Path, launcher: str) -> tuple[str,
 def _claim_dir_once(overrides: list[str], cfg) -> list[str]:
     """Under torchrun: join the process group, let rank 0 claim (and lock) the run dir, and give the others
     its overrides, with Hydra's own record (.hydra/) and log file left to rank 0."""
-    distributed.init(str(cfg.device))
+    try:
+        distributed.init(str(cfg.device))
+    except UserError as e:                     # this process's own problem: it says so itself
+        if distributed.env_world()[0] != 0:
+            print(f"dendsn: error: rank {distributed.env_world()[0]}: {e}", file=sys.stderr)
+        raise
     result: tuple = ("ok", overrides)
     if distributed.is_main():
         try:

@@ -201,15 +201,15 @@ def _check_step_mode(node: DictConfig, path: str) -> None:
 def choice_name(cfg: DictConfig, group: str) -> str:
     """The option of ``group`` that ``cfg`` chose, as a user writes it (neuron=lif): from Hydra's runtime
     choices, else from the config's own hydra node, else the option whose file names the same target."""
+    choices = OmegaConf.select(cfg, "hydra.runtime.choices", default=None) if "hydra" in cfg else None
+    if choices is not None and choices.get(group) is not None:        # the config's own record first
+        return str(choices.get(group))
     try:
         from hydra.core.hydra_config import HydraConfig
 
         return str(HydraConfig.get().runtime.choices.get(group))
     except ValueError:
         pass
-    choices = OmegaConf.select(cfg, "hydra.runtime.choices", default=None) if "hydra" in cfg else None
-    if choices is not None and choices.get(group) is not None:
-        return str(choices.get(group))
     node = cfg.get(group)
     target = str(node.get("_target_", "?")) if isinstance(node, DictConfig) else "?"
     if isinstance(node, DictConfig) and isinstance(node.get("name"), str) and group == "dataset":

@@ -77,7 +77,13 @@ def init(device: str) -> str:
     cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
     backend = "nccl" if cuda and torch.distributed.is_nccl_available() else "gloo"
     if cuda:
-        torch.cuda.set_device(env_world()[2])
+        from .errors import UserError
+
+        local, count = env_world()[2], torch.cuda.device_count()
+        if local >= count:
+            raise UserError(f"process {env_world()[0]} wants GPU {local} (LOCAL_RANK) but {count} are visible: start at "
+                            f"most {count} processes per machine (--nproc_per_node={count}), or use device=cpu")
+        torch.cuda.set_device(local)
     torch.distributed.init_process_group(backend=backend)
     return backend
 

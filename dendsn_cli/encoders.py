@@ -439,7 +439,7 @@ class BinnedLatency(nn.Module):
     Pixels p = round(255 x) are binned into ``bins`` + 1 bins, v = (255 - p) // (256 // (bins + 1)); bin
     v < bins is one input spike at t_v = T ln(I / (I - v_th * bins)) with I = bins - v (the first-spike
     time of a LIF neuron driven by the constant current I; brighter pixels spike earlier), the rest is
-    silent. bins=1 is the binarised image: pixels >= 128 spike once at t = T ln(1 / 0.99) = 0.0201 T.
+    silent. bins=1 is the binarised image: pixels >= 128 spike once at t = T ln(1 / 0.99) = 0.01005 T.
     Returns [B, ...] spike times in units of the trial length T (inf: no spike): the event network
     groups the inputs that share a time into one event (the paper's virtual input neurons).
     """

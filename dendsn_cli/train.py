@@ -353,14 +353,12 @@ class Monitor:
                 self.rasters["network"] = stats.raster          # continuous-time event raster
             return stats.scalars(self.events)
         if dist.active():                   # every rank counted its shard: the sums over all of them
-            self.counts = {name: self._reduced(name) for name, m in self.layers if getattr(m, "spiking", True)}
+            self.counts = {name: self._reduced(name) for name, m in self.layers        # the same layers on every
+                           if getattr(m, "spiking", True) and name in self.counts}       # rank (each saw a batch)
         return {f"rate/{k}": float(c.sum() / (max(n, 1) * c.numel())) for k, (c, n) in self.counts.items()}
 
     def _reduced(self, name: str) -> tuple:
-        c, n = self.counts.get(name, (None, 0))
-        if c is None:                       # a split with fewer samples than processes: this rank saw none
-            raise UserError(f"the evaluated split has fewer samples than the {dist.world_size()} processes of this "
-                            "torchrun; use a larger dataset.val (or fewer processes)")
+        c, n = self.counts[name]
         total = dist.reduce_sum(torch.cat([c.float().flatten(), torch.tensor([float(n)], device=c.device)]))
         return total[:-1].reshape(c.shape), int(total[-1].item())
 
@@ -624,6 +622,10 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict |
         if cfg.batch_size < dist.world_size():
             raise UserError(f"batch_size={cfg.batch_size} is the global batch, split over {dist.world_size()} processes: "
                             f"it must be at least {dist.world_size()}")
+        for name, split in (("validation", val_split), ("test", parts.test)):
+            if split is not None and len(split) < dist.world_size():
+                raise UserError(f"the {name} split has {len(split)} samples, fewer than the {dist.world_size()} processes "
+                                "that evaluate it in parts; use more samples (dataset.val, dataset.n_test) or fewer processes")
     steps = math.ceil(len(train_split) / cfg.batch_size)
     optim_factory = _instantiate(cfg.optim, "optim")
     rule.lr_decay_steps = cfg.get("lr_decay_epochs", 100.0) * steps     # lr_schedule=exp
@@ -705,6 +707,8 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict |
     save = checkpoint.save_atomic if main else (lambda *a, **k: None)   # rank 0 writes the files
     write_json = _write_json if main else (lambda *a, **k: None)
     trainer = dist.wrap(model, device) or model          # DistributedDataParallel under torchrun
+    if dist.rank() > 0:                                  # noise inside a step (Poisson codes, dropout): each
+        torch.manual_seed(cfg.seed * 1_000_003 + 7919 * dist.rank())   # process draws its own, rank 0 the run's
 
     def make_ckpt(epoch, batch, progress):
         return {
@@ -726,7 +730,7 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict |
     try:
         from tqdm import tqdm
 
-        if stop.requested:
+        if dist.agree(stop.requested, device):
             raise Interrupted("before the first batch")
         for epoch in range(start_epoch, cfg.epochs):
             gen = torch.Generator(device=train_split.x.device).manual_seed(cfg.seed * 1_000_003 + epoch)
@@ -826,7 +830,7 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict |
             t0 = time.perf_counter()
             history.append(row)
             potentials = monitor.potentials()
-            if not all(bool(torch.isfinite(v).all()) for v in potentials.values()):
+            if dist.agree(not all(bool(torch.isfinite(v).all()) for v in potentials.values()), device):
                 raise Diverged(f"membrane potentials became nan/inf at epoch {epoch + 1}")
             scalars = {"train/loss": row["train_loss"], "train/acc": row["train_acc"],
                        "test/loss": row["test_loss"], "test/acc": row["test_acc"], "lr": lr_now,

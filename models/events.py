@@ -118,6 +118,27 @@ class Theta:
         return f"Theta(tau={self.tau:g}, I0={self.I0:g}, eps={self.eps:g}, Theta={self.period:g})"
 
 
+def _tan_ratio(z: torch.Tensor) -> torch.Tensor:
+    """tan(sqrt z) / sqrt z for z > 0, tanh(sqrt -z) / sqrt -z for z < 0: one analytic function of z
+    (1 + z/3 + 2 z^2/15 + ... at 0), each branch computed on inputs where it is finite (no nan gradient)."""
+    small = z.abs() < 1e-3
+    pos, neg = (z > 0) & ~small, (z < 0) & ~small
+    rp = torch.where(pos, z, torch.ones_like(z)).sqrt()
+    rn = torch.where(neg, -z, torch.ones_like(z)).sqrt()
+    series = 1 + z / 3 + 2 * z * z / 15 + 17 * z * z * z / 315
+    return torch.where(pos, torch.tan(rp) / rp, torch.where(neg, torch.tanh(rn) / rn, series))
+
+
+def _atan_ratio(w: torch.Tensor) -> torch.Tensor:
+    """atan(sqrt w) / sqrt w for w > 0, atanh(sqrt -w) / sqrt -w for -1 < w < 0 (1 - w/3 + w^2/5 - ... at 0)."""
+    small = w.abs() < 1e-3
+    pos, neg = (w > 0) & ~small, (w < 0) & (w > -1) & ~small
+    rp = torch.where(pos, w, torch.ones_like(w)).sqrt()
+    rn = torch.where(neg, -w, torch.full_like(w, 0.25)).sqrt()
+    series = 1 - w / 3 + w * w / 5 - w * w * w / 7
+    return torch.where(pos, torch.atan(rp) / rp, torch.where(neg, torch.atanh(rn) / rn, series))
+
+
 class QIFExp:
     """The QIF neuron with an exponentially decaying synaptic current (spikegd's second model), tau_m = 2 tau_s:
 
@@ -125,10 +146,10 @@ class QIFExp:
 
     An input of weight w adds w to I; V runs to +inf in finite time (a spike), then restarts at -inf
     (numerically +-1/eps). With I = 0 the neuron rests at V = 0 and V = 1 is the threshold. Between events
-    the flow is closed-form (I s = sqrt|I|, e = exp(-dt / tau)): I = 0: V' = V / (V - (V - 1) / e);
-    I > 0: V' = s e tan(arctan(V / s) + s (1 - e)); I < 0: V' = s e tanh(arctanh(V / s) - s (1 - e))
-    for |V| < s, s e / tanh(arctanh(s / V) - s (1 - e)) for |V| > s; I' = I e^2. The time to the next spike
-    inverts these. Pseudodynamics: with I_p = I_end + W r_prev and the pseudo current c = alpha
+    the flow is closed-form (s = sqrt|I|, e = exp(-dt / tau)): I > 0: V' = s e tan(arctan(V / s) + s (1 - e));
+    I < 0: V' = s e tanh(arctanh(V / s) - s (1 - e)); I = 0: V' = V / (V - (V - 1) / e); I' = I e^2 (spikegd's
+    solutions, computed in the angle-addition form of `flow`, smooth through I = 0). The time to the next spike
+    inverts them (`next_spike`). Pseudodynamics: with I_p = I_end + W r_prev and the pseudo current c = alpha
     softplus(I_p / alpha), a layer is read as r = phi_p / Theta_p, phi_p = (tau / sqrt c)(arctan((V_end -
     1/2) / sqrt c) + pi/2), Theta_p = tau pi / sqrt c, and a silent output gets t = T + Theta_p - phi_p.
     v0: every neuron's initial V (trained); the initial current is 0.
@@ -152,41 +173,32 @@ class QIFExp:
         x0.clamp_(-1 / self.eps, 1 / self.eps)
 
     def flow(self, V, I, dt):
-        """(V, I) after dt ([B, 1] or broadcastable) without events."""
+        """(V, I) after dt ([B, 1] or broadcastable) without events: with c = 1 - e, e = exp(-dt / tau),
+        V' = e (V + I c g) / (1 - V c g), g = tan(x)/x (I > 0), tanh(x)/x (I < 0), x = sqrt|I| c (1 at I = 0).
+        g is one analytic function of I c^2 (`_tan_ratio`), so the flow and its gradient are smooth through
+        I = 0 in float32 too (the angle-addition form of the tan / tanh solutions)."""
         e = torch.exp(-dt / self.tau)
-        s = torch.where(I != 0, I, I + 1e-6).abs().sqrt()
-        zero, pos, neg = I == 0, I > 0, I < 0
-        V1 = V / (V - (V - 1) / e)
-        V2 = s * e * torch.tan(torch.atan(V / s) + s * (1 - e))
-        V1 = V1.detach() + V2 - V2.detach()                  # I = 0: the gradient of I > 0's branch (its limit)
-        at = neg & (V.abs() == s)
-        above = neg & (V.abs() > s)
-        Vc = torch.where(above, V, 2 * s)
-        Vc = torch.where(at, V * (1 + 1e-6), Vc)
-        V4 = s * e / torch.tanh(torch.atanh(s / Vc) - s * (1 - e))
-        V3 = torch.sign(V) * s * e
-        V3 = V3.detach() + V4 - V4.detach()
-        below = neg & (V.abs() < s)
-        V5 = s * e * torch.tanh(torch.atanh(torch.where(below, V, torch.zeros_like(V)) / s) - s * (1 - e))
-        new = torch.where(zero, V1, torch.where(pos, V2, torch.where(at, V3, torch.where(above, V4, V5))))
-        new = torch.clamp(new, max=1 / self.eps)
-        return torch.where(dt > 0, new, V), I * e * e
+        c = -torch.expm1(-dt / self.tau)
+        g = _tan_ratio(I * c * c)
+        new = e * (V + I * c * g) / (1 - V * c * g)
+        return torch.clamp(new, max=1 / self.eps), I * e * e
 
     def next_spike(self, state: tuple) -> torch.Tensor:
+        """Time until V reaches +inf: dt = -tau log(1 - h), a spike when h < 1, with h = q(I / V^2) / V for V > 0
+        (q = atan(y)/y, atanh(y)/y of y = sqrt|I| / V; for I < 0 only while V > sqrt|I|) and
+        h = atan2(sqrt I, V) / sqrt I for V <= 0 < I; otherwise never."""
         V, I = state
-        s = torch.where(I != 0, I, I + 1e-6).abs().sqrt()
-        c1 = (I == 0) & (V > 1)
-        Vc = torch.where(c1, V, torch.full_like(V, 2.0))
-        dt1 = self.tau * torch.log(Vc / (Vc - 1))
-        c2 = (I > 0) & (s + torch.atan(V / s) > math.pi / 2)
-        Vc = torch.where(c2 | c1, V, torch.full_like(V, 1 / self.eps))
-        dt2 = -self.tau * torch.log(1 - math.pi / (2 * s) + torch.atan(Vc / s) / s)
-        dt1 = dt1.detach() + dt2 - dt2.detach()
-        c3 = (I < 0) & (V > s) & (V * torch.tanh(s) > s)
-        Vc = torch.where(c3, V, -2 * s)
-        dt3 = -self.tau * torch.log(1 - torch.atanh(s / Vc) / s)
-        inf = torch.full_like(V, math.inf)
-        return torch.where(c1, dt1, torch.where(c2, dt2, torch.where(c3, dt3, inf)))
+        above = V > 0
+        Vp = torch.where(above, V, torch.ones_like(V))
+        w = I / (Vp * Vp)
+        h_above = _atan_ratio(w) / Vp
+        rising = (~above) & (I > 0)
+        sq = torch.where(rising, I, torch.ones_like(I)).sqrt()
+        h_below = torch.atan2(sq, torch.where(rising, V, torch.zeros_like(V))) / sq
+        h = torch.where(above, h_above, h_below)
+        spikes = torch.where(above, w > -1, rising) & (h < 1)
+        dt = -self.tau * torch.log1p(-torch.where(spikes, h, torch.zeros_like(h)))
+        return torch.where(spikes, dt, torch.full_like(V, math.inf))
 
     def step(self, state: tuple, dt_next: torch.Tensor, dt: torch.Tensor, w: torch.Tensor, live: torch.Tensor,
              fire: torch.Tensor):
@@ -400,8 +412,8 @@ class EventMLP(nn.Module):
         finite = torch.isfinite(x)
         values = torch.unique(x[finite]) if bool(finite.any()) else x.new_zeros(0)
         N, n1 = sum(self.sizes), self.sizes[0]
-        if values.numel() == 0:
-            return x.new_full((B, 1), math.inf), x.new_zeros(B, 1, N)
+        if values.numel() == 0:                  # no input spike: the first layer's weights stay in the graph
+            return x.new_full((B, 1), math.inf), x.new_zeros(B, 1, N) + 0 * self.weights[0].sum()   # (for DDP)
         onehot = (x.unsqueeze(-1) == values.view(1, 1, -1)).to(self.weights[0].dtype)    # [B, n_in, M]
         w = onehot.transpose(1, 2) @ self.weights[0].t()                                    # [B, M, n1]
         w = nn.functional.pad(w, (0, N - n1))

@@ -69,6 +69,7 @@ def snapshot(root) -> dict:
 # 9), "INT@9,INT@9" (a double Ctrl-C), "KILL@9", "TERM@eval12" (at the first evaluation batch after
 # step 12: inside the last epoch's evaluation), "TERM@build" (while the run is being set up).
 # Steps count from 1 in each process, across the jobs of a sweep run in it; each signal is sent once.
+# Under torchrun, DENDSN_TEST_SIGNAL_RANK=R sends them in the process of rank R only.
 # Without the variable the rule only trains.
 SIGNAL_RULE = '''
 import os
@@ -90,6 +91,9 @@ class SignalAt(BPTT):
         return STEPS[0]
 
     def _fire(self, where):
+        only = os.environ.get("DENDSN_TEST_SIGNAL_RANK")       # under torchrun: signal one process only
+        if only is not None and os.environ.get("RANK", "0") != only:
+            return
         for i, item in enumerate(filter(None, os.environ.get("DENDSN_TEST_SIGNALS", "").split(","))):
             name, at = item.split("@")
             due = (at == where == "build" or (where == "step" and at == str(self.steps))

@@ -64,10 +64,10 @@ def test_only_rank_zero_writes_and_speaks(two_and_one):
 def test_an_interrupted_two_process_run_resumes_to_the_same_weights(two_and_one, tmp_path, signal_env):
     root, _, _ = two_and_one
     p = run_dendsn(*TWO, *DDP, SIGNAL_TARGET, "hydra.run.dir=run", cwd=tmp_path,
-                   env={**signal_env, "DENDSN_TEST_SIGNALS": "TERM@8"})        # epoch 2, batch 2 of 6
-    line = one_error(p, "interrupted (epoch 2, batch 2/6)", "resume=", code=130)
+                   env={**signal_env, "DENDSN_TEST_SIGNALS": "TERM@8",         # epoch 2, batch 2 of 6,
+                        "DENDSN_TEST_SIGNAL_RANK": "1"})                        # to rank 1 only: all must agree
+    one_error(p, "interrupted (epoch 2, batch 2/6)", "resume=", code=130)
     assert "Traceback" not in p.stdout + p.stderr and "ChildFailedError" not in p.stderr
-    assert line
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "interrupted"
     run_dendsn(*TWO, *DDP, SIGNAL_TARGET, "resume=run", cwd=tmp_path, env=signal_env, check=True)
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "completed"
@@ -96,6 +96,34 @@ def test_what_cannot_run_on_several_processes_fails_in_one_line(tmp_path, args, 
     p = run_dendsn(*TWO, *TINY, "epochs=1", *args, "hydra.run.dir=run", cwd=tmp_path)
     one_error(p, *fragments)
     assert not (tmp_path / "run").exists()                   # a refused run leaves no directory
+
+
+def test_ctrl_c_to_dendsn_torchrun_saves_and_ends_in_one_line(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from conftest import DENDSN
+
+    proc = subprocess.Popen([DENDSN, *TWO, *DDP, "epochs=200", "hydra.run.dir=run"], cwd=tmp_path, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.time() + 120
+    while time.time() < deadline and not (tmp_path / "run" / "metrics.json").exists():
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)                          # to the launcher: it hands the stop to every process
+    out, err = proc.communicate(timeout=120)
+
+    class P:
+        returncode, stdout, stderr = proc.returncode, out, err
+
+    one_error(P, "interrupted", "checkpoint saved at", code=130)
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "interrupted"
+
+
+def test_evaluation_splits_smaller_than_the_world_are_one_line(tmp_path):
+    p = run_dendsn(*TWO, *TINY, "epochs=1", "dataset.val=1", "hydra.run.dir=run", cwd=tmp_path)
+    one_error(p, "the validation split has 1 samples, fewer than the 2 processes")
 
 
 def test_dendsn_torchrun_needs_the_training(dendsn_here):

@@ -57,7 +57,17 @@ class ExactGradient(LearningRule):
     def epoch_end(self) -> None:
         self._scalars = {}
         if self._events is not None:
-            exhausted, used_max = self._events.tolist()
+            from .. import distributed as dist
+
+            events = self._events
+            if dist.active():                   # under torchrun: over every process's shard
+                import torch.distributed as tdist
+
+                exhausted = dist.reduce_sum(events[:1])
+                most = events[1:].clone()
+                tdist.all_reduce(most, op=tdist.ReduceOp.MAX)
+                events = torch.cat([exhausted, most])
+            exhausted, used_max = events.tolist()
             self._scalars = {"events/train_exhausted": float(exhausted), "events/train_used_max": float(used_max)}
         self._events = None
 
