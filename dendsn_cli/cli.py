@@ -38,6 +38,7 @@ commands:
   eval ckpt=PATH [KEY=VALUE]   evaluate a checkpoint on the test split
   simulate [KEY=VALUE ...]     drive a neuron with a stimulus, no training: f-I curve, traces (--help)
   list [GROUP]                 config groups and their options
+  torchrun [OPTIONS] train ... one training on several processes / GPUs / machines (torchrun's options)
 
 examples:
   dendsn train
@@ -45,7 +46,9 @@ examples:
   dendsn train -m neuron=lif,if seed=0,1
   dendsn train -m hydra/sweeper=optuna 'optim.lr=interval(0.001,0.03)' neuron=lif,dend_lif
   dendsn eval ckpt=outputs/2026-01-01/12-00-00/checkpoints/best.pt
-  dendsn simulate neuron=dend_lif stimulus=poisson"""
+  dendsn simulate neuron=dend_lif stimulus=poisson
+  dendsn torchrun --nproc_per_node=4 train network=conv dataset=fashion_mnist
+  dendsn train -m hydra/launcher=submitit_slurm hydra.launcher.partition=gpu seed=0,1,2"""
 
 FAILED_JOBS: list[str] = []
 
@@ -803,6 +806,15 @@ def simulate_command(args: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    try:
+        _main(argv)
+    except BrokenPipeError:                 # `dendsn --help | head`: the reader left; no traceback
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(1)
+
+
+def _main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help", "help"):
         print(USAGE)
@@ -823,6 +835,8 @@ def main(argv: list[str] | None = None) -> None:
         fail(e.report(), 130)
     except KeyboardInterrupt:
         fail("interrupted", 130)
+    except BrokenPipeError:
+        raise
     except Exception as e:
         if os.environ.get("DENDSN_DEBUG") and not isinstance(e, UserError):
             raise

@@ -316,3 +316,15 @@ def test_profile_prints_where_the_time_goes(dendsn):
     assert forward > 0 and backward > 0                     # three significant digits: never rounded to 0
     p = dendsn("train", *TINY, "epochs=1", "learning=stdp", "profile=true", "hydra.run.dir=stdp", check=True)
     assert re.search(r"\| train_step = forward [\d.]+m?s, plasticity [\d.]+m?s, other [\d.]+m?s$", p.stderr, re.M), p.stderr
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path):
+    """`dendsn list | head`: the reader has gone (here `true`, which reads nothing) before dendsn writes; it
+    ends quietly, without Python's BrokenPipeError traceback."""
+    import subprocess
+
+    from conftest import DENDSN
+
+    for cmd in ("--help", "list", "train --help"):
+        p = subprocess.run(f"{DENDSN} {cmd} | true", shell=True, capture_output=True, text=True, cwd=tmp_path)
+        assert "Traceback" not in p.stderr and "error" not in p.stderr, (cmd, p.stderr)
