@@ -296,13 +296,7 @@ class SweepInterrupted(KeyboardInterrupt):
     def report(self) -> str:
         """Write the table of the jobs so far; the one line that ends the command."""
         root = self.job_dir.parent
-        rows = sweep.collect(root, SWEEP_OVERRIDES)
-        done = sum(r["status"] == "completed" for r in rows)
-        kept = ""
-        if rows:
-            csv_path, _ = sweep.write_results(root, rows, {})
-            print(sweep.format_table(rows))
-            kept = f" (table: {csv_path})"
+        done, kept = _table_so_far(root)
         if self.how == "finished":
             where = f"after job {self.num}, which finished"
         elif (self.job_dir / "checkpoints" / "last.pt").exists():
@@ -310,8 +304,23 @@ class SweepInterrupted(KeyboardInterrupt):
         else:
             where = f"in job {self.num} before it trained"
         return (f"interrupted: the sweep stopped {where}; {done} finished job(s) are kept{kept}; the jobs after it "
-                f"did not start; run the same command again (with hydra.sweep.dir={_quoted(str(root))}) to finish "
-                "it: finished jobs are kept and a stopped one resumes from its last.pt")
+                f"did not start; {_run_again(root)}")
+
+
+def _table_so_far(root: Path) -> tuple[int, str]:
+    """Write (and print) the table of a stopped sweep's jobs so far: (jobs completed, " (table: CSV)" or "")."""
+    rows = sweep.collect(root, SWEEP_OVERRIDES) if root.is_dir() else []
+    if not rows:
+        return 0, ""
+    csv_path, _ = sweep.write_results(root, rows, {})
+    print(sweep.format_table(rows))
+    return sum(r["status"] == "completed" for r in rows), f" (table: {csv_path})"
+
+
+def _run_again(root: Path) -> str:
+    """How to finish a stopped sweep (`_earlier_job` keeps what finished and resumes what stopped)."""
+    return (f"run the same command again (with hydra.sweep.dir={_quoted(str(root))}) to finish it: finished jobs are "
+            "kept and stopped ones resume from their last.pt")
 
 
 def _out_of_memory(e: BaseException) -> bool:
@@ -660,15 +669,8 @@ def _children_stderr_to(path: Path):
 def _launcher_stopped(e: BaseException, root: Path, launcher: str) -> tuple[str, int]:
     """The one line (and exit code) of a sweep whose launcher (submitit, ray, joblib) ended early: by a
     Ctrl-C, or by a job that was killed or ran out of time; the table of the jobs so far is written."""
-    rows = sweep.collect(root, SWEEP_OVERRIDES) if root.is_dir() else []
-    kept = ""
-    if rows:
-        csv_path, _ = sweep.write_results(root, rows, {})
-        print(sweep.format_table(rows))
-        kept = f" (table: {csv_path})"
-    done = sum(r["status"] == "completed" for r in rows)
-    again = (f"run the same command again (with hydra.sweep.dir={_quoted(str(root))}) to finish it: finished jobs are "
-             "kept and stopped ones resume from their last.pt")
+    done, kept = _table_so_far(root)
+    again = _run_again(root)
     text = " ".join(str(e).split())
     if isinstance(e, KeyboardInterrupt) or "state: INTERRUPTED" in text:
         running = ("; the jobs already on the cluster keep running (scancel them to stop them, or let them finish "

@@ -110,6 +110,15 @@ def broadcast(obj: Any) -> Any:
 
 def reduce_sum(t: torch.Tensor) -> torch.Tensor:
     """The sum of ``t`` over the ranks (a new tensor; ``t`` itself outside a process group)."""
+    return _all_reduce(t, "SUM")
+
+
+def reduce_max(t: torch.Tensor) -> torch.Tensor:
+    """The elementwise maximum of ``t`` over the ranks (``t`` itself outside a process group)."""
+    return _all_reduce(t, "MAX")
+
+
+def _all_reduce(t: torch.Tensor, op: str) -> torch.Tensor:
     import torch
 
     if not active():
@@ -117,7 +126,7 @@ def reduce_sum(t: torch.Tensor) -> torch.Tensor:
     out = t.clone()
     if out.device.type == "cpu" and torch.distributed.get_backend() == "nccl":
         out = out.cuda()
-    torch.distributed.all_reduce(out)
+    torch.distributed.all_reduce(out, op=getattr(torch.distributed.ReduceOp, op))
     return out.to(t.device)
 
 
@@ -145,12 +154,17 @@ def shard(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
     scale 0, so every rank still joins the gradient all-reduce; it counts 0 samples."""
     if not active():
         return x, y, y.shape[0], 1.0
-    n, W = y.shape[0], world_size()
-    xs, ys = x.tensor_split(W), y.tensor_split(W)
-    r = rank()
-    if ys[r].shape[0] == 0:
+    xr, yr = part(x, y)
+    if yr.shape[0] == 0:
         return x[:1], y[:1], 0, 0.0
-    return xs[r], ys[r], ys[r].shape[0], ys[r].shape[0] * W / n
+    return xr, yr, yr.shape[0], yr.shape[0] * world_size() / y.shape[0]
+
+
+def part(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """This rank's contiguous part of a batch (possibly empty); the whole batch outside a process group."""
+    if not active():
+        return x, y
+    return x.tensor_split(world_size())[rank()], y.tensor_split(world_size())[rank()]
 
 
 def wrap(model: torch.nn.Module, device: torch.device) -> Optional[torch.nn.Module]:

@@ -394,6 +394,12 @@ def _correct(parts: Parts, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (_predict(parts, out) == y).sum()
 
 
+def _tallies(decoder) -> tuple:
+    """(the read-out's own per-sample tally, e.g. acc_ordinary of the event network, and its names), or (None, ())."""
+    tally = getattr(decoder, "tally", None)
+    return tally, (tuple(getattr(decoder, "tally_names", ())) if tally is not None else ())
+
+
 def evaluate(parts: Parts, cfg, split=None, monitor: Optional[Monitor] = None, record: bool = False,
              confusion: Optional[torch.Tensor] = None, extra: Optional[dict] = None) -> tuple[float, float]:
     """(loss, accuracy) on ``split`` (default: the test split) in inference mode. With a ``monitor``, its
@@ -404,17 +410,15 @@ def evaluate(parts: Parts, cfg, split=None, monitor: Optional[Monitor] = None, r
     split = parts.test if split is None else split
     model.eval()
     parts.encoder.eval()
-    tally = getattr(parts.decoder, "tally", None)
-    names = tuple(getattr(parts.decoder, "tally_names", ())) if tally is not None else ()
+    tally, names = _tallies(parts.decoder)
     sums = torch.zeros(2 + len(names), device=split.y.device)
     if monitor:
         monitor.start(record)
     with torch.inference_mode():
         for x, y in split.batches(cfg.batch_size, shuffle=False):
-            if dist.active():                                # under torchrun: this rank's part of the batch
-                x, y = x.tensor_split(dist.world_size())[dist.rank()], y.tensor_split(dist.world_size())[dist.rank()]
-                if y.shape[0] == 0:
-                    continue
+            x, y = dist.part(x, y)                           # under torchrun: this rank's part of the batch
+            if y.shape[0] == 0:
+                continue
             model.reset()
             loss, out = rule.eval_batch(model, parts.encoder(x, cfg.T, time_major=parts.info.time_major), y)
             sums[0] += loss.float() * y.shape[0]
@@ -690,8 +694,7 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict |
     if not cfg.resume:
         logger.config(OmegaConf.to_yaml(cfg, resolve=True), overrides)
     monitor = Monitor(parts.layers, events=model if event_based else None)
-    tally = getattr(parts.decoder, "tally", None)
-    tally_names = tuple(getattr(parts.decoder, "tally_names", ())) if tally is not None else ()
+    tally, tally_names = _tallies(parts.decoder)
     named_params = named_layer_parameters(model, parts.layers)
     log_every = max(1, int(getattr(logger, "log_every_n_steps", SYNC_EVERY) or SYNC_EVERY))
     every = math.gcd(SYNC_EVERY, log_every)

@@ -45,13 +45,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-
-def _positive(name: str, value, minimum: Optional[float] = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number (got {name}={value!r})")
-    if minimum is not None and not value > minimum:
-        raise ValueError(f"{name} must be > {minimum} (got {name}={value})")
-    return float(value)
+from .neurons import check_range
 
 
 class Theta:
@@ -65,9 +59,9 @@ class Theta:
     init_name = "phi0"
 
     def __init__(self, tau: float = 6 / math.pi, I0: float = 1.25, eps: float = 1e-6, phi0: float = 0.5):
-        self.tau = _positive("tau", tau, 0.0)
-        self.I0 = _positive("I0", I0, 0.25)
-        self.eps = _positive("eps", eps, 0.0)
+        self.tau = check_range("tau", tau, 0.0, low_open=True)
+        self.I0 = check_range("I0", I0, 0.25, low_open=True)
+        self.eps = check_range("eps", eps, 0.0, low_open=True)
         self.r = math.sqrt(self.I0 - 0.25)
         self.period = self.tau * math.pi / self.r       # Theta: the threshold phase, the free period
         if not self.eps < self.period / 4:
@@ -159,12 +153,10 @@ class QIFExp:
     init_name = "v0"
 
     def __init__(self, tau: float = 1.0, eps: float = 1e-6, alpha: float = 10.0, v0: float = 0.0):
-        self.tau = _positive("tau", tau, 0.0)
-        self.eps = _positive("eps", eps, 0.0)
-        self.alpha = _positive("alpha", alpha, 0.0)
-        if isinstance(v0, bool) or not isinstance(v0, (int, float)) or not math.isfinite(v0):
-            raise ValueError(f"v0 must be a finite number (got v0={v0!r})")
-        self.init_value = float(v0)
+        self.tau = check_range("tau", tau, 0.0, low_open=True)
+        self.eps = check_range("eps", eps, 0.0, low_open=True)
+        self.alpha = check_range("alpha", alpha, 0.0, low_open=True)
+        self.init_value = check_range("v0", v0)
 
     def initial(self, x0: torch.Tensor) -> tuple:
         return (x0, torch.zeros_like(x0))
@@ -347,11 +339,11 @@ class EventMLP(nn.Module):
         hidden = list(hidden)
         if not hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
             raise ValueError(f"hidden must be a non-empty list of layer sizes >= 1 (got hidden={hidden})")
-        self.T = _positive("T", T, 0.0)
+        self.T = check_range("T", T, 0.0, low_open=True)
         if isinstance(K, bool) or not isinstance(K, int) or K < 1:
             raise ValueError(f"K must be an integer >= 1 (got K={K!r})")
         self.K = K
-        w_scale = _positive("w_scale", w_scale, 0.0)
+        w_scale = check_range("w_scale", w_scale, 0.0, low_open=True)
         if isinstance(flip, bool) or not isinstance(flip, (int, float)) or not 0.0 <= flip < 1.0:
             raise ValueError(f"flip must be in [0, 1) (got flip={flip!r})")
         self.flip = float(flip)

@@ -71,18 +71,19 @@ def clock_driven(neuron, x0, out_w, in_times, in_w, T, dt=1e-4, v_peak=1e6):
     return sorted(spikes)
 
 
-def small_network(seed=1):
-    """A 4-3-2 feed-forward block matrix with 6 input spikes onto the first layer (float64)."""
+def small_network(seed, w_net=(-1, 3), w_in=(-0.5, 4.0), x0=(0.0, Theta().period)):
+    """A 4-3-2 feed-forward block matrix with 6 input spikes onto the first layer (float64): network and input
+    weights uniform in ``w_net`` and ``w_in``, initial states (theta: phases, qif_exp: V) uniform in ``x0``."""
     g = torch.Generator().manual_seed(seed)
     N = 9
     out_w = torch.zeros(N, N, dtype=torch.float64)
-    out_w[0:4, 4:7] = torch.empty(4, 3, dtype=torch.float64).uniform_(-1, 3, generator=g)
-    out_w[4:7, 7:9] = torch.empty(3, 2, dtype=torch.float64).uniform_(-1, 3, generator=g)
+    out_w[0:4, 4:7] = torch.empty(4, 3, dtype=torch.float64).uniform_(*w_net, generator=g)
+    out_w[4:7, 7:9] = torch.empty(3, 2, dtype=torch.float64).uniform_(*w_net, generator=g)
     in_times = torch.tensor([[0.05, 0.3, 0.31, 0.8, 1.2, 1.5]], dtype=torch.float64)
     in_w = torch.zeros(1, 6, N, dtype=torch.float64)
-    in_w[0, :, 0:4] = torch.empty(6, 4, dtype=torch.float64).uniform_(-0.5, 4.0, generator=g)
-    phi0 = torch.rand(1, N, dtype=torch.float64, generator=g) * Theta().period
-    return phi0, out_w, in_times, in_w
+    in_w[0, :, 0:4] = torch.empty(6, 4, dtype=torch.float64).uniform_(*w_in, generator=g)
+    x0_ = torch.rand(1, N, dtype=torch.float64, generator=g) * (x0[1] - x0[0]) + x0[0]
+    return x0_, out_w, in_times, in_w
 
 
 @pytest.mark.parametrize("seed", [4, 6])
@@ -101,15 +102,7 @@ def test_event_times_equal_a_clock_driven_integration(seed):
 
 @pytest.mark.parametrize("seed", [6, 8])
 def test_qif_exp_event_times_equal_a_clock_driven_integration(seed):
-    g = torch.Generator().manual_seed(seed)
-    N = 9
-    out_w = torch.zeros(N, N, dtype=torch.float64)
-    out_w[0:4, 4:7] = torch.empty(4, 3, dtype=torch.float64).uniform_(-2, 10, generator=g)
-    out_w[4:7, 7:9] = torch.empty(3, 2, dtype=torch.float64).uniform_(-2, 10, generator=g)
-    in_times = torch.tensor([[0.05, 0.3, 0.31, 0.8, 1.2, 1.5]], dtype=torch.float64)
-    in_w = torch.zeros(1, 6, N, dtype=torch.float64)
-    in_w[0, :, 0:4] = torch.empty(6, 4, dtype=torch.float64).uniform_(-3, 12, generator=g)
-    v0 = torch.rand(1, N, dtype=torch.float64, generator=g) * 1.2 - 0.3
+    v0, out_w, in_times, in_w = small_network(seed, w_net=(-2, 10), w_in=(-3, 12), x0=(-0.3, 0.9))
     neuron = QIFExp()
     ev = simulate(neuron, v0, out_w, 2.0, 200, in_times, in_w)
     fired = ev.source[0] >= 0

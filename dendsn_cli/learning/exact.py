@@ -15,59 +15,43 @@ from __future__ import annotations
 
 import torch
 
-from .base import LearningRule, clamp_weights
+from .bptt import BPTT
 
 
-class ExactGradient(LearningRule):
+class ExactGradient(BPTT):
     """``gamma``: weight of the term exp(t_y / T) - 1 that pulls the correct output's spike earlier;
-    ``grad_clip``: clip the gradient's L2 norm (0: off)."""
+    ``grad_clip``: clip the gradient's L2 norm (0: off). The step is BPTT's (backprop of the read-out's loss,
+    the optimizer, the constraints: here the initial phases back into [0, Theta]), always in float32:
+    phases near Theta need the precision. It also counts the epoch's events (trials cut at K, the most used)."""
 
     exact = True
 
     def __init__(self, gamma: float = 0.01, grad_clip: float = 0.0):
-        super().__init__(per_step_loss=False)
-        for key, value in (("gamma", gamma), ("grad_clip", grad_clip)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-                raise ValueError(f"{key} must be a number >= 0 (got {key}={value!r})")
-        self.gamma, self.grad_clip = float(gamma), float(grad_clip)
+        if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not gamma >= 0:
+            raise ValueError(f"gamma must be a number >= 0 (got gamma={gamma!r})")
+        if isinstance(grad_clip, bool) or not isinstance(grad_clip, (int, float)):
+            raise ValueError(f"grad_clip must be a number >= 0 (got grad_clip={grad_clip!r})")
+        super().__init__(per_step_loss=False, grad_clip=float(grad_clip))
+        self.gamma = float(gamma)
         self._events = None          # [trials cut at K, most events in a trial] of this epoch (on the device)
         self._scalars: dict = {}
 
     def train_batch(self, model, x_seq, y, autocast=None):
-        out = model(x_seq)                      # float32 always: phases near Theta need the precision
-        loss = self.loss(out, y)
+        result = super().train_batch(model, x_seq, y, None)
         ev = getattr(getattr(model, "module", model), "last", None)     # (model: DDP's wrapper under torchrun)
         if ev is not None:
             seen = torch.stack([ev.exhausted.sum(), ev.used.max()])
             self._events = seen if self._events is None else torch.stack(
                 [self._events[0] + seen[0], torch.maximum(self._events[1], seen[1])])
-        self.phase("forward")
-        self.optimizer.zero_grad(set_to_none=True)
-        (loss * self.loss_scale if self.loss_scale != 1.0 else loss).backward()
-        self.phase("backward")
-        if self.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
-        self.optimizer.step()
-        if self.scheduler is not None:
-            self.scheduler.step()
-        clamp_weights(model)                    # the initial phases back into [0, Theta]
-        self.phase("optimizer")
-        return loss.detach(), out.detach()
+        return result
 
     def epoch_end(self) -> None:
         self._scalars = {}
         if self._events is not None:
             from .. import distributed as dist
 
-            events = self._events
-            if dist.active():                   # under torchrun: over every process's shard
-                import torch.distributed as tdist
-
-                exhausted = dist.reduce_sum(events[:1])
-                most = events[1:].clone()
-                tdist.all_reduce(most, op=tdist.ReduceOp.MAX)
-                events = torch.cat([exhausted, most])
-            exhausted, used_max = events.tolist()
+            events = self._events               # under torchrun: over every process's shard
+            exhausted, used_max = dist.reduce_sum(events[:1]).item(), dist.reduce_max(events[1:]).item()
             self._scalars = {"events/train_exhausted": float(exhausted), "events/train_used_max": float(used_max)}
         self._events = None
 
