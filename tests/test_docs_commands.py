@@ -10,6 +10,8 @@ Every `dendsn ...` line of a fenced code block in README.md and docs/*.md, and e
 - `dendsn eval ckpt=...` and `resume=...`: against a tiny run trained once in this module, at the path
   the docs use;
 - `dendsn list ...`, `--help`: run as they are;
+- `PYTHONPATH=. dendsn ...` (docs/extending.md): the same checks, in a folder holding the plug-in's files
+  as the page writes them out (its class and its YAML file), that folder on the import path;
 - `$ dendsn ...` followed by a `dendsn: error: ...` line (the docs' error examples): run as they are,
   and the error line must be the one shown.
 
@@ -37,6 +39,9 @@ SKIPPED = {
     "dendsn torchrun --nnodes=2 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 train ...":
         "two machines, and `...` stands for the user's overrides",
 }
+# The plug-ins docs/extending.md writes out in full: name -> (its file, the fenced block whose first line names
+# that file). Commands that use them (`PYTHONPATH=. dendsn ...`) run in a folder holding those files.
+PLUGINS = {"rf.ResonateFire": ("rf.py", "# rf.py"), "neuron=rf": ("myconf/neuron/rf.yaml", "# myconf/neuron/rf.yaml")}
 # command -> why it is refused today (xfail, strict)
 KNOWN_BROKEN = {
     "dendsn train -m hydra/sweeper=optuna hydra.sweeper.n_trials=20 'optim.lr=tag(log,interval(1e-4,0.03))' "
@@ -102,9 +107,8 @@ def _param(where: str, cmd: str, error: str | None):
     marks = []
     if cmd in SKIPPED:
         marks.append(pytest.mark.skip(reason=SKIPPED[cmd]))
-    elif cmd.startswith("PYTHONPATH="):
-        marks.append(pytest.mark.skip(reason="a user's plug-in (docs/extending.md): its own package and config folder, "
-                                             "run by the plug-in tests of the extension examples"))
+    elif cmd.startswith("PYTHONPATH=") and not any(name in cmd for name in PLUGINS):
+        marks.append(pytest.mark.skip(reason="a user's plug-in that docs/extending.md names but does not write out"))
     elif cmd in KNOWN_BROKEN:
         marks.append(pytest.mark.xfail(reason=KNOWN_BROKEN[cmd], strict=True))
     return pytest.param(cmd, error, id=f"{where}: {cmd}", marks=marks)
@@ -127,6 +131,20 @@ def _main(*args: str) -> tuple[int, str, str]:
 def workdir(tmp_path_factory):
     """A directory holding a tiny trained run at outputs/2026-01-01/12-00-00 (for resume= and ckpt=)."""
     return tmp_path_factory.mktemp("docs_commands")
+
+
+@pytest.fixture(scope="module")
+def plugin_dir(tmp_path_factory):
+    """A folder with the plug-ins of docs/extending.md written out from its code blocks."""
+    root = tmp_path_factory.mktemp("docs_plugins")
+    text = (ROOT / "docs" / "extending.md").read_text()
+    blocks = re.findall(r"^[ \t]*```[^\n]*\n(.*?)^[ \t]*```", text, flags=re.M | re.S)
+    for path, first_line in PLUGINS.values():
+        found = [b for b in blocks if b.splitlines()[0].startswith(first_line)]
+        assert found, f"docs/extending.md has no code block that starts with {first_line!r}"
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(found[0])
+    return root
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +173,10 @@ def test_the_docs_show_commands():
 @pytest.mark.parametrize("cmd, error", [_param(*c) for c in COMMANDS])
 def test_a_documented_command_passes_validation(cmd, error, workdir, tmp_path, request, monkeypatch):
     words = shlex.split(cmd)
+    if words[0].startswith("PYTHONPATH="):            # a plug-in of docs/extending.md: run where its files are
+        plugins = request.getfixturevalue("plugin_dir")
+        monkeypatch.syspath_prepend(str(plugins))
+        workdir, words = plugins, words[1:]
     if words[0] == "torchrun":                      # torchrun ... -m dendsn_cli train ARGS
         words = ["dendsn", *words[words.index("dendsn_cli") + 1:]]
     if words[1] == "torchrun":                      # what each process runs: dendsn train ARGS
