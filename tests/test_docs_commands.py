@@ -1,7 +1,9 @@
 """The commands the README and docs/ show are the ones tested.
 
-Every `dendsn ...` line of a fenced code block in README.md and docs/*.md, and every example of
-`dendsn --help` (`dendsn_cli.cli.USAGE`), is checked as far as it goes without training:
+Every `dendsn ...` line of a fenced code block in README.md and docs/*.md, every complete
+`dendsn train|simulate|list ...` command written inline in their prose (not those with placeholders
+such as OVERRIDES or RUN), and every example of `dendsn --help` (`dendsn_cli.cli.USAGE`), is checked
+as far as it goes without training:
 
 - `dendsn train ARGS` / `dendsn simulate ARGS`: the real entry point in this process with `--cfg job`
   added, which composes and validates the run's config exactly as a run does (then prints it);
@@ -12,8 +14,9 @@ Every `dendsn ...` line of a fenced code block in README.md and docs/*.md, and e
 - `dendsn list ...`, `--help`: run as they are;
 - `PYTHONPATH=. dendsn ...` (docs/extending.md): the same checks, in a folder holding the plug-in's files
   as the page writes them out (its class and its YAML file), that folder on the import path;
-- `$ dendsn ...` followed by a `dendsn: error: ...` line (the docs' error examples): run as they are,
-  and the error line must be the one shown.
+- `$ dendsn ...` followed by a `dendsn: error: ...` line, or an inline command followed by
+  ``: `dendsn: error: ...` `` (the docs' error examples): run as they are, and the error line must be
+  the one shown.
 
 Commands that need what a test machine lacks are listed in SKIPPED with the reason; commands that are
 refused today although the docs show them are in KNOWN_BROKEN (xfail, strict: when they are fixed,
@@ -38,6 +41,8 @@ RUN = "outputs/2026-01-01/12-00-00"        # the run dir the docs' resume / eval
 SKIPPED = {
     "dendsn torchrun --nnodes=2 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 train ...":
         "two machines, and `...` stands for the user's overrides",
+    "dendsn train dataset._target_=my.SpikeTimes encoder=mstb encoder.dt=0.5":
+        "a user's own dataset class (my.SpikeTimes) that the docs name but do not write out",
 }
 # The plug-ins docs/extending.md writes out in full: name -> (its file, the fenced block whose first line names
 # that file). Commands that use them (`PYTHONPATH=. dendsn ...`) run in a folder holding those files.
@@ -75,6 +80,22 @@ def _commands_of(text: str) -> list[tuple[str, str | None]]:
     return out
 
 
+PLACEHOLDER = re.compile(r"^(\[.*|[A-Z_]{2,}|[\w.+/~]+=([A-Z_]{2,})?|.*\.\.\..*)$")   # GROUP, learning=RULE, ckpt=, ...
+
+
+def _inline_commands_of(text: str) -> list[tuple[str, str | None]]:
+    """The complete `dendsn train|simulate|list ...` commands written inline in the prose of ``text`` (not
+    the ones with placeholders such as OVERRIDES or RUN); one followed by a colon and an inline
+    `dendsn: error: ...` line is an error example, with that line."""
+    prose = re.sub(r"^[ \t]*```[^\n]*\n.*?^[ \t]*```", "", text, flags=re.M | re.S)
+    out: list[tuple[str, str | None]] = []
+    for m in re.finditer(r"`(dendsn (?:train|simulate|list)\b[^`]*)`(?::\s+`(dendsn: error: [^`]*)`)?", prose):
+        words = shlex.split(m.group(1))
+        if len(words) > 2 and not any(PLACEHOLDER.match(w) for w in words[2:]):
+            out.append((" ".join(shlex.quote(w) for w in words), m.group(2)))
+    return out
+
+
 def _usage_examples() -> list[tuple[str, str | None]]:
     from dendsn_cli.cli import USAGE
 
@@ -89,7 +110,7 @@ def _all_commands() -> list[tuple[str, str, str | None]]:
     found: list[tuple[str, str, str | None]] = []
     seen: set[str] = set()
     for path in sources:
-        for cmd, error in _commands_of(path.read_text()):
+        for cmd, error in _commands_of(path.read_text()) + _inline_commands_of(path.read_text()):
             if cmd not in seen:
                 seen.add(cmd)
                 found.append((str(path.relative_to(ROOT)), cmd, error))
