@@ -11,6 +11,8 @@ as far as it goes without training:
   config composed and validated, the sweep dir claimed), with Hydra's app replaced by a stub;
 - `dendsn eval ckpt=...` and `resume=...`: against a tiny run trained once in this module, at the path
   the docs use;
+- `dendsn torchrun [options] train ARGS` / `torchrun [options] -m dendsn_cli train ARGS`: what every
+  process runs, `dendsn train ARGS`, checked as above (torchrun itself: tests/test_distributed.py);
 - `dendsn list ...`, `--help`: run as they are;
 - `PYTHONPATH=. dendsn ...` (docs/extending.md): the same checks, in a folder holding the plug-in's files
   as the page writes them out (its class and its YAML file), that folder on the import path;
