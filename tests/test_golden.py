@@ -37,11 +37,14 @@ def fail_on(diff: list[str], what: str) -> None:
 
 # ---------------------------------------------------------------- the CLI suite, in a child process
 @pytest.fixture(scope="module", autouse=True)
-def cli_process(tmp_path_factory):
-    """Start the CLI suite at once (it runs while the in-process tests below run); yield a function that
-    waits for it and returns its artefacts."""
+def cli_process(tmp_path_factory, request):
+    """Start the CLI suite at once (it runs while the in-process tests below run) when a CLI test is
+    selected; yield a function that waits for it and returns its artefacts."""
     from golden.cli_suite import clean_env
 
+    if not any(item.name.startswith("test_cli") for item in request.session.items):
+        yield None
+        return
     tmp = tmp_path_factory.mktemp("golden_cli")
     out, log = tmp / "cli.json", tmp / "cli_suite.log"
     with open(log, "wb") as f:

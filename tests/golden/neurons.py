@@ -3,14 +3,16 @@ built from the real composed config, seed-fixed: its state_dict keys and shapes,
 out for a fixed input (train mode with gradients, then eval mode without), and the gradients of a fixed
 loss with respect to the input and every parameter.
 
-The network is the config's own (network=mlp, 5 inputs -> hidden [6] -> 3 classes, T=8, batch 3),
+The network is the config's own (network=mlp, 5 inputs -> hidden [6] -> 3 classes, the config's T steps,
+batch 2, every Linear's initial weights times GAIN),
 instantiated as `dendsn train` does it (neuron and read-out as factories, the synapse group's synapse),
 but without a dataset; the event neurons (theta, qif_exp) run in network=event_mlp on spike times.
 """
 
 from __future__ import annotations
 
-N_IN, HIDDEN, N_CLASSES, T, BATCH = 5, [6], 3, 20, 2   # T=20: neuron=psn's own T
+N_IN, HIDDEN, N_CLASSES, BATCH = 5, [6], 3, 2   # and the config's T steps (the synthetic dataset's 20; psn's weight is T x T)
+SLOW = {"hh": ["T=8"]}   # Hodgkin-Huxley: 20 Euler sub-steps a step: fewer steps
 GAIN = 3.0   # every Linear's initial weights times GAIN, so that the read-out fires too
 EVENT_NEURONS = ("theta", "qif_exp")
 EVENT_NETWORK = ["network=event_mlp", "learning=exact", "encoder=binned_latency", "readout=first_spike"]
@@ -18,18 +20,21 @@ EVENT_NETWORK = ["network=event_mlp", "learning=exact", "encoder=binned_latency"
 # (case name, overrides) beyond one per neuron option and one per soma: what the refactor of the
 # dendritic neuron and the synapses touches
 EXTRA = [
-    *[(f"neuron=dend_lif wiring={w}", ["neuron=dend_lif", f"wiring={w}"]) for w in ("chain", "kto1", "tree")],
+    *[(f"neuron=dend_lif wiring={w}", ["neuron=dend_lif", f"wiring={w}", "neuron.v_threshold=0.3"])
+      for w in ("chain", "kto1", "tree")],             # (a lower threshold: these fire on the tiny input)
     ("neuron=dend_lif bap_psi=0.5", ["neuron=dend_lif", "neuron.bap_psi=0.5"]),
     ("neuron=dend_lif firing=logistic", ["neuron=dend_lif", "neuron.firing.kind=logistic"]),
-    ("neuron=dend_lif forward_mode=activation", ["neuron=dend_lif", "neuron.forward_mode=activation"]),
+    ("neuron=dend_lif forward_mode=activation", ["neuron=dend_lif", "neuron.forward_mode=activation",
+                                                 "neuron.v_threshold=0.6"]),
     ("neuron=dend_lif activation=sigmoid", ["neuron=dend_lif", "neuron.compartment.activation=sigmoid"]),
     ("neuron=dend_lif v_reset=null", ["neuron=dend_lif", "neuron.v_reset=null"]),
     ("neuron=dend_lif learn_g learn_phi", ["neuron=dend_lif", "neuron.learn_g=true", "neuron.learn_phi=true"]),
-    ("neuron=dend_if wiring=tree", ["neuron=dend_if", "wiring=tree"]),
+    ("neuron=dend_if wiring=tree", ["neuron=dend_if", "wiring=tree", "neuron.v_threshold=0.3"]),
     ("neuron=dendritic neuron/soma=psn activation", ["neuron=dendritic", "neuron/soma=psn",
                                                      "neuron.forward_mode=activation"]),
     ("neuron=dendritic bap_psi=0.5", ["neuron=dendritic", "neuron.bap_psi=0.5"]),
-    ("neuron=dendritic neuron/soma=adex wiring=chain", ["neuron=dendritic", "neuron/soma=adex", "wiring=chain"]),
+    ("neuron=dendritic neuron/soma=adex wiring=chain", ["neuron=dendritic", "neuron/soma=adex", "wiring=chain",
+                                                        "neuron.soma.v_threshold=0.5"]),
     *[(f"neuron=lif synapse={s}", ["neuron=lif", f"synapse={s}"]) for s in ("bounded", "dale", "exp", "masked")],
     ("neuron=dend_lif synapse=exp", ["neuron=dend_lif", "synapse=exp"]),
     ("neuron=lif recurrent=true", ["neuron=lif", "network.recurrent=true", "network.recurrent_init=0.5"]),
@@ -42,9 +47,9 @@ def cases() -> dict[str, list[str]]:
 
     out = {}
     for n in options("neuron"):
-        out[f"neuron={n}"] = [f"neuron={n}", *(EVENT_NETWORK if n in EVENT_NEURONS else [])]
+        out[f"neuron={n}"] = [f"neuron={n}", *(EVENT_NETWORK if n in EVENT_NEURONS else []), *SLOW.get(n, [])]
     for s in options("neuron/soma"):
-        out[f"neuron=dendritic neuron/soma={s}"] = ["neuron=dendritic", f"neuron/soma={s}"]
+        out[f"neuron=dendritic neuron/soma={s}"] = ["neuron=dendritic", f"neuron/soma={s}", *SLOW.get(s, [])]
     out.update(dict(EXTRA))
     return out
 
@@ -101,7 +106,7 @@ def _probe(cfg: dict) -> tuple[dict, dict]:
     if events:
         x = torch.rand(BATCH, N_IN, generator=g) * 1.5       # input spike times (no gradient: the simulator has none)
     else:
-        x = (torch.rand(T, BATCH, N_IN, generator=g) * 3.0).requires_grad_(True)
+        x = (torch.rand(int(cfg["T"]), BATCH, N_IN, generator=g) * 3.0).requires_grad_(True)
     tensors = {"state_dict/" + k: v.detach().clone() for k, v in model.state_dict().items()}
 
     layers = list(model.layers) if hasattr(model, "layers") and not events else []
