@@ -129,6 +129,8 @@ def test_cli(name, cli_process):
     diff = differences(golden["exit"], current["exit"], f"{name}: exit code")
     diff += text_differences(golden["stdout"], current["stdout"], f"{name}: stdout")
     diff += text_differences(golden["stderr"], current["stderr"], f"{name}: stderr")
+    for key in sorted(k for k in set(golden) | set(current) if k.endswith("_yaml")):
+        diff += differences(golden.get(key), current.get(key), f"{name}: {key}", targets=True)
     for key in sorted(k for k in set(golden) | set(current) if k.startswith("dir:")):
         g, c = golden.get(key), current.get(key)
         if g is None or c is None:

@@ -28,7 +28,8 @@ MASKS = [
     (re.compile(r"\d{4}-\d{2}-\d{2}"), "<DATE>"),                              # dates (log lines, run dirs)
     (re.compile(r"\d{2}[:-]\d{2}[:-]\d{2}(?:[,.]\d+)?"), "<TIME>"),             # clock times (log lines, run dirs)
     (re.compile(r"\d[\d,]*(?:\.\d+)? (train )?samples/s"), r"<N> \1samples/s"),   # throughput
-    (re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?:e-?\d+)?(s|ms)\b"), r"<DUR>\1"),    # durations: 10.8s, 4.12ms
+    (re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?:e-?\d+)?(s|ms)\b"), "<DUR>"),       # durations: 10.8s, 4.12ms (s or ms
+                                                                               # by the duration itself: unit masked too)
     (re.compile(r"\(\d+%\)"), "(<PCT>)"),                                      # share of the time of a phase (profile)
     (re.compile(r"torch [0-9][^\s,)]*"), "torch <V>"),                         # dendsn --version: the environment's
     (re.compile(r"python 3\.[0-9.]+"), "python <V>"),                          # torch and python versions

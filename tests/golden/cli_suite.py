@@ -50,17 +50,25 @@ COMMANDS = [
     ("eval", ["eval", "ckpt=run"], []),
     ("eval_last", ["eval", "ckpt=run/checkpoints/last.pt", "device=cpu"], []),
     # a resume: one epoch, then on to two
-    ("resume_first", ["train", *SMALLER, "epochs=1", "neuron=lif", "hydra.run.dir=res"], ["res"]),
+    ("resume_first", ["train", *SMALLER, "epochs=1", "neuron=lif", "profile=true", "hydra.run.dir=res"], ["res"]),
     ("resume", ["train", "resume=res", "epochs=2"], ["res"]),
     ("sweep", ["train", "-m", "neuron=lif,dend_lif", *SMALLER, "epochs=1", "hydra.sweep.dir=sweep"], ["sweep"]),
     ("simulate", ["simulate", "T=40", "amp_steps=3", "n_neurons=2", "traces=1", "hydra.run.dir=sim"], ["sim"]),
-    # refusals: one line and an exit code
+    ("cfg_job", ["train", "--cfg", "job", "neuron=lif"], []),      # stdout compared as parsed YAML
+    # refusals: one line and an exit code (and no run dir left: see "workdir")
     ("bad_key", ["train", "bogus=1", "hydra.run.dir=bad"], []),
     ("bad_option", ["train", "neuron=nope", "hydra.run.dir=bad"], []),
+    ("bad_range", ["train", "neuron.tau=-1", "hydra.run.dir=bad"], []),
+    ("bad_epochs", ["train", "epochs=0", "hydra.run.dir=bad"], []),
+    ("bad_sweep", ["train", "-m", "neuron=lif,nope", "hydra.sweep.dir=badsweep"], []),
+    ("bad_simulate", ["simulate", "bogus=1", "hydra.run.dir=bad"], []),
+    ("bad_eval", ["eval"], []),
+    ("bad_list", ["list", "nope"], []),
+    ("bad_command", ["bogus"], []),
 ]
 
 
-TEXT_ONLY = ("help", "list", "list_neuron", "train_help", "simulate_help", "eval_help")   # compared unmasked
+TEXT_ONLY = ("help", "list", "list_neuron", "train_help", "simulate_help", "eval_help", "cfg_job")   # not masked
 
 
 def clean_env() -> dict:
@@ -192,9 +200,15 @@ def collect(root: Path, subprocess: bool = False) -> dict:
         masks = VERSION_MASKS if name == "version" else () if name in TEXT_ONLY else MASKS
         entry = {"argv": argv, "exit": code, "stdout": normalise_text(out, root, masks).splitlines(),
                  "stderr": normalise_text(err, root, masks).splitlines()}
+        if "--cfg" in argv:                        # the printed config: `_target_`s compared by what they name
+            import yaml
+
+            entry["stdout_yaml"], entry["stdout"] = yaml.safe_load(out), []
         for rel in dirs:
             entry[f"dir:{rel}"] = run_dir(root, rel)
         result[name] = entry
+    result["workdir"] = {"argv": ["(what the working directory holds at the end)"], "exit": 0, "stderr": [],
+                         "stdout": sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir())}
     return result
 
 
