@@ -1,4 +1,4 @@
-"""Golden outputs: today's `dendsn` must show and write what it showed and wrote when tests/golden/data/
+"""Golden outputs: today's `dendsn` must show and write what it showed and wrote when tests/golden/recorded/
 was recorded (tests/golden/record.py; re-record only for an intended change of behaviour).
 
 - the composed config of every option of every config group (`_target_`s compared by the object they
@@ -31,7 +31,7 @@ GOLDEN_CLI = json.loads((DATA / "cli.json").read_text())
 
 def fail_on(diff: list[str], what: str) -> None:
     if diff:
-        pytest.fail(f"{what} differs from the golden output (tests/golden/data; re-record only for an intended "
+        pytest.fail(f"{what} differs from the golden output (tests/golden/recorded; re-record only for an intended "
                     "change: .venv/bin/python tests/golden/record.py):\n" + "\n".join(diff), pytrace=False)
 
 

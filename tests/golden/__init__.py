@@ -3,7 +3,7 @@
 The recorder (`tests/golden/record.py`) and the test (`tests/test_golden.py`) share this code: the
 masks that make an output repeatable (times, dates, paths, throughput), and the comparisons.
 
-Files under tests/golden/data/:
+Files under tests/golden/recorded/ (not data/: .gitignore leaves data/ folders out):
     cli.json       each tiny command of `cli_suite.COMMANDS`: exit code, stdout and stderr lines
                    (masked), and for each run dir its listing, metrics.json without times,
                    .hydra/config.yaml, overrides, csv tables without times, logs, TensorBoard tags
@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-DATA = HERE / "data"
+DATA = HERE / "recorded"
 
 # ---------------------------------------------------------------- masks
 # Each mask: (pattern, replacement). Applied in order to every line of a run's terminal output and logs.

@@ -52,7 +52,8 @@ COMMANDS = [
     # a resume: one epoch, then on to two
     ("resume_first", ["train", *SMALLER, "epochs=1", "neuron=lif", "profile=true", "hydra.run.dir=res"], ["res"]),
     ("resume", ["train", "resume=res", "epochs=2"], ["res"]),
-    ("sweep", ["train", "-m", "neuron=lif,dend_lif", *SMALLER, "epochs=1", "hydra.sweep.dir=sweep"], ["sweep"]),
+    ("sweep", ["train", "-m", "neuron=lif,dend_lif", *SMALLER, "epochs=1", "init_readout_rate=0.05",
+               "hydra.sweep.dir=sweep"], ["sweep"]),   # (a read-out that fires: the jobs differ)
     ("simulate", ["simulate", "T=40", "amp_steps=3", "n_neurons=2", "traces=1", "hydra.run.dir=sim"], ["sim"]),
     ("cfg_job", ["train", "--cfg", "job", "neuron=lif"], []),      # stdout compared as parsed YAML
     # refusals: one line and an exit code (and no run dir left: see "workdir")

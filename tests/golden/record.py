@@ -1,4 +1,4 @@
-"""Record the golden outputs of today's `dendsn` into tests/golden/data/ (compared by tests/test_golden.py).
+"""Record the golden outputs of today's `dendsn` into tests/golden/recorded/ (compared by tests/test_golden.py).
 
     .venv/bin/python tests/golden/record.py                 # record everything (about a minute or two)
     .venv/bin/python tests/golden/record.py --check         # record nothing: run twice, and once as real
