@@ -39,12 +39,18 @@ GROUPS = ("dataset", "encoder", "network", "synapse", "neuron", "wiring", "reado
 
 @dataclass
 class EarlyStop:
-    patience: Optional[int] = None   # stop when the validation accuracy has not improved for this many epochs
-    min_delta: float = 0.0           # an improvement must exceed this
+    """Types only: the defaults and their comments are in conf/train.yaml."""
+
+    patience: Optional[int] = MISSING
+    min_delta: float = MISSING
 
 
 @dataclass
 class DendsnConfig:
+    """The root keys' types (a misspelt key or a wrong type fails at composition). Their defaults live in
+    conf/train.yaml, the one place a user reads them (`dendsn train --help` prints them from there); a group
+    that may be absent (wiring, synapse, readout, experiment) is None until an option is chosen."""
+
     dataset: Any = MISSING
     encoder: Any = MISSING
     network: Any = MISSING
@@ -56,22 +62,22 @@ class DendsnConfig:
     optim: Any = MISSING
     logger: Any = MISSING
     experiment: Any = None
-    seed: int = 0
-    device: str = "auto"
-    epochs: int = 10
-    T: int = 8
-    batch_size: int = 128
-    init_rate: Optional[float] = None
-    init_readout_rate: Optional[float] = None
-    init_lr_scale: bool = True
+    seed: int = MISSING
+    device: str = MISSING
+    epochs: int = MISSING
+    T: int = MISSING
+    batch_size: int = MISSING
+    init_rate: Optional[float] = MISSING
+    init_readout_rate: Optional[float] = MISSING
+    init_lr_scale: bool = MISSING
     early_stop: EarlyStop = field(default_factory=EarlyStop)
-    amp: str = "none"
-    lr_schedule: str = "none"
-    lr_decay_epochs: float = 100.0
-    progress: bool = True
-    profile: bool = False
-    resume: Optional[str] = None
-    ckpt: Optional[str] = None
+    amp: str = MISSING
+    lr_schedule: str = MISSING
+    lr_decay_epochs: float = MISSING
+    progress: bool = MISSING
+    profile: bool = MISSING
+    resume: Optional[str] = MISSING
+    ckpt: Optional[str] = MISSING
 
 
 ConfigStore.instance().store(name="dendsn_schema", node=DendsnConfig)
