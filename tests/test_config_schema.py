@@ -7,7 +7,7 @@ from importlib import resources
 
 from omegaconf import MISSING, OmegaConf
 
-from dendsn_cli.config import GROUPS, DendsnConfig
+from dendsn_cli.config import GROUPS, DendsnConfig, compose
 
 CONF = resources.files("dendsn_conf")
 
@@ -82,8 +82,6 @@ def test_shared_blocks_are_included_not_copied():
 
 def test_shared_blocks_compose_in_place():
     """The included keys land where the options' own files had them (the composed config is unchanged)."""
-    from dendsn_cli.config import compose
-
     neuron = compose(["neuron=dend_lif"]).neuron
     assert list(neuron)[:9] == ["_target_", "_partial_", "wiring", "tau", "decay_input", "v_threshold", "v_reset",
                                 "detach_reset", "compartment"]

@@ -8,7 +8,7 @@ import inspect
 import typing
 from typing import Any
 
-from hydra._internal.utils import _locate
+from hydra._internal.utils import _locate  # noqa: PLC2701 (hydra.utils.get_object logs the error itself)
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ..errors import UserError

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from hydra import compose as hydra_compose
 from hydra import initialize_config_module
-from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from hydra._internal.config_loader_impl import ConfigLoaderImpl  # noqa: PLC2701 (applies one override to a composed config)
 from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -37,7 +37,7 @@ def _register_sweeper_schemas() -> None:
     executes the plugin's config module, storing its defaults). A conf/hydra/sweeper/optuna.yaml
     cannot do this: Hydra refuses a config file named like a schema that has a defaults list."""
     try:
-        from hydra_plugins.hydra_optuna_sweeper.config import Direction, OptunaSweeperConf
+        from hydra_plugins.hydra_optuna_sweeper.config import Direction, OptunaSweeperConf  # noqa: PLC0415 (optional plugin)
     except ImportError:  # not installed: hydra/sweeper=optuna then fails with one line
         return
     Plugins.instance()
@@ -56,7 +56,7 @@ def _register_launcher_schemas() -> None:
     Plugins.instance()
     store = ConfigStore.instance()
     try:
-        from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf, SlurmQueueConf
+        from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf, SlurmQueueConf  # noqa: PLC0415 (optional plugin)
 
         store.store(group="hydra/launcher", name="submitit_local", provider="dendsn",
                     node=LocalQueueConf(timeout_min=10080))
@@ -65,7 +65,7 @@ def _register_launcher_schemas() -> None:
     except ImportError:                         # not installed: hydra/launcher=submitit_* fails in one line
         pass
     try:
-        from hydra_plugins.hydra_ray_launcher._config import RayConf, RayLauncherConf
+        from hydra_plugins.hydra_ray_launcher._config import RayConf, RayLauncherConf  # noqa: PLC0415, PLC2701 (optional plugin)
 
         store.store(group="hydra/launcher", name="ray", provider="dendsn", node=RayLauncherConf(
             ray=RayConf(init={"address": None, "include_dashboard": False})))

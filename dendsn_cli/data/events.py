@@ -63,7 +63,7 @@ def _tonic_dataset(source: EventSource, root: Path, train: bool):
     """tonic's own dataset class, reading the extracted files as they are: its presence check (the
     downloaded archive, and e.g. >= 10000 .bin files for N-MNIST) is replaced by `TonicEvents`' own, and
     its download is never attempted (this class is only built once the files are there)."""
-    import tonic.datasets
+    import tonic.datasets  # noqa: PLC0415 (slow to import: only when event files are read)
 
     def no_download(self):
         raise UserError(f"{source.tonic_class} files are missing in {self.location_on_system}: {source.get}")
@@ -228,7 +228,7 @@ class TonicEvents:
 
     def _bin_split(self, split: str, files: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:
         """Read every recording of `split` with tonic and bin it: (counts int16 [N, T, ...], labels int64 [N])."""
-        from tonic.transforms import ToFrame
+        from tonic.transforms import ToFrame  # noqa: PLC0415 (slow to import: only when event files are read)
 
         sub, _ = self.source.splits[split]
         where = self.folder / sub if sub else files[0]

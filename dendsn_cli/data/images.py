@@ -230,7 +230,7 @@ class TorchvisionImages:
         return self.root / _TORCHVISION_CLASS[self.name] / "raw"
 
     def _dataset_class(self):
-        import torchvision.datasets as tvd   # slow to import: only when an image dataset is loaded
+        import torchvision.datasets as tvd  # noqa: PLC0415 (slow to import: only when an image dataset is loaded)
 
         return getattr(tvd, _TORCHVISION_CLASS[self.name])
 
