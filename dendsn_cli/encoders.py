@@ -26,7 +26,8 @@ guess it from the number of dimensions.
               I = bins - v (brighter: earlier); the darkest bins never spike (spikegd's MNIST coding)
 
 Parameters are checked in the constructors: a bad one raises a one-line `UserError` that
-names the key. An encoder that changes the shape of a step (Population, MSTB) has
+names the key. Each encoder declares what it ``accepts`` (the dataset inputs it encodes: "images",
+"spike_trains", "sequences", "event_frames"), read by the config's rules (`dendsn_cli.config.capabilities`). An encoder that changes the shape of a step (Population, MSTB) has
 `output_shape(input_shape)`: the shape of one output step for one sample of `input_shape`.
 """
 
@@ -39,6 +40,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from dendsn_cli.config.checks import invalid, is_int, is_real, positive
 from dendsn_cli.errors import UserError
 
 
@@ -53,8 +55,8 @@ def spike_trains_to_time_major(x: torch.Tensor, T: int) -> torch.Tensor:
 
 
 def _check_T(T: int) -> None:
-    if not isinstance(T, numbers.Integral) or isinstance(T, bool) or T < 1:
-        raise UserError(f"T={T!r} is invalid: the number of time steps must be an integer >= 1; set T")
+    if not is_int(T) or T < 1:
+        raise invalid("T", T, "the number of time steps must be an integer >= 1", "set T")
 
 
 def _refuse_time_major(name: str, inputs: str = "images") -> None:
@@ -65,17 +67,11 @@ def _refuse_time_major(name: str, inputs: str = "images") -> None:
 
 def _invalid(key: str, value, why: str, use: str) -> UserError:
     """The one-line error of a bad encoder parameter: which key, why, what to set instead."""
-    return UserError(f"encoder.{key}={value!r} is invalid: {why}; use {use}")
-
-
-def _real(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    return invalid(f"encoder.{key}", value, why, f"use {use}")
 
 
 def _positive(key: str, value, use: str) -> float:
-    if not (_real(value) and value > 0):
-        raise _invalid(key, value, "it must be a finite number > 0", use)
-    return float(value)
+    return positive(f"encoder.{key}", value, f"use {use}")
 
 
 class Direct(nn.Module):
@@ -86,6 +82,9 @@ class Direct(nn.Module):
     Time-major spike trains are passed through as [T, B, C]; so are image rows (dataset.sequential=rows:
     the current of step t is row t, the only encoder the config allows for them).
     """
+
+    name = "direct"
+    accepts = ("images", "spike_trains", "sequences", "event_frames")
 
     def forward(self, x: torch.Tensor, T: int, time_major: bool = False) -> torch.Tensor:
         _check_T(T)
@@ -134,10 +133,13 @@ class Poisson(nn.Module):
     the config refuses poisson for them, use encoder=direct).
     """
 
+    name = "poisson"
+    accepts = ("images", "spike_trains")     # time-major spikes pass through
+
     def __init__(self, rate_scale: float = 1.0):
         super().__init__()
         if not (isinstance(rate_scale, numbers.Real) and math.isfinite(rate_scale) and rate_scale > 0):
-            raise UserError(f"encoder.rate_scale={rate_scale!r} is invalid: it must be a number > 0")
+            raise invalid("encoder.rate_scale", rate_scale, "it must be a number > 0")
         self.rate_scale = float(rate_scale)
 
     def forward(self, x: torch.Tensor, T: int, time_major: bool = False) -> torch.Tensor:
@@ -159,11 +161,12 @@ class Latency(nn.Module):
     """
 
     name = "latency"
+    accepts = ("images",)
 
     def __init__(self, threshold: float = 0.2, linear: bool = True):
         super().__init__()
         if not (isinstance(threshold, numbers.Real) and 0.0 <= threshold < 1.0):
-            raise UserError(f"encoder.threshold={threshold!r} is invalid: it must be in [0, 1)")
+            raise invalid("encoder.threshold", threshold, "it must be in [0, 1)")
         if not linear and threshold <= 0.0:
             raise UserError(
                 f"encoder.threshold={threshold!r} is invalid with encoder.linear=false: the log latency "
@@ -225,6 +228,8 @@ class PoissonHz(Poisson):
     spike trains pass through unchanged, as in Poisson.
     """
 
+    name = "poisson_hz"
+
     def __init__(self, max_rate: float = 200.0, dt: float = 1.0):
         max_rate = _positive("max_rate", max_rate, "a rate in Hz, e.g. encoder.max_rate=200")
         dt = _positive("dt", dt, "a time step in ms, e.g. encoder.dt=1.0")
@@ -269,6 +274,7 @@ class SSTB(nn.Module):
     """
 
     name = "sstb"
+    accepts = ("images",)
 
     def __init__(self, dt: float = 1.0, scale: float = 1.0):
         super().__init__()
@@ -320,10 +326,11 @@ class Phase(nn.Module):
     """
 
     name = "phase"
+    accepts = ("images",)
 
     def __init__(self, phases: int = 8):
         super().__init__()
-        if not (isinstance(phases, numbers.Integral) and not isinstance(phases, bool) and 1 <= phases <= 30):
+        if not (is_int(phases) and 1 <= phases <= 30):
             raise _invalid("phases", phases, "the number of phases must be an integer in 1..30",
                            "e.g. encoder.phases=8")
         self.phases = int(phases)
@@ -351,6 +358,7 @@ class Delta(nn.Module):
     """
 
     name = "delta"
+    accepts = ("images", "spike_trains", "sequences")
 
     def __init__(self, threshold: float = 0.1, off_spike: bool = False, first: bool = True):
         super().__init__()
@@ -396,15 +404,16 @@ class Population(nn.Module):
     """
 
     name = "population"
+    accepts = ("images",)
 
     def __init__(self, n: int = 8, lo: float = 0.0, hi: float = 1.0, sigma: Optional[float] = None,
                  mode: str = "current", threshold: float = 0.1):
         super().__init__()
-        if not (isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 2):
+        if not (is_int(n) and n >= 2):
             raise _invalid("n", n, "the number of neurons per feature must be an integer >= 2", "e.g. encoder.n=8")
-        if not _real(lo):
+        if not is_real(lo):
             raise _invalid("lo", lo, "it must be a finite number", "e.g. encoder.lo=0.0")
-        if not (_real(hi) and hi > lo):
+        if not (is_real(hi) and hi > lo):
             raise _invalid("hi", hi, f"it must be a finite number above encoder.lo={lo!r}", f"encoder.hi > {lo!r}")
         if sigma is not None:
             sigma = _positive("sigma", sigma, "a width in input units, or encoder.sigma=null (the centres' spacing)")
@@ -444,11 +453,14 @@ class BinnedLatency(nn.Module):
     groups the inputs that share a time into one event (the paper's virtual input neurons).
     """
 
+    accepts = ("images",)
+    event_based = True     # a part of the event network (network=event_mlp, learning=exact)
+
     event_times = True     # the output is spike times, not a [T, B, ...] sequence
 
     def __init__(self, bins: int = 1, v_th: float = 0.01):
         super().__init__()
-        if isinstance(bins, bool) or not isinstance(bins, numbers.Integral) or not 1 <= bins <= 255:
+        if not is_int(bins) or not 1 <= bins <= 255:
             raise _invalid("bins", bins, "it must be an integer in [1, 255]", "encoder.bins=1 (binarised pixels)")
         v_th = _positive("v_th", v_th, "encoder.v_th=0.01")
         if not v_th * bins < 1:

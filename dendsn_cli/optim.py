@@ -16,18 +16,20 @@ import math
 
 import torch
 
+from dendsn_cli.config.checks import must_be
+
 
 class AdaBelief(torch.optim.Optimizer):
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-16, eps_root: float = 1e-16,
                  weight_decay: float = 0.0):
         betas = tuple(betas)
         if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
-            raise ValueError(f"lr must be a number > 0 (got lr={lr!r})")
+            raise must_be("lr", lr, "a number > 0", named=True)
         if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in betas):
-            raise ValueError(f"betas must be two numbers in [0, 1) (got betas={list(betas)!r})")
+            raise must_be("betas", list(betas), "two numbers in [0, 1)", named=True)
         for key, value in (("eps", eps), ("eps_root", eps_root), ("weight_decay", weight_decay)):
             if not (isinstance(value, (int, float)) and value >= 0):
-                raise ValueError(f"{key} must be a number >= 0 (got {key}={value!r})")
+                raise must_be(key, value, "a number >= 0", named=True)
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, eps_root=eps_root, weight_decay=weight_decay))
 
     @torch.no_grad()

@@ -33,30 +33,20 @@ silent); `EventFirstSpike` (built from readout=first_spike) scores them:
                    prediction = the earliest output; without pseudospikes: the earliest ordinary spike
                    (no output spike: no prediction, counted wrong)
 
-A read-out's ``neuron(factory)`` gives the read-out layer's neuron factory: the network's own spiking
+A read-out that can score the event network's output times declares ``event_readout = True`` (first_spike),
+which the config's rules read (`dendsn_cli.config.capabilities`). A read-out's ``neuron(factory)`` gives the read-out layer's neuron factory: the network's own spiking
 read-out (``network.readout``) for the spiking read-outs, an `LI` of time constant ``tau`` for the others.
 """
 
 from __future__ import annotations
 
 import functools
-import math
-import numbers
 
 import torch
 from torch import nn
 
-
-def _number(key: str, value, *, above: float | None = None, minimum: float | None = None,
-            maximum: float | None = None) -> float:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (above is None or value > above) and (minimum is None or value >= minimum)
-    ok = ok and (maximum is None or value <= maximum)
-    if not ok:
-        bounds = [f"> {above}" if above is not None else "", f">= {minimum}" if minimum is not None else "",
-                  f"<= {maximum}" if maximum is not None else ""]
-        raise ValueError(f"{key} must be a number {' and '.join(b for b in bounds if b)} (got {value!r})")
-    return float(value)
+from dendsn.neurons import LI
+from dendsn_cli.config.checks import must_be, number
 
 
 class Readout:
@@ -95,7 +85,7 @@ class Rate(Readout):
     name = "rate"
 
     def __init__(self, gain: float = 10.0):
-        self.gain = _number("gain", gain, above=0.0)
+        self.gain = number("gain", gain, above=0.0)
 
     def scores(self, out):
         return out.mean(0)
@@ -110,8 +100,8 @@ class TimeWeighted(Readout):
     name = "time_weighted"
 
     def __init__(self, decay: float = 0.5, gain: float = 1.0):
-        self.decay = _number("decay", decay, above=0.0)
-        self.gain = _number("gain", gain, above=0.0)
+        self.decay = number("decay", decay, above=0.0)
+        self.gain = number("gain", gain, above=0.0)
 
     def weights(self, T: int, like: torch.Tensor) -> torch.Tensor:
         t = torch.arange(T, device=like.device, dtype=like.dtype)
@@ -152,10 +142,11 @@ class FirstSpike(Readout):
     """
 
     name = "first_spike"
+    event_readout = True    # also scores the event network's output times (as `EventFirstSpike`)
 
     def __init__(self, silent_time: float | None = None, temperature: float = 1.0):
-        self.silent_time = None if silent_time is None else _number("silent_time", silent_time, minimum=0.0)
-        self.temperature = _number("temperature", temperature, above=0.0)
+        self.silent_time = None if silent_time is None else number("silent_time", silent_time, minimum=0.0)
+        self.temperature = number("temperature", temperature, above=0.0)
 
     def times(self, out: torch.Tensor) -> torch.Tensor:
         T = out.shape[0]
@@ -190,8 +181,8 @@ class MSECount(Readout):
     name = "mse_count"
 
     def __init__(self, correct_rate: float = 0.8, incorrect_rate: float = 0.2):
-        self.correct_rate = _number("correct_rate", correct_rate, minimum=0.0, maximum=1.0)
-        self.incorrect_rate = _number("incorrect_rate", incorrect_rate, minimum=0.0, maximum=1.0)
+        self.correct_rate = number("correct_rate", correct_rate, minimum=0.0, maximum=1.0)
+        self.incorrect_rate = number("incorrect_rate", incorrect_rate, minimum=0.0, maximum=1.0)
         if not self.incorrect_rate < self.correct_rate:
             raise ValueError(f"incorrect_rate must be below correct_rate (got incorrect_rate={incorrect_rate}, "
                              f"correct_rate={correct_rate})")
@@ -213,14 +204,12 @@ class Membrane(Readout):
 
     def __init__(self, reduce: str = "final", tau: float = 4.0):
         if reduce not in self.REDUCE:
-            raise ValueError(f"reduce must be one of {', '.join(self.REDUCE)} (got {reduce!r})")
+            raise must_be("reduce", reduce, f"one of {', '.join(self.REDUCE)}")
         self.reduce = reduce
-        self.tau = _number("tau", tau, minimum=1.0)
+        self.tau = number("tau", tau, minimum=1.0)
         self.name = f"membrane_{reduce}"
 
     def neuron(self, factory):
-        from dendsn.neurons import LI
-
         return functools.partial(LI, tau=self.tau)
 
     def scores(self, out):
@@ -258,9 +247,9 @@ class EventFirstSpike(Readout):
     name = "first_spike"
 
     def __init__(self, T: float, temperature: float = 1.0, gamma: float = 0.0):
-        self.T = _number("T", T, above=0.0)
-        self.temperature = _number("temperature", temperature, above=0.0)
-        self.gamma = _number("gamma", gamma, minimum=0.0)
+        self.T = number("T", T, above=0.0)
+        self.temperature = number("temperature", temperature, above=0.0)
+        self.gamma = number("gamma", gamma, minimum=0.0)
 
     def scores(self, out):
         return -out[0]

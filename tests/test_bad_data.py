@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from conftest import one_error, snapshot
-from dendsn_cli import data
+from dendsn_cli.data import images as data   # the module that reads DEBIAN_FASHION_MNIST (patched below)
 from dendsn_cli.data import TorchvisionImages
 from dendsn_cli.errors import UserError
 from test_data import _write_fake_mnist, _write_idx
