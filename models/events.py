@@ -45,7 +45,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from .neurons import check_range
+from .neurons.base import check_range
 
 
 class Theta:

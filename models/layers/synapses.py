@@ -55,7 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .compartments import decay_operator, leaky_scan
+from ..dendritic.compartments import decay_operator, leaky_scan
 
 
 def _check_step_mode(step_mode: str) -> str:

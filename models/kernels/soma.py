@@ -38,7 +38,7 @@ from typing import Optional, Union
 
 import torch
 
-from .surrogate import Sigmoid, Surrogate
+from ..neurons.surrogate import Sigmoid, Surrogate
 
 Alpha = Union[float, torch.Tensor]
 

@@ -44,7 +44,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .neurons import SpikingModule, StepNeuron, check_range
+from .base import SpikingModule, StepNeuron, check_range
 from .surrogate import Sigmoid, Surrogate
 
 ACTS = {"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh, "identity": lambda z: z}

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .neurons import SpikingModule
+from ..neurons.base import SpikingModule
 
 KINDS = ("learned", "inhibition")
 

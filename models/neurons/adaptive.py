@@ -64,7 +64,7 @@ from typing import Optional
 
 import torch
 
-from .neurons import StepNeuron, check_range
+from .base import StepNeuron, check_range
 from .surrogate import Sigmoid
 
 
