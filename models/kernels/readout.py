@@ -9,7 +9,7 @@ reference computes every compartment for every step (`dendrite.Dendrite.multi_st
   rank-1 read-out (on CPU a leaky recurrence instead of Ell when Ell is geometric): one pass
   over x instead of forming all K compartments for all T steps; the compartment state after the
   last step is left to the neuron to compute if it is read;
-* active, segregated compartments: `compartments.active_scan`, the leaky recurrence and
+* active, segregated compartments: `kernels.compartments.active_scan`, the leaky recurrence and
   a = sum_k phi_k (v_p + f(v_p))_k step by step in one autograd node (no [T, ..., K] temporaries);
 * active, coupled compartments (inherently sequential): `dendrite.Dendrite.loop_readout`, the step
   loop in one autograd node.
@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from ..dendritic import compartments, dendrite
+from . import compartments as fused_compartments
 
 CACHE: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()   # neuron -> (key, terms)
 
@@ -72,7 +73,7 @@ def drive_at_once(neuron: nn.Module, x: torch.Tensor, v_p0: Optional[torch.Tenso
         v_rest = comp.v_rest
         w0 = None if v_p0 is None else (v_p0 - v_rest if v_rest != 0.0 else v_p0)
         a, gain_d = comp.terms()
-        u, w = compartments.active_scan(x, w0, a, gain_d, *terms, comp.activation, comp.beta, comp.theta_d - v_rest)
+        u, w = fused_compartments.active_scan(x, w0, a, gain_d, *terms, comp.activation, comp.beta, comp.theta_d - v_rest)
         v_p = w + v_rest if v_rest != 0.0 else w
         state = (v_p, comp.potential(v_p))
     elif mode == "loop":
@@ -110,7 +111,7 @@ def readout_terms(neuron: nn.Module, T: int, like: torch.Tensor, alpha0: float, 
     cast = dict(dtype=like.dtype, device=like.device)
     if mode == "loop":                                          # a = sum_k c_k v_k, v_rest included
         return (c * ig).to(**cast), alpha, u0
-    if mode == "active":                                        # y = a - v_rest Phi (see compartments.active_scan)
+    if mode == "active":                                        # y = a - v_rest Phi (see kernels.compartments.active_scan)
         s = comp.strength.detach().to("cpu", torch.float64)
         c = c * ig
         cs = c * s
