@@ -75,20 +75,7 @@ class DendriticNeuron(SpikingModule):
         dendrite_method: str = "auto",
         firing: Optional[Surrogate] = None,
     ):
-        cell = soma if isinstance(soma, nn.Module) else soma() if callable(soma) else None
-        if not isinstance(cell, SpikingModule):
-            raise ValueError(f"soma must be a point neuron of dendsn (got soma={soma!r})")
-        if getattr(cell, "inputs_per_neuron", 1) != 1:
-            raise ValueError(f"soma must be a point neuron, not a dendritic one (got {type(cell).__name__})")
-        iterative = isinstance(cell, StepNeuron)
-        if not iterative and forward_mode == "voltage_difference":
-            raise ValueError(f"the {type(cell).__name__} soma has no membrane potential for forward_mode=voltage_difference; "
-                             "use neuron.forward_mode=activation")
-        if not iterative and bap_psi != 0.0:
-            raise ValueError(f"the {type(cell).__name__} soma is not iterative, so it cannot take a back-propagating spike; use bap_psi=0")
-        if not iterative and firing is not None:
-            raise ValueError(f"the {type(cell).__name__} soma fires all steps at once, so it cannot take stochastic firing; "
-                             "use neuron.firing.kind=deterministic")
+        cell = soma_cell(soma, forward_mode, bap_psi, firing)
         super().__init__(step_mode)
         if forward_mode not in ("voltage_difference", "activation"):
             raise ValueError(f"forward_mode must be 'voltage_difference' or 'activation' (got forward_mode={forward_mode!r})")
@@ -348,6 +335,26 @@ class DendriticNeuron(SpikingModule):
 
     def extra_repr(self) -> str:
         return f"forward_mode={self.forward_mode!r}, bap_psi={self.bap_psi}, step_mode={self.step_mode!r}"
+
+
+def soma_cell(soma, forward_mode: str, bap_psi: float, firing) -> SpikingModule:
+    """The soma module of ``soma`` (a point neuron or a factory of one), checked against the options
+    that need an iterative soma (a membrane potential, a single step)."""
+    cell = soma if isinstance(soma, nn.Module) else soma() if callable(soma) else None
+    if not isinstance(cell, SpikingModule):
+        raise ValueError(f"soma must be a point neuron of dendsn (got soma={soma!r})")
+    if getattr(cell, "inputs_per_neuron", 1) != 1:
+        raise ValueError(f"soma must be a point neuron, not a dendritic one (got {type(cell).__name__})")
+    iterative = isinstance(cell, StepNeuron)
+    if not iterative and forward_mode == "voltage_difference":
+        raise ValueError(f"the {type(cell).__name__} soma has no membrane potential for forward_mode=voltage_difference; "
+                         "use neuron.forward_mode=activation")
+    if not iterative and bap_psi != 0.0:
+        raise ValueError(f"the {type(cell).__name__} soma is not iterative, so it cannot take a back-propagating spike; use bap_psi=0")
+    if not iterative and firing is not None:
+        raise ValueError(f"the {type(cell).__name__} soma fires all steps at once, so it cannot take stochastic firing; "
+                         "use neuron.firing.kind=deterministic")
+    return cell
 
 
 Dendritic = DendriticNeuron      # the config's name (neuron=dendritic)

@@ -12,7 +12,7 @@ from ..neurons.surrogate import Sigmoid
 EXP_CAP = 20.0   # AdEx: exp((v - theta_rh) / delta_T) is evaluated at most at exp(20) (no overflow on a runaway v)
 
 
-class AdaptScan(torch.autograd.Function):
+class _AdaptScan(torch.autograd.Function):
     """All T steps of `neurons.adaptive` two-state models (AdEx, Izhikevich) (one sub-step each) in one autograd node.
 
     Forward, per step, in place into preallocated [T, B, ...] outputs (no autograd graph):
@@ -116,6 +116,9 @@ class AdaptScan(torch.autograd.Function):
         g_x.mul_(k / tau)
         return g_x, c_v, c_w, None, None
 
+
+
+AdaptScan = _AdaptScan   # its autograd node keeps the name _AdaptScanBackward (tests look for it)
 
 def add_q(h: torch.Tensor, v: torch.Tensor, cell, tmp: torch.Tensor) -> None:
     """h += q(v), in place (tmp a scratch buffer)."""

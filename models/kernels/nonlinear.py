@@ -88,21 +88,6 @@ class NonlinearIFScan(torch.autograd.Function):
         return g_h.div_(tau), g_v0, None, None, None, None, None, None, None, None
 
 
-def lif_feedback_drive(x_seq, tau: float, decay_input: bool, v_reset: Optional[float], fb: float):
-    """(m_seq, alpha') of the LIF charge with feedback: m[t] = drive[t] + alpha' v[t-1] once the
-    recurrent term is added, drive = x / tau + v_reset / tau (decay_input) or x + v_reset / tau,
-    alpha' = 1 - 1/tau - gain feedback (gain 1/tau or 1); m_seq is a new contiguous [T, ...] buffer."""
-    m_seq = torch.empty_like(x_seq, memory_format=torch.contiguous_format)
-    gain = 1.0 / tau if decay_input else 1.0
-    if decay_input:
-        torch.div(x_seq, tau, out=m_seq)
-    else:
-        m_seq.copy_(x_seq)
-    if v_reset:
-        m_seq.add_(v_reset / tau)
-    return m_seq, 1.0 - 1.0 / tau - gain * fb, gain
-
-
 class KLIFScan(torch.autograd.Function):
     """KLIF, all T steps: m = drive + alpha' v, F = relu(k m), s = F >= theta, v = reset(F or F / k).
 
@@ -112,7 +97,7 @@ class KLIFScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x_seq, v0, k, tau, decay_input, scale_reset, theta, v_reset, firing, detach, training, fb):
         k_f = float(k.detach())
-        m_seq, a1, gain = lif_feedback_drive(x_seq, tau, decay_input, v_reset, fb)
+        m_seq, a1, gain = soma.lif_feedback_drive(x_seq, tau, decay_input, v_reset, fb)
         F_seq, s_seq = torch.empty_like(m_seq), torch.empty_like(m_seq)
         v_buf = torch.empty_like(m_seq[0])
         v = v0
@@ -165,7 +150,7 @@ class LIAFScan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x_seq, v0, tau, decay_input, theta, v_reset, firing, detach, training, fb, act, tr):
-        h_seq, a1, gain = lif_feedback_drive(x_seq, tau, decay_input, v_reset, fb)
+        h_seq, a1, gain = soma.lif_feedback_drive(x_seq, tau, decay_input, v_reset, fb)
         s_seq = torch.empty_like(h_seq)
         v_buf = torch.empty_like(h_seq[0])
         v = v0

@@ -15,8 +15,13 @@ integrator followed by a firing function and a reset. Per time step t:
     LIF, no decay_input:  alpha = 1 - 1/tau,  u[t] = x[t] + v_reset / tau
     IF:                   alpha = 1,          u[t] = x[t]
 
-``lif_terms`` computes (alpha, u) for the LIF family so models do not write the algebra twice
-(``lif_drive`` the same as (alpha, u, gain) with u * gain the drive, for `multi_step`'s ``gain``).
+The LIF algebra lives here, once per floating-point form: ``lif_terms`` computes (alpha, u) for the
+linear somas (LIF, PLIF and the dendritic neuron's LIF soma; ``lif_drive`` the same as (alpha, u,
+gain) with u * gain the drive, for `multi_step`'s ``gain``); ``lif_charge`` is SpikingJelly's form
+term for term, h = v + (x - (v - v_reset)) / tau, the reference step of KLIF, LIAF and ALIF, and
+``lif_feedback_drive`` its drive for their fused kernels (`kernels.nonlinear`). The two forms are the
+same map in exact arithmetic and round differently, so each model keeps the one its numbers were
+recorded with.
 
 `multi_step` runs all T steps in one autograd node, a few in-place tensor ops per step on [B, ...]
 slices written into preallocated outputs (no autograd graph, no temporaries): three forward
@@ -61,6 +66,29 @@ def lif_drive(x: torch.Tensor, inv_tau: Alpha, v_reset: Optional[float], decay_i
         return 1.0 - inv_tau, x, (inv_tau if decay_input else 1.0)
     alpha, u = lif_terms(x, inv_tau, v_reset, decay_input)
     return alpha, u, 1.0
+
+
+def lif_charge(x, v, tau: float, decay_input: bool, v_reset: Optional[float]):
+    """h of the LIF charge in SpikingJelly's form, term for term (the reference step of KLIF, LIAF, ALIF)."""
+    vr = 0.0 if v_reset is None else v_reset
+    if decay_input:
+        return v + (x - (v - vr)) / tau
+    return v - (v - vr) / tau + x
+
+
+def lif_feedback_drive(x_seq, tau: float, decay_input: bool, v_reset: Optional[float], fb: float):
+    """(m_seq, alpha') of the LIF charge with feedback: m[t] = drive[t] + alpha' v[t-1] once the
+    recurrent term is added, drive = x / tau + v_reset / tau (decay_input) or x + v_reset / tau,
+    alpha' = 1 - 1/tau - gain feedback (gain 1/tau or 1); m_seq is a new contiguous [T, ...] buffer."""
+    m_seq = torch.empty_like(x_seq, memory_format=torch.contiguous_format)
+    gain = 1.0 / tau if decay_input else 1.0
+    if decay_input:
+        torch.div(x_seq, tau, out=m_seq)
+    else:
+        m_seq.copy_(x_seq)
+    if v_reset:
+        m_seq.add_(v_reset / tau)
+    return m_seq, 1.0 - 1.0 / tau - gain * fb, gain
 
 
 def reset(h, s, theta, v_reset):

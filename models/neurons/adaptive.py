@@ -1,6 +1,6 @@
 """Adaptive and conductance point neurons: AdEx, Izhikevich, ALIF, ThetaLIF, CLIF, GLIF5 and Hodgkin-Huxley.
 
-Every model is a `neurons.StepNeuron`: one time step (index t, input current x[t]) written as
+Every model is a `neurons.base.StepNeuron`: one time step (index t, input current x[t]) written as
 charge -> fire -> after-spike update, with s[t] = F(h[t] - threshold), F the Heaviside step with a
 surrogate gradient. "reset(h, s)" is v_reset where s = 1 (hard) or h - theta s (soft, v_reset=None).
 detach_reset detaches s in the reset of v only; spike-triggered jumps of the other state variables
@@ -65,6 +65,7 @@ from typing import Optional
 import torch
 
 from ..kernels import adaptive as fused
+from ..kernels import soma
 from .base import StepNeuron, check_range
 
 
@@ -248,8 +249,7 @@ class ALIF(StepNeuron):
 
     def charge(self, x, state):
         v, a = state[0], state[1]
-        vr = 0.0 if self.v_reset is None else self.v_reset
-        return v + (x - (v - vr)) / self.tau, (self.rho * a,)
+        return soma.lif_charge(x, v, self.tau, True, self.v_reset), (self.rho * a,)
 
     def threshold(self, a):
         return self.v_threshold + self.beta * a

@@ -50,7 +50,7 @@ class SpikingModule(nn.Module):
 
 def outer_spiking(module: nn.Module):
     """The spiking modules of a network, input side first, without those inside another one (the
-    soma of a `dendritic.Dendritic` neuron is part of that neuron, not a layer of its own)."""
+    soma of a `dendritic.DendriticNeuron` is part of that neuron, not a layer of its own)."""
     for child in module.children():
         if isinstance(child, SpikingModule):
             yield child
@@ -144,9 +144,7 @@ class StepNeuron(SpikingModule):
     def reset_v(self, h: torch.Tensor, s: torch.Tensor, theta=None) -> torch.Tensor:
         """v after the reset: v_reset where s = 1 (hard) or h - theta s (soft; theta defaults to v_threshold)."""
         s = s.detach() if self.detach_reset else s
-        if self.v_reset is None:
-            return h - (self.v_threshold if theta is None else theta) * s
-        return h * (1.0 - s) + self.v_reset * s
+        return soma.reset(h, s, self.v_threshold if theta is None else theta, self.v_reset)
 
     def after(self, h: torch.Tensor, s: torch.Tensor, aux: tuple) -> tuple:
         return (self.reset_v(h, s),) + tuple(aux)
@@ -251,7 +249,7 @@ def check_range(name: str, value, low: Optional[float] = None, high: Optional[fl
 
 class PointNeuron(StepNeuron):
     """A soma driven directly by its input current, linear below threshold: subclasses define
-    ``leak_and_drive`` (alpha, u), the charge h = alpha v + u of `soma.py`, and the whole sequence
+    ``leak_and_drive`` (alpha, u), the charge h = alpha v + u of `kernels.soma`, and the whole sequence
     runs in that module's fused kernel. With a refractory period the generic `StepNeuron` loop runs
     instead (the same charge, through `charge`).
 
@@ -260,7 +258,7 @@ class PointNeuron(StepNeuron):
     h crosses the threshold where the neuron fires); off by default, they cost memory."""
 
     def leak_and_drive(self, x: torch.Tensor):
-        """(alpha, u) of `soma.py` for input current ``x``."""
+        """(alpha, u) of `kernels.soma` for input current ``x``."""
         raise NotImplementedError
 
     @property

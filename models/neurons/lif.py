@@ -1,4 +1,4 @@
-"""Point spiking neurons: LIF, IF and PLIF, each a thin shell around the fused soma of `soma.py`.
+"""Point spiking neurons: LIF, IF and PLIF, each a thin shell around the fused soma of `kernels.soma`.
 
     LIF  (decay_input):  h[t] = v[t-1] + (x[t] - (v[t-1] - v_reset)) / tau
     LIF  (no decay):     h[t] = v[t-1] - (v[t-1] - v_reset) / tau + x[t]

@@ -1,4 +1,4 @@
-"""Nonlinear and variant point neurons: QIF, EIF, KLIF, LIAF (`neurons.StepNeuron` models) and PSN.
+"""Nonlinear and variant point neurons: QIF, EIF, KLIF, LIAF (`neurons.base.StepNeuron` models) and PSN.
 
     QIF:   h[t] = v[t-1] + (x[t] + a0 (v[t-1] - v_rest) (v[t-1] - v_c)) / tau
     EIF:   h[t] = v[t-1] + (x[t] - (v[t-1] - v_rest) + delta_T exp((v[t-1] - theta_rh) / delta_T)) / tau
@@ -18,7 +18,7 @@
 Defaults are SpikingJelly 2's (``QIFNode``, ``EIFNode``, ``KLIFNode``, ``LIAFNode``, ``PSN``) and the
 same parameters give the same spikes and gradients; H is the surrogate's Heaviside (H(0) = 1).
 Every model but PSN takes ``refractory`` (steps) and a ``feedback`` through `StepNeuron.run`; see
-`neurons.StepNeuron` for both.
+`neurons.base.StepNeuron` for both.
 
 Fast paths. `charge` below is the reference step (the generic `StepNeuron` loop runs it under
 autograd, and serves refractory periods and ``store_seq``). ``fused_scan`` runs all T steps of a model
@@ -45,6 +45,7 @@ import torch
 from torch import nn
 
 from ..kernels import nonlinear as fused
+from ..kernels import soma
 from .base import SpikingModule, StepNeuron, check_range
 from .surrogate import Sigmoid, Surrogate
 
@@ -55,14 +56,6 @@ def _flag(name: str, value) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"{name} must be true or false (got {name}={value!r})")
     return value
-
-
-def _lif_charge(x, v, tau: float, decay_input: bool, v_reset: Optional[float]):
-    """SpikingJelly's LIF charge, term for term (KLIF and LIAF start from it)."""
-    vr = 0.0 if v_reset is None else v_reset
-    if decay_input:
-        return v + (x - (v - vr)) / tau
-    return v - (v - vr) / tau + x
 
 
 # --- the models -------------------------------------------------------------------------------------
@@ -126,7 +119,7 @@ class KLIF(StepNeuron):
         self.k = nn.Parameter(torch.tensor(check_range("k", k, 0.0, low_open=True)))
 
     def charge(self, x, state):
-        F = torch.relu(self.k * _lif_charge(x, state[0], self.tau, self.decay_input, self.v_reset))
+        F = torch.relu(self.k * soma.lif_charge(x, state[0], self.tau, self.decay_input, self.v_reset))
         return (F / self.k if self.scale_reset else F), (F,)
 
     def fire(self, h, aux):
@@ -165,7 +158,7 @@ class LIAF(StepNeuron):
         self.threshold_related = _flag("threshold_related", threshold_related)
 
     def charge(self, x, state):
-        return _lif_charge(x, state[0], self.tau, self.decay_input, self.v_reset), ()
+        return soma.lif_charge(x, state[0], self.tau, self.decay_input, self.v_reset), ()
 
     def output(self, h: torch.Tensor) -> torch.Tensor:
         return ACTS[self.act](h - self.v_threshold if self.threshold_related else h)
