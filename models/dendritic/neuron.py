@@ -375,6 +375,12 @@ class DendLIF(DendriticNeuron):
     tau = property(lambda self: self.soma.tau, lambda self, value: setattr(self.soma, "tau", value))
     decay_input = property(lambda self: self.soma.decay_input, lambda self, value: setattr(self.soma, "decay_input", value))
 
+    @property
+    def input_gain(self) -> float:
+        """1/tau (decay_input) or 1, as DendLIF has always computed it (the LIF soma's du/dx, which a
+        `DendriticNeuron` with a LIF soma uses, can differ from it in the last bit when v_reset != 0)."""
+        return 1.0 / self.tau if self.decay_input else 1.0
+
 
 class DendIF(DendriticNeuron):
     """`DendriticNeuron` with an IF soma, from flat keys: h = v + J. Other keywords: `DendriticNeuron`'s."""

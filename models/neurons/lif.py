@@ -36,10 +36,6 @@ class LIF(PointNeuron):
     def leak_and_drive(self, x):
         return soma.lif_terms(x, 1.0 / self.tau, self.v_reset, self.decay_input)
 
-    @property
-    def input_gain(self) -> float:
-        return 1.0 / self.tau if self.decay_input else 1.0
-
     def drive(self, x):
         return soma.lif_drive(x, 1.0 / self.tau, self.v_reset, self.decay_input)
 
