@@ -1,4 +1,57 @@
 """dendsn model library: point and dendritic spiking neurons as plain torch modules.
 
-Imported as ``dendsn``; nothing here knows about Hydra, files or logging.
+Imported as ``dendsn``; nothing here knows about Hydra, files or logging. Packages by role:
+
+    neurons/     point neurons: base (SpikingModule, StepNeuron, PointNeuron, checks), lif (LIF, IF,
+                 PLIF, LI), nonlinear (QIF, EIF, KLIF, LIAF, PSN), adaptive (AdEx, Izhikevich, ALIF, ...),
+                 surrogate (surrogate gradients, stochastic firing)
+    dendritic/   compartments, wiring, dendrite, soma (the dendrite's drive of the soma), neuron (one
+                 DendriticNeuron; DendLIF / DendIF are presets of it)
+    kernels/     the hand-written autograd Functions and the fast paths (with their caches), each beside
+                 the reference step it equals
+    layers/      synapses, competition, recurrent
+    networks/    networks (MLP, ConvNet, Conv1dNet), calibrate
+    events.py    the event simulator (exact spike times)
+
+The module paths of the flat layout before it (``dendsn.wiring``, ``dendsn.soma``, ...) are named
+by configs' ``_target_`` strings and users' stored configs: `ALIASES` maps each to its module now,
+so ``import dendsn.wiring`` gives the very module ``dendsn.dendritic.wiring``.
 """
+
+import importlib
+import importlib.abc
+import importlib.util
+import sys
+
+ALIASES = {
+    "dendsn.nonlinear": "dendsn.neurons.nonlinear",
+    "dendsn.adaptive": "dendsn.neurons.adaptive",
+    "dendsn.surrogate": "dendsn.neurons.surrogate",
+    "dendsn.compartments": "dendsn.dendritic.compartments",
+    "dendsn.wiring": "dendsn.dendritic.wiring",
+    "dendsn.dendrite": "dendsn.dendritic.dendrite",
+    "dendsn.soma": "dendsn.kernels.soma",
+    "dendsn.synapses": "dendsn.layers.synapses",
+    "dendsn.competition": "dendsn.layers.competition",
+    "dendsn.recurrent": "dendsn.layers.recurrent",
+    "dendsn.calibrate": "dendsn.networks.calibrate",
+}
+# dendsn.neurons, dendsn.dendritic and dendsn.networks are packages now that re-export what those
+# modules exported; dendsn.events kept its place.
+
+
+class AliasFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Import an old module path in `ALIASES` as the module it names (the same object)."""
+
+    def find_spec(self, name, path=None, target=None):
+        return importlib.util.spec_from_loader(name, self) if name in ALIASES else None
+
+    def create_module(self, spec):
+        return importlib.import_module(ALIASES[spec.name])
+
+    def exec_module(self, module) -> None:
+        """The module ran when `create_module` imported it under its own name."""
+
+
+if not any(isinstance(f, AliasFinder) for f in sys.meta_path):
+    sys.meta_path.insert(0, AliasFinder())

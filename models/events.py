@@ -43,9 +43,10 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import torch
+import torch.distributed as tdist
 from torch import nn
 
-from .neurons import check_range
+from .neurons.base import check_range
 
 
 class Theta:
@@ -479,8 +480,6 @@ class EventStats:
 
     def all_reduce(self, net: EventMLP) -> None:
         """Sum the counts of every process of a torch.distributed group (max for the most events)."""
-        import torch.distributed as tdist
-
         counts = self.counts if self.counts is not None else torch.zeros(sum(net.sizes))
         device = counts.device if tdist.get_backend() != "nccl" else torch.device("cuda", torch.cuda.current_device())
         total = torch.cat([counts.float().to(device), torch.tensor(

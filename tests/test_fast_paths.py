@@ -11,6 +11,7 @@ import torch
 
 from dendsn import soma, surrogate
 from dendsn.compartments import Active, Passive
+from dendsn.kernels import readout
 from dendsn.dendritic import DendIF, DendLIF
 from dendsn.wiring import Chain, KTo1, Segregated, Tree
 
@@ -74,7 +75,7 @@ def test_fast_path_is_taken_for_the_default_neurons():
                  NEURONS["active_coupled_kto1"]):
         n = make()
         n(torch.rand(4, 2, 3 * n.inputs_per_neuron))
-        assert n._readout[0] is not None
+        assert readout.cached_terms(n)[0] is not None
 
 
 def test_conv_layout_fast_path():

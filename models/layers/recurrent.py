@@ -5,7 +5,7 @@
     s[t] = neuron.single_step(I[t])     the neuron keeps its state between steps
 
 Feature ``s * K_in + k`` of I is input compartment k of neuron s, the neuron-major layout of the
-feed-forward current (`dendritic.py`); a point neuron (K_in = 1) has W_rec [S, S]. Two kinds:
+feed-forward current (`dendritic.neuron`); a point neuron (K_in = 1) has W_rec [S, S]. Two kinds:
 
     learned      W_rec a parameter, W_rec ~ U(-a, a) with a = init_scale / sqrt(S) (0: starts at zero,
                  so a new network starts as its feed-forward version and `init_rate` calibrates it alike)
@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .neurons import SpikingModule
+from ..neurons.base import SpikingModule
 
 KINDS = ("learned", "inhibition")
 

@@ -17,7 +17,7 @@ sees the current of every input compartment. With I_s = sum_k I_s,k the total cu
     KWinnerTakeAll
         I_s,k <- I_s,k if I_s is among the k largest of the layer, else 0 (shunted)
 
-Layouts are those of `synapses.py`: linear currents [..., S*K_in] (neuron-major, feature s*K_in+k),
+Layouts are those of `layers.synapses`: linear currents [..., S*K_in] (neuron-major, feature s*K_in+k),
 conv currents [..., K_in*C, H, W] (compartment-major, channel k*C+c; competition runs over the C
 channels at every position). ndim 3 / 5 is multi-step [T, B, ...], ndim 2 / 4 single-step [B, ...].
 Gradients pass through the currents; the winners and theta are constants.

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from .networks import TimeDistributed
-from .neurons import SpikingModule
+from ..neurons.base import SpikingModule
 
 
 def _inner(m: nn.Module) -> nn.Module:

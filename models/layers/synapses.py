@@ -22,7 +22,7 @@ Synaptic filters shape the current in time:
     IdentityFilter:   i[t] = x[t]
     ExpFilter:        i[t] = (1 - 1/tau_s) * i[t-1] + x[t],   i[-1] = 0
 
-ExpFilter is linear and solved for all T at once with `compartments.leaky_scan`. Filters keep state
+ExpFilter is linear and solved for all T at once with `kernels.compartments.leaky_scan`. Filters keep state
 but are not spiking layers: they are plain modules with ``step_mode`` and ``reset()``, not `SpikingModule`s.
 
 The ``synapse`` config group: `Synapse` is the factory the network builders (`networks.MLP`, `ConvNet`,
@@ -55,7 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .compartments import decay_operator, leaky_scan
+from ..kernels.compartments import decay_operator, leaky_scan
 
 
 def _check_step_mode(step_mode: str) -> str:

@@ -40,8 +40,8 @@ from typing import Callable, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from .recurrent import RecurrentSynapse, check_steps, recurrent_kind
-from .synapses import Synapse, TimeDistributed
+from ..layers.recurrent import RecurrentSynapse, check_steps, recurrent_kind
+from ..layers.synapses import Synapse, TimeDistributed
 
 __all__ = ["Conv1dNet", "ConvNet", "MLP", "SampleDropout", "SpikingNet", "TimeDistributed"]
 

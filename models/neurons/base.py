@@ -1,20 +1,14 @@
-"""Point spiking neurons: LIF, IF and PLIF, each a thin shell around the fused soma of `soma.py`.
-
-    LIF  (decay_input):  h[t] = v[t-1] + (x[t] - (v[t-1] - v_reset)) / tau
-    LIF  (no decay):     h[t] = v[t-1] - (v[t-1] - v_reset) / tau + x[t]
-    IF:                  h[t] = v[t-1] + x[t]
-    PLIF:                LIF with a learnable 1/tau = sigmoid(w), w0 = -log(tau0 - 1)
-    then  s[t] = H(h[t] - v_threshold);  v[t] = v_reset where s[t] = 1 (hard reset),
-          or v[t] = h[t] - v_threshold * s[t] when v_reset is None (soft reset).
-
-Shapes: multi-step mode (``step_mode='m'``, the default) takes ``[T, B, ...]`` and returns spikes of
-the same shape; single-step mode (``'s'``) takes ``[B, ...]``. The membrane potential after the
-last step is kept in ``self.v`` until `reset()`.
+"""The base of every spiking module: the step-mode shell, the single-step model zoo base, the linear soma.
 
 Every spiking module in dendsn derives from `SpikingModule`; the runner finds spiking layers (for
 firing rates, potentials and local learning rules) by that type. ``inputs_per_neuron`` tells a
 network builder how many input features one neuron takes (1 for a point neuron, K_in for a
-dendritic one).
+dendritic one). Shapes: multi-step mode (``step_mode='m'``, the default) takes ``[T, B, ...]`` and
+returns spikes of the same shape; single-step mode (``'s'``) takes ``[B, ...]``.
+
+`StepNeuron` is a point neuron defined by one time step (the nonlinear and adaptive models);
+`PointNeuron` a soma linear below threshold, h = alpha v + u, run by the fused kernel of
+`kernels.soma` (LIF, IF, PLIF of `neurons.lif`).
 """
 
 from __future__ import annotations
@@ -25,7 +19,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from . import soma
+from ..kernels import soma
 from .surrogate import Sigmoid, Surrogate
 
 
@@ -56,7 +50,7 @@ class SpikingModule(nn.Module):
 
 def outer_spiking(module: nn.Module):
     """The spiking modules of a network, input side first, without those inside another one (the
-    soma of a `dendritic.Dendritic` neuron is part of that neuron, not a layer of its own)."""
+    soma of a `dendritic.DendriticNeuron` is part of that neuron, not a layer of its own)."""
     for child in module.children():
         if isinstance(child, SpikingModule):
             yield child
@@ -64,7 +58,7 @@ def outer_spiking(module: nn.Module):
             yield from outer_spiking(child)
 
 
-def _check_threshold(v_threshold: float, v_reset: Optional[float]) -> None:
+def check_threshold(v_threshold: float, v_reset: Optional[float]) -> None:
     if v_reset is not None and not v_reset < v_threshold:
         raise ValueError(f"v_reset must be below v_threshold (got v_reset={v_reset}, v_threshold={v_threshold})")
 
@@ -116,7 +110,7 @@ class StepNeuron(SpikingModule):
         super().__init__(step_mode)
         v_threshold = _finite("v_threshold", v_threshold)
         v_reset = None if v_reset is None else _finite("v_reset", v_reset)
-        _check_threshold(v_threshold, v_reset)
+        check_threshold(v_threshold, v_reset)
         if isinstance(refractory, bool) or not isinstance(refractory, int) or refractory < 0:
             raise ValueError(f"refractory must be a whole number of steps >= 0 (got refractory={refractory!r})")
         if refractory and not self.resets:
@@ -150,9 +144,7 @@ class StepNeuron(SpikingModule):
     def reset_v(self, h: torch.Tensor, s: torch.Tensor, theta=None) -> torch.Tensor:
         """v after the reset: v_reset where s = 1 (hard) or h - theta s (soft; theta defaults to v_threshold)."""
         s = s.detach() if self.detach_reset else s
-        if self.v_reset is None:
-            return h - (self.v_threshold if theta is None else theta) * s
-        return h * (1.0 - s) + self.v_reset * s
+        return soma.reset(h, s, self.v_threshold if theta is None else theta, self.v_reset)
 
     def after(self, h: torch.Tensor, s: torch.Tensor, aux: tuple) -> tuple:
         return (self.reset_v(h, s),) + tuple(aux)
@@ -170,7 +162,8 @@ class StepNeuron(SpikingModule):
     def v(self, value: Optional[torch.Tensor]) -> None:
         self.state = None if value is None else (value,) + (tuple(self.state[1:]) if self.state is not None else ())
 
-    def _state0(self, like: torch.Tensor) -> tuple:
+    def start_state(self, like: torch.Tensor) -> tuple:
+        """The state to continue from for an input like ``like``: the kept one, or `initial_state`."""
         if self.state is not None and self.state[0].shape == like.shape:
             return self.state
         like = like.detach()
@@ -178,6 +171,8 @@ class StepNeuron(SpikingModule):
             like = like.float()
         state = self.initial_state(like)
         return state + ((torch.zeros_like(like),) if self.refractory else ())
+
+    _state0 = start_state
 
     def step(self, x: torch.Tensor, state: tuple, feedback: float = 0.0):
         """One step from ``state`` (ending with the refractory counter when refractory > 0) -> (s, h, new state)."""
@@ -198,7 +193,7 @@ class StepNeuron(SpikingModule):
 
     def run(self, x_seq: torch.Tensor, feedback: float = 0.0) -> torch.Tensor:
         """All T steps of x_seq [T, B, ...] from the kept state; returns the output [T, B, ...]."""
-        state = self._state0(x_seq[0])
+        state = self.start_state(x_seq[0])
         if x_seq.dtype in (torch.float16, torch.bfloat16):
             x_seq = x_seq.float()
         fused = None if (self.store_seq or self.refractory) else self.fused_scan(x_seq, state, feedback)
@@ -221,7 +216,7 @@ class StepNeuron(SpikingModule):
         return self.run(x_seq)
 
     def single_step(self, x: torch.Tensor) -> torch.Tensor:
-        s, _, self.state = self.step(x, self._state0(x))
+        s, _, self.state = self.step(x, self.start_state(x))
         return s
 
     def reset(self) -> None:
@@ -254,7 +249,7 @@ def check_range(name: str, value, low: Optional[float] = None, high: Optional[fl
 
 class PointNeuron(StepNeuron):
     """A soma driven directly by its input current, linear below threshold: subclasses define
-    ``leak_and_drive`` (alpha, u), the charge h = alpha v + u of `soma.py`, and the whole sequence
+    ``leak_and_drive`` (alpha, u), the charge h = alpha v + u of `kernels.soma`, and the whole sequence
     runs in that module's fused kernel. With a refractory period the generic `StepNeuron` loop runs
     instead (the same charge, through `charge`).
 
@@ -263,7 +258,7 @@ class PointNeuron(StepNeuron):
     h crosses the threshold where the neuron fires); off by default, they cost memory."""
 
     def leak_and_drive(self, x: torch.Tensor):
-        """(alpha, u) of `soma.py` for input current ``x``."""
+        """(alpha, u) of `kernels.soma` for input current ``x``."""
         raise NotImplementedError
 
     @property
@@ -311,102 +306,3 @@ class PointNeuron(StepNeuron):
         )
         self.state = (v,)
         return s
-
-
-class LIF(PointNeuron):
-    """Leaky integrate-and-fire point neuron (see the module docstring for the update)."""
-
-    def __init__(self, tau: float = 2.0, decay_input: bool = True, **kw):
-        if not tau > 1:
-            raise ValueError(f"tau must be > 1 (got {tau})")
-        super().__init__(**kw)
-        self.tau, self.decay_input = float(tau), decay_input
-
-    def leak_and_drive(self, x):
-        return soma.lif_terms(x, 1.0 / self.tau, self.v_reset, self.decay_input)
-
-    def drive(self, x):
-        return soma.lif_drive(x, 1.0 / self.tau, self.v_reset, self.decay_input)
-
-    def extra_repr(self) -> str:
-        return f"tau={self.tau}, decay_input={self.decay_input}, " + super().extra_repr()
-
-
-class IF(PointNeuron):
-    """Integrate-and-fire point neuron: h[t] = v[t-1] + x[t]."""
-
-    def leak_and_drive(self, x):
-        return 1.0, x
-
-
-class PLIF(PointNeuron):
-    """LIF with a learnable time constant: 1/tau = sigmoid(w) (Fang et al. 2021)."""
-
-    def __init__(self, tau: float = 2.0, decay_input: bool = True, **kw):
-        if not tau > 1:
-            raise ValueError(f"tau must be > 1 (got {tau})")
-        super().__init__(**kw)
-        self.decay_input = decay_input
-        self.w = nn.Parameter(torch.tensor(-math.log(tau - 1.0)))
-
-    @property
-    def tau(self) -> float:
-        return float(1.0 / torch.sigmoid(self.w.detach()))
-
-    def leak_and_drive(self, x):
-        return soma.lif_terms(x, torch.sigmoid(self.w), self.v_reset, self.decay_input)
-
-
-
-class LI(SpikingModule):
-    """A non-spiking leaky integrator: the read-out layer of the membrane read-outs (``readout=membrane_*``,
-    ``time_softmax``; SPAIC's ``nonspikinglif``, snnTorch's ``reset_mechanism='none'`` output layer).
-
-        v[t] = v[t-1] + (x[t] - v[t-1]) / tau,   v[-1] = 0        (tau = 1: v[t] = x[t])
-
-    It never fires and never resets; its output is the potential sequence v [T, B, ...] itself. The
-    recursion is linear, so a multi-step pass is one [T, T] matrix product over the time axis,
-    v[t] = sum_{k<=t} (1/tau) (1 - 1/tau)^(t-k) x[k], plus the carried-over (1 - 1/tau)^(t+1) v[-1].
-    ``spiking = False`` tells the runner that the output is not spikes (no firing rate, raster or
-    rate calibration for this layer).
-    """
-
-    spiking = False
-
-    def __init__(self, tau: float = 2.0, step_mode: str = "m"):
-        if not (isinstance(tau, (int, float)) and not isinstance(tau, bool) and math.isfinite(tau) and tau >= 1):
-            raise ValueError(f"tau must be a number >= 1 (got {tau!r})")
-        super().__init__(step_mode)
-        self.tau = float(tau)
-        self.v: Optional[torch.Tensor] = None
-        self.v_seq: Optional[torch.Tensor] = None
-
-    def reset(self) -> None:
-        self.v, self.v_seq = None, None
-
-    def _kernel(self, T: int, like: torch.Tensor) -> torch.Tensor:
-        """K [T, T + 1]: v[t] = sum_k K[t, k] x[k] for k < T, and K[t, T] = (1 - 1/tau)^(t+1) weights v[-1]."""
-        a = 1.0 - 1.0 / self.tau
-        t = torch.arange(T, device=like.device, dtype=like.dtype)
-        lag = t.view(-1, 1) - t.view(1, -1)                                     # t - k
-        K = torch.where(lag >= 0, a ** lag.clamp(min=0) / self.tau, torch.zeros((), dtype=like.dtype, device=like.device))
-        return torch.cat([K, (a ** (t + 1)).view(-1, 1)], dim=1)
-
-    def multi_step(self, x_seq: torch.Tensor) -> torch.Tensor:
-        T, dtype = x_seq.shape[0], x_seq.dtype
-        x = x_seq if dtype == torch.float64 else x_seq.float()                 # AMP: bf16 counts steps only to 256
-        K = self._kernel(T, x)
-        v_seq = torch.tensordot(K[:, :T], x, dims=([1], [0]))                  # [T, B, ...]
-        if self.v is not None:
-            v_seq = v_seq + K[:, T].view(-1, *([1] * (x.dim() - 1))) * self.v.to(x.dtype)
-        v_seq = v_seq.to(dtype)
-        self.v, self.v_seq = v_seq[-1], v_seq
-        return v_seq
-
-    def single_step(self, x: torch.Tensor) -> torch.Tensor:
-        v = torch.zeros_like(x) if self.v is None else self.v
-        self.v = v + (x - v) / self.tau
-        return self.v
-
-    def extra_repr(self) -> str:
-        return f"tau={self.tau}, non-spiking"

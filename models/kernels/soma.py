@@ -15,8 +15,13 @@ integrator followed by a firing function and a reset. Per time step t:
     LIF, no decay_input:  alpha = 1 - 1/tau,  u[t] = x[t] + v_reset / tau
     IF:                   alpha = 1,          u[t] = x[t]
 
-``lif_terms`` computes (alpha, u) for the LIF family so models do not write the algebra twice
-(``lif_drive`` the same as (alpha, u, gain) with u * gain the drive, for `multi_step`'s ``gain``).
+The LIF algebra lives here, once per floating-point form: ``lif_terms`` computes (alpha, u) for the
+linear somas (LIF, PLIF and the dendritic neuron's LIF soma; ``lif_drive`` the same as (alpha, u,
+gain) with u * gain the drive, for `multi_step`'s ``gain``); ``lif_charge`` is SpikingJelly's form
+term for term, h = v + (x - (v - v_reset)) / tau, the reference step of KLIF, LIAF and ALIF, and
+``lif_feedback_drive`` its drive for their fused kernels (`kernels.nonlinear`). The two forms are the
+same map in exact arithmetic and round differently, so each model keeps the one its numbers were
+recorded with.
 
 `multi_step` runs all T steps in one autograd node, a few in-place tensor ops per step on [B, ...]
 slices written into preallocated outputs (no autograd graph, no temporaries): three forward
@@ -38,7 +43,7 @@ from typing import Optional, Union
 
 import torch
 
-from .surrogate import Sigmoid, Surrogate
+from ..neurons.surrogate import Sigmoid, Surrogate
 
 Alpha = Union[float, torch.Tensor]
 
@@ -63,7 +68,31 @@ def lif_drive(x: torch.Tensor, inv_tau: Alpha, v_reset: Optional[float], decay_i
     return alpha, u, 1.0
 
 
-def _reset(h, s, theta, v_reset):
+def lif_charge(x, v, tau: float, decay_input: bool, v_reset: Optional[float]):
+    """h of the LIF charge in SpikingJelly's form, term for term (the reference step of KLIF, LIAF, ALIF)."""
+    vr = 0.0 if v_reset is None else v_reset
+    if decay_input:
+        return v + (x - (v - vr)) / tau
+    return v - (v - vr) / tau + x
+
+
+def lif_feedback_drive(x_seq, tau: float, decay_input: bool, v_reset: Optional[float], fb: float):
+    """(m_seq, alpha') of the LIF charge with feedback: m[t] = drive[t] + alpha' v[t-1] once the
+    recurrent term is added, drive = x / tau + v_reset / tau (decay_input) or x + v_reset / tau,
+    alpha' = 1 - 1/tau - gain feedback (gain 1/tau or 1); m_seq is a new contiguous [T, ...] buffer."""
+    m_seq = torch.empty_like(x_seq, memory_format=torch.contiguous_format)
+    gain = 1.0 / tau if decay_input else 1.0
+    if decay_input:
+        torch.div(x_seq, tau, out=m_seq)
+    else:
+        m_seq.copy_(x_seq)
+    if v_reset:
+        m_seq.add_(v_reset / tau)
+    return m_seq, 1.0 - 1.0 / tau - gain * fb, gain
+
+
+def reset(h, s, theta, v_reset):
+    """v after the reset, with autograd: h - theta s (soft, v_reset None) or h (1 - s) + v_reset s (hard)."""
     if v_reset is None:
         return h - theta * s
     return h * (1.0 - s) + v_reset * s
@@ -86,10 +115,92 @@ def single_step(
     else:
         s = firing(h - theta)
     s_r = s.detach() if detach_reset else s
-    return s, _reset(h, s_r, theta, v_reset), h
+    return s, reset(h, s_r, theta, v_reset), h
 
 
-class _SomaScan(torch.autograd.Function):
+def fire_into(H: torch.Tensor, theta: float, firing, training: bool, out: torch.Tensor) -> torch.Tensor:
+    """s = F(H - theta) into ``out``: 0/1 floats (a bool mask is slower on CPU), or a stochastic draw."""
+    if firing.stochastic:
+        return out.copy_(firing.spike(H - theta, training))
+    return torch.ge(H, theta, out=out)
+
+
+def reset_into(H, s, theta: float, v_reset: Optional[float], out: torch.Tensor) -> torch.Tensor:
+    """v = H (1 - s) + v_reset s (hard, exact for s in {0, 1}) or H - theta s (soft), into ``out``."""
+    if v_reset is None:
+        return torch.add(H, s, alpha=-theta, out=out)
+    torch.addcmul(H, H, s, value=-1.0, out=out)
+    return out.add_(s, alpha=v_reset) if v_reset != 0.0 else out
+
+
+def backprop_reset(H_seq, s_seq, alpha, theta, v_reset, firing, detach, g_s, g_v_last, g_H=None, c=1.0,
+                   keep_carry=False, per_step=False, g_v_seq=None):
+    """The reverse recurrence of a one-state soma (module docstring): ``v[t] = c H[t] (1 - s[t]) +
+    v_reset s[t]`` (hard) or ``c (H[t] - theta s[t])`` (soft), ``s[t] = F(H[t] - theta)``, and
+    ``dH[t]/dv[t-1] = alpha`` (a float, a tensor for every step, or [T, ...] with ``per_step``). ``g_H``
+    [T, ...] is a direct gradient of H, ``g_v_seq`` [T, ...] one of v after each step's reset.
+
+    Returns (dL/dH [T, ...], dL/dv0, dL/dv [T, ...] after each reset when ``keep_carry``, else None)."""
+    T = H_seq.shape[0]
+    hard = v_reset is not None
+    fast_sg = type(firing).grad is Sigmoid.grad                      # sg in place: a sig(a x) (1 - sig(a x))
+    a_sg = firing.alpha if fast_sg else 1.0
+    g_seq = torch.empty_like(H_seq)
+    sg_buf = torch.empty_like(H_seq[0]) if fast_sg else None
+    tmp = torch.empty_like(H_seq[0])
+    zero = torch.zeros((), dtype=H_seq.dtype, device=H_seq.device)
+    carries = torch.zeros_like(H_seq) if keep_carry else None
+    carry, own = g_v_last, False                                     # dL/dv[t]
+    for t in range(T - 1, -1, -1):
+        H = H_seq[t]
+        if g_v_seq is not None:
+            carry, own = (g_v_seq[t] if carry is None else carry + g_v_seq[t]), False
+        if fast_sg:
+            sg = torch.sub(H, theta, out=sg_buf)
+            sg.mul_(a_sg).sigmoid_()
+            sg.addcmul_(sg, sg, value=-1.0)                          # sig (1 - sig); a_sg applied below
+        else:
+            sg = firing.grad(H - theta, s_seq[t])
+        g = g_seq[t]
+        if carry is None:
+            if g_s is None:
+                g.zero_()
+            else:
+                torch.mul(g_s[t], sg, out=g)
+                if a_sg != 1.0:
+                    g.mul_(a_sg)
+        else:
+            if keep_carry:
+                carries[t].copy_(carry)
+            gs_t = zero if g_s is None else g_s[t]
+            if detach:
+                term = gs_t
+            elif hard:                                               # g_s + carry (v_reset - c H)
+                term = torch.addcmul(gs_t, carry, H, value=-c, out=tmp)
+                if v_reset != 0.0:
+                    term.add_(carry, alpha=v_reset)
+            else:                                                    # g_s - c theta carry
+                term = torch.add(gs_t, carry, alpha=-c * theta, out=tmp)
+            if hard:                                                 # c carry (1 - s) + a_sg sg term
+                torch.addcmul(carry, carry, s_seq[t], value=-1.0, out=g)
+                if c != 1.0:
+                    g.mul_(c)
+                g.addcmul_(term, sg, value=a_sg)
+            elif c == 1.0:
+                torch.addcmul(carry, term, sg, value=a_sg, out=g)
+            else:
+                torch.mul(carry, c, out=g)
+                g.addcmul_(term, sg, value=a_sg)
+        if g_H is not None:
+            g.add_(g_H[t])
+        if not own:                                                  # never write into a given gradient
+            carry, own = torch.empty_like(g), True
+        torch.mul(g, alpha[t] if per_step else alpha, out=carry)
+    return g_seq, carry, carries
+
+
+
+class SomaScan(torch.autograd.Function):
     """All T steps of the soma in one autograd node (see the module docstring).
 
     Forward, per step: ``h[t] = u[t] + alpha v`` (``gain * u[t]`` first when the drive is scaled),
@@ -106,7 +217,6 @@ class _SomaScan(torch.autograd.Function):
         s_seq = torch.empty_like(h_seq)
         v_seq = torch.empty_like(h_seq) if keep_v else None
         v_buf = None if keep_v else torch.empty_like(h_seq[0])
-        stochastic = firing.stochastic
         v = v0
         for t in range(T):
             h, s = h_seq[t], s_seq[t]
@@ -120,17 +230,8 @@ class _SomaScan(torch.autograd.Function):
                 torch.add(u_seq[t], v, alpha=alpha_f, out=h)
             else:
                 torch.addcmul(u_seq[t], v, alpha_t, out=h)
-            if stochastic:
-                s.copy_(firing.spike(h - theta, training))
-            else:
-                torch.ge(h, theta, out=s)                            # float 0/1 (a bool mask is slower on CPU)
-            v = v_seq[t] if keep_v else v_buf
-            if v_reset is None:
-                torch.add(h, s, alpha=-theta, out=v)                 # h - theta s
-            else:
-                torch.addcmul(h, h, s, value=-1.0, out=v)            # h (1 - s), exact for s in {0, 1}
-                if v_reset != 0.0:
-                    v.add_(s, alpha=v_reset)
+            fire_into(h, theta, firing, training, s)
+            v = reset_into(h, s, theta, v_reset, v_seq[t] if keep_v else v_buf)
         v_last = v.clone() if keep_v else v
         ctx.save_for_backward(h_seq, s_seq, v0, alpha_t)
         ctx.alpha_f, ctx.gain, ctx.theta, ctx.v_reset = alpha_f, gain, theta, v_reset
@@ -141,69 +242,20 @@ class _SomaScan(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g_s, g_v_last, g_h, g_v_seq):
         h_seq, s_seq, v0, alpha_t = ctx.saved_tensors
-        theta, v_reset, gain, firing = ctx.theta, ctx.v_reset, ctx.gain, ctx.firing
+        theta, v_reset, gain = ctx.theta, ctx.v_reset, ctx.gain
         alpha = ctx.alpha_f if alpha_t is None else alpha_t
-        hard, detach = v_reset is not None, ctx.detach_reset
-        T = h_seq.shape[0]
-        # Sigmoid surrogate in place: sg = a_sg * sig * (1 - sig), sig = sigmoid(a_sg (h - theta))
-        fast_sg = type(firing).grad is Sigmoid.grad
-        a_sg = firing.alpha if fast_sg else 1.0
-        g_u = torch.empty_like(h_seq)
-        sg_buf = torch.empty_like(h_seq[0]) if fast_sg else None
-        tmp = torch.empty_like(h_seq[0])
-        carry, own = g_v_last, False                                  # dL/dv[t], v after step t's reset
-        for t in range(T - 1, -1, -1):
-            h = h_seq[t]
-            if g_v_seq is not None:
-                carry, own = (g_v_seq[t] if carry is None else carry + g_v_seq[t]), False
-            if fast_sg:
-                sg = torch.sub(h, theta, out=sg_buf)
-                sg.mul_(a_sg).sigmoid_()
-                sg.addcmul_(sg, sg, value=-1.0)                      # sig (1 - sig); a_sg applied below
-            else:
-                sg = firing.grad(h - theta, s_seq[t])
-            g = g_u[t]
-            # dL/dh = a_sg sg (g_s + carry dv/dh|_surrogate) + carry dv/dh|_reset (+ g_h)
-            if carry is None:
-                if g_s is None:
-                    g.zero_()
-                else:
-                    torch.mul(g_s[t], sg, out=g)
-                    if a_sg != 1.0:
-                        g.mul_(a_sg)
-            else:
-                gs_t = g_s[t] if g_s is not None else torch.zeros((), dtype=h.dtype, device=h.device)
-                if detach:
-                    term = gs_t
-                elif hard:
-                    term = torch.addcmul(gs_t, carry, h, value=-1.0, out=tmp)   # g_s + carry (v_reset - h)
-                    if v_reset != 0.0:
-                        term.add_(carry, alpha=v_reset)
-                else:
-                    term = torch.add(gs_t, carry, alpha=-theta, out=tmp)        # g_s - theta carry
-                if hard:
-                    torch.addcmul(carry, carry, s_seq[t], value=-1.0, out=g)    # carry (1 - s)
-                    g.addcmul_(term, sg, value=a_sg)
-                else:
-                    torch.addcmul(carry, term, sg, value=a_sg, out=g)
-            if g_h is not None:
-                g.add_(g_h[t])
-            if not own:                                              # never write into a given gradient
-                carry, own = torch.empty_like(g), True
-            if alpha_t is None:
-                torch.mul(g, alpha, out=carry)
-            else:
-                torch.mul(g, alpha_t, out=carry)
+        g_u, g_v0, _ = backprop_reset(h_seq, s_seq, alpha, theta, v_reset, ctx.firing, ctx.detach_reset, g_s, g_v_last,
+                                      g_H=g_h, g_v_seq=g_v_seq)
         g_alpha = None
         if alpha_t is not None and ctx.needs_input_grad[2]:
-            v_prev = torch.cat([v0.expand_as(h_seq[:1]), _reset(h_seq[:-1], s_seq[:-1], theta, v_reset)])
-            g_alpha = _sum_to((g_u * v_prev).sum(0), alpha_t.shape)
+            v_prev = torch.cat([v0.expand_as(h_seq[:1]), reset(h_seq[:-1], s_seq[:-1], theta, v_reset)])
+            g_alpha = sum_to((g_u * v_prev).sum(0), alpha_t.shape)
         if gain != 1.0:
             g_u.mul_(gain)
-        return g_u, carry, g_alpha, None, None, None, None, None, None, None, None
+        return g_u, g_v0, g_alpha, None, None, None, None, None, None, None, None
 
 
-def _sum_to(g: torch.Tensor, shape) -> torch.Tensor:
+def sum_to(g: torch.Tensor, shape) -> torch.Tensor:
     """Reduce a broadcast gradient ``g`` back to ``shape``."""
     if g.shape == shape:
         return g
@@ -242,7 +294,7 @@ def multi_step(
         alpha_t, alpha_f = alpha.to(u_seq.dtype), 0.0
     else:
         alpha_t, alpha_f = None, float(alpha)
-    s, v, h, v_seq = _SomaScan.apply(
+    s, v, h, v_seq = SomaScan.apply(
         u_seq, v0, alpha_t, alpha_f, float(gain), float(theta), v_reset, firing, detach_reset, training, keep_v
     )
     if s.dtype != dtype:
