@@ -21,8 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from golden import DATA, HERE, differences, load_tensors, text_differences
-from golden import configs, neurons
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # tests/: `golden` whatever pytest's import mode
+
+from golden import DATA, HERE, differences, load_tensors, text_differences  # noqa: E402
+from golden import configs, neurons  # noqa: E402
 
 GOLDEN_CONFIGS = json.loads((DATA / "configs.json").read_text())
 GOLDEN_NEURONS = json.loads((DATA / "neurons.json").read_text())
