@@ -21,8 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from golden import DATA, HERE, differences, load_tensors, text_differences
-from golden import configs, neurons
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # tests/: `golden` whatever pytest's import mode
+
+from golden import DATA, HERE, differences, load_tensors, text_differences  # noqa: E402
+from golden import configs, neurons  # noqa: E402
 
 GOLDEN_CONFIGS = json.loads((DATA / "configs.json").read_text())
 GOLDEN_NEURONS = json.loads((DATA / "neurons.json").read_text())
@@ -71,9 +73,11 @@ def cli_process(tmp_path_factory, request):
 
 # ---------------------------------------------------------------- composed configs and neurons (in-process)
 @pytest.fixture(scope="module")
-def composed():
-    """Every composition this module needs (configs and neuron cases), each composed once."""
-    todo = list(configs.cases().values()) + [("train", o) for o in neurons.cases().values()]
+def composed(request):
+    """Every composition the selected tests need (configs and neuron cases), each composed once."""
+    selected = {item.callspec.params.get("case") for item in request.session.items if hasattr(item, "callspec")}
+    todo = [v for k, v in configs.cases().items() if k in selected]
+    todo += [("train", v["overrides"]) for k, v in GOLDEN_NEURONS.items() if k in selected]
     return configs.compose_many(todo)
 
 
@@ -84,6 +88,8 @@ def test_config_cases_unchanged():
 
 @pytest.mark.parametrize("case", sorted(GOLDEN_CONFIGS))
 def test_composed_config(case, composed):
+    if case not in configs.cases():
+        pytest.fail(f"{case}: no such option any more", pytrace=False)
     config, overrides = configs.cases()[case]
     current = composed[(config, tuple(overrides))]
     fail_on(differences(GOLDEN_CONFIGS[case], current, case, targets=True), f"the composed config of `{case}`")

@@ -11,6 +11,16 @@ Files under tests/golden/recorded/ (not data/: .gitignore leaves data/ folders o
     configs.json   the composed config of every option of every config group (`configs.py`)
     neurons.json   state_dict keys and shapes of a tiny network for every `neuron=` option (`neurons.py`)
     neurons.pt.gz  their seed-fixed spikes, outputs and gradients (torch.save, gzipped)
+
+What varies from run to run is masked (`MASKS`), nothing else: dates and clock times (log lines),
+durations (`10.8s`, `4.12ms`, the unit too: s or ms depends on the duration; the sweep table's time
+column), throughput (`161 train samples/s`), the profile's percentages, the temp folder of the run
+(<ROOT>) and other absolute paths, event-file names (clock, host, pid), `dendsn --version`'s torch and
+python versions (the environment's, not dendsn's); metrics.json / sweep_results.json / simulate.json
+keys that measure time, the csv tables' time columns, the perf/ TensorBoard scalars' values. Losses,
+accuracies, rates and every other number are compared exactly (TensorBoard scalars within 1e-6;
+gradients and potentials allclose(rtol=1e-5, atol=1e-6); spikes exactly). The numbers are those of
+this machine's CPU and torch build: on another, re-record.
 """
 
 from __future__ import annotations
