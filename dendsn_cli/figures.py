@@ -34,7 +34,8 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, MaxNLocator
 
-__all__ = ["raster", "traces", "rate_histogram", "confusion_matrix", "figure_to_array", "save_png"]
+__all__ = ["raster", "event_raster", "traces", "rate_histogram", "confusion_matrix", "figure_to_array", "save_png",
+           "new_figure", "close"]
 
 DPI = 100             # 9 in wide -> 900 px: fits a TensorBoard card without much downscaling
 WIDTH = 9.0           # inches
@@ -375,11 +376,17 @@ def confusion_matrix(cm, class_names=None, title: str = "") -> Figure:
 
 # --------------------------------------------------------------------------- output
 
-def _close(fig: Figure) -> None:
+def close(fig: Figure) -> None:
+    """Free ``fig`` (and unregister it from pyplot where pyplot manages it)."""
     plt = sys.modules.get("matplotlib.pyplot")
     if plt is not None:  # a pyplot-managed figure would otherwise stay registered
         plt.close(fig)
     fig.clear()
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """An empty figure ``width`` x ``height`` inches on the Agg canvas, constrained layout (for new figures)."""
+    return _figure(width, height)
 
 
 def figure_to_array(fig: Figure, close: bool = True) -> np.ndarray:
@@ -388,7 +395,7 @@ def figure_to_array(fig: Figure, close: bool = True) -> np.ndarray:
     canvas.draw()
     img = np.asarray(canvas.buffer_rgba())[..., :3].copy()
     if close:
-        _close(fig)
+        close(fig)
     return img
 
 
@@ -399,5 +406,5 @@ def save_png(fig: Figure, path, close: bool = True) -> Path:
     FigureCanvasAgg(fig)
     fig.savefig(path, format="png", dpi=fig.dpi, facecolor="white")
     if close:
-        _close(fig)
+        close(fig)
     return path

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import distributed as dist
 from .bptt import BPTT
 
 
@@ -48,8 +49,6 @@ class ExactGradient(BPTT):
     def epoch_end(self) -> None:
         self._scalars = {}
         if self._events is not None:
-            from .. import distributed as dist
-
             events = self._events               # under torchrun: over every process's shard
             exhausted, used_max = dist.reduce_sum(events[:1]).item(), dist.reduce_max(events[1:]).item()
             self._scalars = {"events/train_exhausted": float(exhausted), "events/train_used_max": float(used_max)}
