@@ -161,7 +161,7 @@ def figure_chw(fig) -> np.ndarray:
     canvas.draw()
     w, h = canvas.get_width_height()
     img = np.frombuffer(canvas.buffer_rgba(), dtype=np.uint8).reshape([h, w, 4])[:, :, 0:3]
-    plots.close(fig)
+    plots.close_figure(fig)
     return np.moveaxis(img, source=2, destination=0)
 
 
