@@ -160,6 +160,10 @@ class LearningRule:
     def trainable_parameters(self, model: nn.Module):
         return model.parameters()
 
+    def readout_options(self) -> dict:
+        """Keyword arguments the rule gives its read-out (the event network's `EventFirstSpike`: ``gamma``)."""
+        return {}
+
     def calibration_skip(self) -> list:
         """0-based indices of the spiking layers whose weight scale `init_rate` must not change."""
         return []

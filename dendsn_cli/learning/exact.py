@@ -37,6 +37,10 @@ class ExactGradient(BPTT):
         self._events = None          # [trials cut at K, most events in a trial] of this epoch (on the device)
         self._scalars: dict = {}
 
+    def readout_options(self) -> dict:
+        """The event network's read-out adds ``gamma`` (exp(t_y / T) - 1) to its loss."""
+        return {"gamma": self.gamma}
+
     def train_batch(self, model, x_seq, y, autocast=None):
         result = super().train_batch(model, x_seq, y, None)
         ev = getattr(getattr(model, "module", model), "last", None)     # (model: DDP's wrapper under torchrun)

@@ -166,7 +166,7 @@ def build_events(cfg: DictConfig, device: torch.device, data: tuple, encoder) ->
                               neuron=neuron).to(device)
     rule = instantiate_group(cfg.learning, "learning")
     first = build_readout(cfg)
-    decoder = EventFirstSpike(T=model.T, temperature=first.temperature, gamma=getattr(rule, "gamma", 0.0))
+    decoder = EventFirstSpike(T=model.T, temperature=first.temperature, **rule.readout_options())
     rule.attach(RuleContext(decoder=decoder))
     return Parts(model, train, val, test, info, encoder, rule, [], decoder)
 
