@@ -34,7 +34,8 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, MaxNLocator
 
-__all__ = ["raster", "traces", "rate_histogram", "confusion_matrix", "figure_to_array", "save_png"]
+__all__ = ["raster", "event_raster", "traces", "rate_histogram", "confusion_matrix", "figure_to_array", "save_png",
+           "new_figure", "close_figure"]
 
 DPI = 100             # 9 in wide -> 900 px: fits a TensorBoard card without much downscaling
 WIDTH = 9.0           # inches
@@ -192,21 +193,11 @@ def event_raster(raster: dict, title: str = "") -> Figure:
 
 # --------------------------------------------------------------------------- traces
 
-def traces(v, spikes, v_threshold, v_dend=None, title: str = "", neuron_ids=None,
-           compartment_names=None) -> Figure:
-    """Membrane potentials of a few sample neurons, one row per neuron.
-
-    Left: soma potential ``v`` [T, n] over time, the threshold as a dashed
-    horizontal line at ``v_threshold`` and the spike times (``spikes`` [T, n]) as
-    short vertical ticks along the top of the panel. Right (when ``v_dend``
-    [T, n, K] is given): one line per dendritic compartment, labelled by
-    ``compartment_names`` or "c0".."cK-1". Non-finite values are left out.
-    At most 8 rows are drawn (the suptitle says so).
-    """
+def _trace_arrays(v, spikes, v_dend) -> tuple:
+    """(v [T, n], spikes [T, n] bool or None, v_dend [T, n, K] or None) as numpy arrays."""
     v = _np(v)
     if v.ndim == 1:
         v = v[:, None]
-    T, n = v.shape[0], v.shape[1]
     sp = None
     if spikes is not None:
         sp = _np(spikes)
@@ -218,10 +209,82 @@ def traces(v, spikes, v_threshold, v_dend=None, title: str = "", neuron_ids=None
             vd = vd[:, :, None]
         elif vd.ndim == 1:
             vd = vd[:, None, None]
+    return v, sp, vd
+
+
+def _soma_panel(ax, v, sp, thr, r: int, nid, marker) -> None:
+    """Row ``r``: the soma potential, the threshold (dashed) and the spike ticks along the top."""
+    T, n = v.shape[0], v.shape[1]
+    t = np.arange(T)
+    if r < n:
+        y = np.where(np.isfinite(v[:, r]), v[:, r], np.nan)
+        ax.plot(t, y, color="C0", lw=1.5, marker=marker, ms=4, label="v")
+        if not np.isfinite(y).any():
+            _note(ax, "no finite values")
+    if thr is not None and math.isfinite(thr):
+        ax.axhline(thr, color="C3", ls="--", lw=1.2, label="threshold")
+    # y range from the finite data and the threshold, with headroom for the spike ticks
+    vals = v[:, r][np.isfinite(v[:, r])] if r < n else np.zeros(0)
+    if thr is not None and math.isfinite(thr):
+        vals = np.append(vals, thr)
+    if vals.size:
+        lo, hi = float(vals.min()), float(vals.max())
+        rng = hi - lo if hi > lo else max(abs(hi), 1.0) * 0.5
+        ax.set_ylim(lo - 0.08 * rng, hi + 0.3 * rng)
+    k = 0
+    if sp is not None and r < sp.shape[1]:
+        ts = np.nonzero(sp[:T, r])[0]
+        k = len(ts)
+        if k:
+            ax.vlines(ts, 0.86, 1.0, transform=ax.get_xaxis_transform(), colors="k",
+                      lw=1.5, label="spike")
+    ax.set_title(f"neuron {nid} (soma, {k} spike{'' if k == 1 else 's'})")
+    ax.set_ylabel("v")
+    _int_xaxis(ax, T)
+
+
+def _dendrite_panel(axd, vd, r: int, nid, marker, compartment_names, T: int) -> None:
+    """Row ``r``: one line per dendritic compartment (the legend on the first row)."""
+    K = vd.shape[2]
+    names = (list(compartment_names) if compartment_names is not None
+             else [f"c{j}" for j in range(K)])
+    names += [f"c{j}" for j in range(len(names), K)]
+    colors = (matplotlib.colormaps["tab10"](np.arange(K) % 10) if K <= 10
+              else matplotlib.colormaps["viridis"](np.linspace(0, 1, K)))
+    any_finite = False
+    if r < vd.shape[1]:
+        for j in range(K):
+            y = vd[:, r, j]
+            y = np.where(np.isfinite(y), y, np.nan)
+            any_finite |= bool(np.isfinite(y).any())
+            axd.plot(np.arange(len(y)), y, color=colors[j], lw=1.2, marker=marker,
+                     ms=3, label=str(names[j]))
+    if not any_finite:
+        _note(axd, "no finite values")
+    axd.set_title(f"neuron {nid} (dendritic compartments)")
+    axd.set_ylabel("v")
+    _int_xaxis(axd, T)
+    if r == 0 and K:
+        axd.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                   ncols=1 if K <= 8 else 2, title="compartment")
+
+
+def traces(v, spikes, v_threshold, v_dend=None, title: str = "", neuron_ids=None,
+           compartment_names=None) -> Figure:
+    """Membrane potentials of a few sample neurons, one row per neuron.
+
+    Left: soma potential ``v`` [T, n] over time, the threshold as a dashed
+    horizontal line at ``v_threshold`` and the spike times (``spikes`` [T, n]) as
+    short vertical ticks along the top of the panel. Right (when ``v_dend``
+    [T, n, K] is given): one line per dendritic compartment, labelled by
+    ``compartment_names`` or "c0".."cK-1". Non-finite values are left out.
+    At most 8 rows are drawn (the suptitle says so).
+    """
+    v, sp, vd = _trace_arrays(v, spikes, v_dend)
+    T, n = v.shape[0], v.shape[1]
     ids = list(neuron_ids) if neuron_ids is not None else list(range(n))
     rows = max(1, min(n, MAX_TRACE_ROWS))
     thr = None if v_threshold is None else float(_np(v_threshold).reshape(-1)[0])
-    t = np.arange(T)
     marker = "o" if T <= 2 else None
 
     with matplotlib.rc_context(_RC):
@@ -229,57 +292,10 @@ def traces(v, spikes, v_threshold, v_dend=None, title: str = "", neuron_ids=None
         cols = 2 if vd is not None else 1
         axes = fig.subplots(rows, cols, sharex=True, squeeze=False)
         for r in range(rows):
-            ax = axes[r, 0]
             nid = ids[r] if r < len(ids) else r
-            if r < n:
-                y = np.where(np.isfinite(v[:, r]), v[:, r], np.nan)
-                ax.plot(t, y, color="C0", lw=1.5, marker=marker, ms=4, label="v")
-                if not np.isfinite(y).any():
-                    _note(ax, "no finite values")
-            if thr is not None and math.isfinite(thr):
-                ax.axhline(thr, color="C3", ls="--", lw=1.2, label="threshold")
-            # y range from the finite data and the threshold, with headroom for the spike ticks
-            vals = v[:, r][np.isfinite(v[:, r])] if r < n else np.zeros(0)
-            if thr is not None and math.isfinite(thr):
-                vals = np.append(vals, thr)
-            if vals.size:
-                lo, hi = float(vals.min()), float(vals.max())
-                rng = hi - lo if hi > lo else max(abs(hi), 1.0) * 0.5
-                ax.set_ylim(lo - 0.08 * rng, hi + 0.3 * rng)
-            k = 0
-            if sp is not None and r < sp.shape[1]:
-                ts = np.nonzero(sp[:T, r])[0]
-                k = len(ts)
-                if k:
-                    ax.vlines(ts, 0.86, 1.0, transform=ax.get_xaxis_transform(), colors="k",
-                              lw=1.5, label="spike")
-            ax.set_title(f"neuron {nid} (soma, {k} spike{'' if k == 1 else 's'})")
-            ax.set_ylabel("v")
-            _int_xaxis(ax, T)
+            _soma_panel(axes[r, 0], v, sp, thr, r, nid, marker)
             if vd is not None:
-                axd = axes[r, 1]
-                K = vd.shape[2]
-                names = (list(compartment_names) if compartment_names is not None
-                         else [f"c{j}" for j in range(K)])
-                names += [f"c{j}" for j in range(len(names), K)]
-                colors = (matplotlib.colormaps["tab10"](np.arange(K) % 10) if K <= 10
-                          else matplotlib.colormaps["viridis"](np.linspace(0, 1, K)))
-                any_finite = False
-                if r < vd.shape[1]:
-                    for j in range(K):
-                        y = vd[:, r, j]
-                        y = np.where(np.isfinite(y), y, np.nan)
-                        any_finite |= bool(np.isfinite(y).any())
-                        axd.plot(np.arange(len(y)), y, color=colors[j], lw=1.2, marker=marker,
-                                 ms=3, label=str(names[j]))
-                if not any_finite:
-                    _note(axd, "no finite values")
-                axd.set_title(f"neuron {nid} (dendritic compartments)")
-                axd.set_ylabel("v")
-                _int_xaxis(axd, T)
-                if r == 0 and K:
-                    axd.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0),
-                               ncols=1 if K <= 8 else 2, title="compartment")
+                _dendrite_panel(axes[r, 1], vd, r, nid, marker, compartment_names, T)
         for ax in axes[-1]:
             ax.set_xlabel("time step")
         handles = {}
@@ -375,11 +391,17 @@ def confusion_matrix(cm, class_names=None, title: str = "") -> Figure:
 
 # --------------------------------------------------------------------------- output
 
-def _close(fig: Figure) -> None:
+def close_figure(fig: Figure) -> None:
+    """Free ``fig`` (and unregister it from pyplot where pyplot manages it)."""
     plt = sys.modules.get("matplotlib.pyplot")
     if plt is not None:  # a pyplot-managed figure would otherwise stay registered
         plt.close(fig)
     fig.clear()
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """An empty figure ``width`` x ``height`` inches on the Agg canvas, constrained layout (for new figures)."""
+    return _figure(width, height)
 
 
 def figure_to_array(fig: Figure, close: bool = True) -> np.ndarray:
@@ -388,7 +410,7 @@ def figure_to_array(fig: Figure, close: bool = True) -> np.ndarray:
     canvas.draw()
     img = np.asarray(canvas.buffer_rgba())[..., :3].copy()
     if close:
-        _close(fig)
+        close_figure(fig)
     return img
 
 
@@ -399,5 +421,5 @@ def save_png(fig: Figure, path, close: bool = True) -> Path:
     FigureCanvasAgg(fig)
     fig.savefig(path, format="png", dpi=fig.dpi, facecolor="white")
     if close:
-        _close(fig)
+        close_figure(fig)
     return path

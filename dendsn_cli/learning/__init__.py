@@ -2,7 +2,7 @@
 
 A rule is built from its config group `learning` and then driven by the training loop:
 
-    rule.setup(model, optimizer_factory, total_steps, lr_schedule)
+    rule.setup(model, optimizer_factory, total_steps, lr_schedule, context)   # context: `RuleContext`
     loss, out = rule.train_batch(model, x_seq, y)      # updates the weights
     loss, out = rule.eval_batch(model, x_seq, y)       # no update
     rule.epoch_end(); rule.epoch_scalars(); rule.epoch_images()   # after every epoch (TensorBoard)
@@ -20,7 +20,7 @@ A rule is built from its config group `learning` and then driven by the training
     plasticity.py                traces, correlations (one matmul, linear and conv), weight dependence
 """
 
-from .base import LearningRule
+from .base import LearningRule, PhaseClock, RuleContext
 from .bptt import BPTT
 from .dpp import DPP
 from .exact import ExactGradient
@@ -29,4 +29,4 @@ from .readout import Readout
 from .rstdp import RSTDP
 from .stdp import STDP, SemiSTDP
 
-__all__ = ["LearningRule", "BPTT", "LocalRule", "STDP", "SemiSTDP", "DPP", "RSTDP", "Readout", "ExactGradient"]
+__all__ = ["LearningRule", "RuleContext", "PhaseClock", "BPTT", "LocalRule", "STDP", "SemiSTDP", "DPP", "RSTDP", "Readout", "ExactGradient"]

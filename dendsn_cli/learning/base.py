@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
@@ -49,21 +50,61 @@ class PhaseClock:
         self._t = now
 
 
+@dataclass
+class RuleContext:
+    """What the training loop gives a rule (`LearningRule.setup`'s ``context``), besides the model:
+
+    decoder          the read-out (`dendsn_cli.readouts.Readout`): its loss and prediction; None: CE on counts
+    lr_decay_steps   lr_schedule=exp: steps for the rate to fall by 1/e (None: the whole run)
+    clock            profile=true: the `PhaseClock` that `LearningRule.phase` marks
+    loss_scale       under torchrun: this rank's share of the global batch x world size, updated by the
+                     loop before every `train_batch` (1.0 in one process)
+    """
+
+    decoder: object = None
+    lr_decay_steps: Optional[float] = None
+    clock: Optional[PhaseClock] = None
+    loss_scale: float = 1.0
+
+
 class LearningRule:
-    """Base class: holds the optimizer of whatever the rule trains by gradient."""
+    """Base class: holds the optimizer of whatever the rule trains by gradient. What the loop provides
+    (read-out, profile clock, torchrun loss scale) comes in one `RuleContext` at `setup`."""
 
     def __init__(self, per_step_loss: bool = False):
         self.per_step_loss = per_step_loss
-        self.decoder = None                          # the read-out's loss and prediction (`readouts`), set by the runner
+        self.context = RuleContext()
         self.optimizer: Optional[torch.optim.Optimizer] = None
         self.scheduler = None
-        self.clock: Optional[PhaseClock] = None      # set by the runner with profile=true
-        self.loss_scale = 1.0                        # under torchrun: this rank's share of the batch x world size
+        self._params: list = []
+        self.lr_scales: list = []
+
+    @property
+    def decoder(self):
+        """The read-out's loss and prediction (`readouts`), from the context."""
+        return self.context.decoder
+
+    @decoder.setter
+    def decoder(self, value) -> None:
+        self.context.decoder = value
+
+    @property
+    def clock(self) -> Optional[PhaseClock]:
+        return self.context.clock
+
+    @property
+    def loss_scale(self) -> float:
+        return self.context.loss_scale
+
+    def attach(self, context: RuleContext) -> None:
+        """Take the loop's ``context`` (the run's builder attaches one with the read-out, so that a rule
+        evaluates with it before `setup`; `setup` may bring the training run's own)."""
+        self.context = context
 
     def phase(self, name: str) -> None:
         """End of a phase of `train_batch` (forward, backward, optimizer, plasticity) for the profile."""
-        if self.clock is not None:
-            self.clock.mark(name)
+        if self.context.clock is not None:
+            self.context.clock.mark(name)
 
     def setup(
         self,
@@ -71,7 +112,12 @@ class LearningRule:
         optimizer_factory: Callable,
         total_steps: int,
         lr_schedule: str = "none",
+        context: Optional[RuleContext] = None,
     ) -> None:
+        """Build the optimizer and schedule for ``total_steps`` training steps; ``context`` (kept as
+        ``self.context``) carries what the loop provides; without one the rule keeps its own."""
+        if context is not None:
+            self.attach(context)
         if lr_schedule not in ("none", "cosine", "exp"):
             raise UserError(f"lr_schedule={lr_schedule!r} is not known; use none, cosine or exp")
         self._params = [p for p in self.trainable_parameters(model) if p.requires_grad]
@@ -97,7 +143,7 @@ class LearningRule:
         if lr_schedule == "cosine":
             self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=total_steps)
         elif lr_schedule == "exp":       # lr e^(-step / lr_decay_steps): down by 1/e every lr_decay_epochs
-            decay = float(getattr(self, "lr_decay_steps", None) or total_steps)
+            decay = float(self.context.lr_decay_steps or total_steps)
             self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=math.exp(-1.0 / decay))
 
     def scale_lr(self, scales: dict) -> None:
@@ -106,13 +152,17 @@ class LearningRule:
         weights it scaled by c also takes steps c times larger: for Adam-type optimizers the weights then
         move by the same fraction of their size per step as at the plain initialisation (the equalised
         learning rate of Karras et al. 2018). A rule without an optimizer ignores it."""
-        if self.optimizer is None or not getattr(self, "_params", None):
+        if self.optimizer is None or not self._params:
             return
         self.lr_scales = [float(scales.get(p, 1.0)) for p in self._params]
         self._build_optimizer()
 
     def trainable_parameters(self, model: nn.Module):
         return model.parameters()
+
+    def readout_options(self) -> dict:
+        """Keyword arguments the rule gives its read-out (the event network's `EventFirstSpike`: ``gamma``)."""
+        return {}
 
     def calibration_skip(self) -> list:
         """0-based indices of the spiking layers whose weight scale `init_rate` must not change."""
@@ -126,7 +176,7 @@ class LearningRule:
         return group["lr"] / group.get("lr_scale", 1.0)
 
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The read-out's loss (`readouts.Readout`, set by the runner as ``decoder``); without one, CE on counts."""
+        """The read-out's loss (`readouts.Readout`, the context's ``decoder``); without one, CE on counts."""
         if self.decoder is not None:
             return self.decoder.loss(out, y)
         return count_loss(out, y, self.per_step_loss)
@@ -155,7 +205,7 @@ class LearningRule:
             "optimizer": self.optimizer.state_dict() if self.optimizer else None,
             "optimizer_class": type(self.optimizer).__name__ if self.optimizer else None,
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
-            "lr_scales": list(getattr(self, "lr_scales", [])),
+            "lr_scales": list(self.lr_scales),
         }
 
     def load_state_dict(self, sd: dict) -> list:

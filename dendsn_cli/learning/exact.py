@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import distributed as dist
 from .bptt import BPTT
 
 
@@ -36,6 +37,10 @@ class ExactGradient(BPTT):
         self._events = None          # [trials cut at K, most events in a trial] of this epoch (on the device)
         self._scalars: dict = {}
 
+    def readout_options(self) -> dict:
+        """The event network's read-out adds ``gamma`` (exp(t_y / T) - 1) to its loss."""
+        return {"gamma": self.gamma}
+
     def train_batch(self, model, x_seq, y, autocast=None):
         result = super().train_batch(model, x_seq, y, None)
         ev = getattr(getattr(model, "module", model), "last", None)     # (model: DDP's wrapper under torchrun)
@@ -48,8 +53,6 @@ class ExactGradient(BPTT):
     def epoch_end(self) -> None:
         self._scalars = {}
         if self._events is not None:
-            from .. import distributed as dist
-
             events = self._events               # under torchrun: over every process's shard
             exhausted, used_max = dist.reduce_sum(events[:1]).item(), dist.reduce_max(events[1:]).item()
             self._scalars = {"events/train_exhausted": float(exhausted), "events/train_used_max": float(used_max)}

@@ -221,12 +221,14 @@ class LocalRule(LearningRule):
         ro = self.readout_layer
         return list(ro.synapse.parameters()) + list(ro.neuron.parameters())
 
-    def setup(self, model, optimizer_factory, total_steps, lr_schedule="none") -> None:
+    def setup(self, model, optimizer_factory, total_steps, lr_schedule="none", context=None) -> None:
+        if context is not None:
+            self.attach(context)
         if any(isinstance(m, RecurrentSynapse) for m in model.modules()):
             name = re.sub(r"(?<=[a-z])(?=[A-Z])", "_", type(self).__name__).lower()
             raise UserError(f"learning={name} is a local rule and the network has recurrent synapses "
                             f"(network.recurrent): local rules learn feed-forward synapses only; use learning=bptt")
-        decoder = getattr(self, "decoder", None)
+        decoder = self.decoder
         if decoder is not None and not decoder.spiking and self.readout_mode != "gradient":
             name = re.sub(r"(?<=[a-z])(?=[A-Z])", "_", type(self).__name__).lower()
             raise UserError(f"readout={decoder.name} reads a non-spiking membrane and learning={name} "
@@ -247,10 +249,10 @@ class LocalRule(LearningRule):
         self._grad_flags = {p: p.requires_grad for p in model.parameters()}
         if self.pretrain_bptt_epochs:
             self._bptt = BPTT(self.per_step_loss)
-            self._bptt.decoder = self.decoder          # pre-training minimises the run's read-out loss too
-            self._bptt.setup(model, optimizer_factory, total_steps, "none")
+            # the same context: pre-training minimises the run's read-out loss, on the same clock and scale
+            self._bptt.setup(model, optimizer_factory, total_steps, "none", self.context)
         if self.readout_mode == "gradient":
-            super().setup(model, optimizer_factory, total_steps, lr_schedule)
+            super().setup(model, optimizer_factory, total_steps, lr_schedule, context)
         elif lr_schedule not in ("none", "cosine"):
             raise UserError(f"lr_schedule={lr_schedule!r} is not known; use none or cosine")
         if self.homeostasis:
@@ -400,7 +402,6 @@ class LocalRule(LearningRule):
         if self._bptt is not None and self.epochs_done < self.pretrain_bptt_epochs:
             self._set_phase_grads(bptt=True)
             self.steps_done += 1
-            self._bptt.clock = self.clock
             return self._bptt.train_batch(model, x_seq, y, autocast)
         self._set_phase_grads(bptt=False)
         self._input_shape = tuple(x_seq.shape[2:])

@@ -13,8 +13,8 @@ from .local import LocalRule
 class Readout(LocalRule):
     """Train the read-out only; hidden weights stay as initialised. Keys: `LocalRule`."""
 
-    def setup(self, model, optimizer_factory, total_steps, lr_schedule="none") -> None:
-        super().setup(model, optimizer_factory, total_steps, lr_schedule)
+    def setup(self, model, optimizer_factory, total_steps, lr_schedule="none", context=None) -> None:
+        super().setup(model, optimizer_factory, total_steps, lr_schedule, context)
         for layer in self.hidden:
             layer.learns = False
 
