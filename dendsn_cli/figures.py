@@ -42,7 +42,7 @@ WIDTH = 9.0           # inches
 MAX_RASTER_NEURONS = 128
 MAX_TRACE_ROWS = 8
 
-_RC = {
+RC = {   # matplotlib settings of every figure (rc_context)
     "font.size": 11,
     "axes.titlesize": 11,
     "axes.labelsize": 11,
@@ -62,7 +62,8 @@ def _np(x, dtype=np.float64) -> np.ndarray:
     return np.asarray(x, dtype=dtype)
 
 
-def _figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
+    """An empty figure ``width`` x ``height`` inches on the Agg canvas, constrained layout."""
     fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
@@ -119,8 +120,8 @@ def raster(spikes, title: str = "", sample_labels=None) -> Figure:
     S = max(S, 1)
 
     height = 3.0 + 2.0 * max(shown, 1) / MAX_RASTER_NEURONS
-    with matplotlib.rc_context(_RC):
-        fig = _figure(WIDTH, height)
+    with matplotlib.rc_context(RC):
+        fig = new_figure(WIDTH, height)
         axes = fig.subplots(1, S, sharey=True, squeeze=False)[0]
         # line width: about half a time step, in points, clipped to stay visible/separate
         step_pt = (WIDTH * 72 * 0.85 / S) / max(T, 1)
@@ -166,8 +167,8 @@ def event_raster(raster: dict, title: str = "") -> Figure:
     N, S = sum(sizes), max(len(spikes), 1)
     bounds = np.cumsum([0] + sizes)
     n_spikes = sum(len(_np(t)) for t, _ in spikes)
-    with matplotlib.rc_context(_RC):
-        fig = _figure(WIDTH, 5.0)
+    with matplotlib.rc_context(RC):
+        fig = new_figure(WIDTH, 5.0)
         axes = fig.subplots(1, S, sharey=True, squeeze=False)[0]
         for i, ax in enumerate(axes):
             for k in range(len(sizes)):
@@ -287,8 +288,8 @@ def traces(v, spikes, v_threshold, v_dend=None, title: str = "", neuron_ids=None
     thr = None if v_threshold is None else float(_np(v_threshold).reshape(-1)[0])
     marker = "o" if T <= 2 else None
 
-    with matplotlib.rc_context(_RC):
-        fig = _figure(WIDTH, 1.0 + 1.9 * rows)
+    with matplotlib.rc_context(RC):
+        fig = new_figure(WIDTH, 1.0 + 1.9 * rows)
         cols = 2 if vd is not None else 1
         axes = fig.subplots(rows, cols, sharex=True, squeeze=False)
         for r in range(rows):
@@ -325,8 +326,8 @@ def rate_histogram(rates, title: str = "", unit: str = "spikes / step") -> Figur
     r = _np(rates).reshape(-1)
     r = r[np.isfinite(r)]
     N = r.size
-    with matplotlib.rc_context(_RC):
-        fig = _figure(WIDTH, 4.5)
+    with matplotlib.rc_context(RC):
+        fig = new_figure(WIDTH, 4.5)
         ax = fig.subplots()
         if N == 0:
             _note(ax, "no neurons")
@@ -366,8 +367,8 @@ def confusion_matrix(cm, class_names=None, title: str = "") -> Figure:
     acc = float(np.trace(m)) / total if total > 0 else float("nan")
     names = [str(c) for c in class_names] if class_names is not None else [str(i) for i in range(C)]
 
-    with matplotlib.rc_context(_RC):
-        fig = _figure(8.0, 6.8)
+    with matplotlib.rc_context(RC):
+        fig = new_figure(8.0, 6.8)
         ax = fig.subplots()
         im = ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
         cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
@@ -397,11 +398,6 @@ def close_figure(fig: Figure) -> None:
     if plt is not None:  # a pyplot-managed figure would otherwise stay registered
         plt.close(fig)
     fig.clear()
-
-
-def new_figure(width: float, height: float) -> Figure:
-    """An empty figure ``width`` x ``height`` inches on the Agg canvas, constrained layout (for new figures)."""
-    return _figure(width, height)
 
 
 def figure_to_array(fig: Figure, close: bool = True) -> np.ndarray:

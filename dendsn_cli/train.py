@@ -19,7 +19,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from . import distributed as dist
+from .runs import distributed as dist
 from .training.build import (Parts, build, build_readout, calibrate, call_group, check_dendrites, instantiate_group,
                              named_layer_parameters, seed_everything, select_device, spiking_layers,
                              tune_cpu_allocator)
@@ -34,9 +34,6 @@ __all__ = ["train", "evaluate_checkpoint", "StopFlag", "STOP", "Parts", "build",
            "select_device", "spiking_layers", "tune_cpu_allocator", "Diverged", "Interrupted", "rate_warnings",
            "evaluate", "fit", "shown_path", "Monitor", "grad_norms", "HPARAM_SKIP", "SYNC_EVERY", "RankLogger",
            "hparams_of"]
-
-# the names simulate.py imports today (the pipeline's rewrite can use the public ones above)
-_call, _instantiate, _shown = call_group, instantiate_group, shown_path
 
 
 class StopFlag:

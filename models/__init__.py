@@ -41,17 +41,26 @@ ALIASES = {
 
 
 class AliasFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Import an old module path in `ALIASES` as the module it names (the same object)."""
+    """Import an old module path of ``aliases`` (old name -> new name) as the module it names (the same
+    object). `dendsn_cli` installs one of its own for the runner's old paths."""
+
+    def __init__(self, aliases: dict):
+        self.aliases = aliases
 
     def find_spec(self, name, path=None, target=None):
-        return importlib.util.spec_from_loader(name, self) if name in ALIASES else None
+        return importlib.util.spec_from_loader(name, self) if name in self.aliases else None
 
     def create_module(self, spec):
-        return importlib.import_module(ALIASES[spec.name])
+        return importlib.import_module(self.aliases[spec.name])
 
     def exec_module(self, module) -> None:
         """The module ran when `create_module` imported it under its own name."""
 
 
-if not any(isinstance(f, AliasFinder) for f in sys.meta_path):
-    sys.meta_path.insert(0, AliasFinder())
+def install_aliases(aliases: dict) -> None:
+    """Put a finder for ``aliases`` on ``sys.meta_path`` (once per table)."""
+    if not any(isinstance(f, AliasFinder) and f.aliases is aliases for f in sys.meta_path):
+        sys.meta_path.insert(0, AliasFinder(aliases))
+
+
+install_aliases(ALIASES)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import one_error
-from dendsn_cli import simulate as sim
+from dendsn_cli import stimuli as sim
 
 
 def read_rows(path):

@@ -155,7 +155,7 @@ def test_collect_reads_old_and_new_metrics_and_every_status(tmp_path):
 
 
 def test_job_dir_names_are_safe_and_short():
-    from dendsn_cli.sweep import MAX_DIR_NAME, job_dir_name
+    from dendsn_cli.runs.sweep import MAX_DIR_NAME, job_dir_name
 
     assert job_dir_name(0, "neuron=lif,seed=0") == "0_neuron=lif,seed=0"
     assert job_dir_name(7, "") == "7"

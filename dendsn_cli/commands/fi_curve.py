@@ -83,10 +83,10 @@ def choice(cfg: DictConfig, group: str) -> str:
 
 def build(cfg: DictConfig):
     """(stimulus, one layer of n_neurons neurons, the mask [S*K_in] of the stimulated input features)."""
-    stimulus = loop._instantiate(cfg.stimulus, "stimulus")
+    stimulus = loop.instantiate_group(cfg.stimulus, "stimulus")
     if not isinstance(stimulus, Stimulus):
         raise UserError(f"stimulus._target_={cfg.stimulus._target_} is not a dendsn_cli.simulate.Stimulus")
-    neuron = loop._call(loop._instantiate(cfg.neuron, "neuron"), "neuron")
+    neuron = loop.call_group(loop.instantiate_group(cfg.neuron, "neuron"), "neuron")
     if str(cfg.neuron.get("_target_")).startswith("dendsn.events."):
         raise UserError("neuron=theta is event-driven (continuous time, dendsn train network=event_mlp learning=exact); "
                         "dendsn simulate steps clock-driven neurons: pick one of `dendsn list neuron`, e.g. neuron=qif")
@@ -177,7 +177,7 @@ def simulate(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict
     x = stimulus(a, cfg.T, S * K_in, generator=gen) * mask  # [T, B, S*K_in]
     names = {g: choices.get(g) for g in ("neuron", "wiring", "stimulus") if choices.get(g)}
     what = " ".join(f"{g}={v}" for g, v in names.items())
-    shown = loop._shown(run_dir)
+    shown = loop.shown_path(run_dir)
     print(f"dendsn: simulate {what} | {shown} | {device} | {S} neuron(s) x {K_in} input(s) | "
           f"{_describe_amplitudes(amps)} | T={cfg.T}, dt={cfg.dt:g} ms | watch: tensorboard --logdir {shown}",
           file=sys.stderr)
@@ -263,8 +263,8 @@ def _fed_compartments(cfg, neuron) -> str:
 def fi_figure(curves: list, x_label: str, dt: float, title: str = ""):
     """f-I curves: ``curves`` [(label, rows of fI.csv)]; rate in Hz (left) and spikes per step (right)
     against the amplitude, the band from the slowest to the fastest neuron of each curve."""
-    with matplotlib.rc_context(figures._RC):
-        fig = figures._figure(8.0, 4.8)
+    with matplotlib.rc_context(figures.RC):
+        fig = figures.new_figure(8.0, 4.8)
         ax = fig.subplots()
         for i, (label, rows) in enumerate(curves):
             x = np.array([r["amplitude"] for r in rows])
@@ -298,8 +298,8 @@ def stimulus_figure(x: torch.Tensor, idx: list[int], amps: list[float], mask: to
                     x_label: str, title: str):
     """The input current of the first stimulated feature (neuron 0) for the traced amplitudes."""
     feature = int(torch.nonzero(mask)[0]) if mask.any() else 0
-    with matplotlib.rc_context(figures._RC):
-        fig = figures._figure(figures.WIDTH, 3.2)
+    with matplotlib.rc_context(figures.RC):
+        fig = figures.new_figure(figures.WIDTH, 3.2)
         ax = fig.subplots()
         for j, b in enumerate(idx):
             ax.step(np.arange(x.shape[0]), x[:, b, feature].numpy(), where="mid", color=f"C{j % 10}",

@@ -79,12 +79,12 @@ def explain(e: BaseException, overrides: list[str]) -> str:
         key = m.group(2)
         given = value_of(overrides, key)
         return f"{key}={shorten(given, 40) if given is not None else '?'} has the wrong type: expected a list, e.g. {key}=[0,0.5,1]"
-    return (config._unreadable(overrides, e) or config.explain(e)).replace("dendsn train", "dendsn simulate")
+    return (config.unreadable(overrides, e) or config.explain(e)).replace("dendsn train", "dendsn simulate")
 
 
 def compose(overrides: list[str], return_hydra_config: bool = False) -> DictConfig:
     """conf/simulate.yaml with ``overrides``, interpolations resolved (outside hydra.*); UserError on failure."""
-    big = config._big_number(overrides)
+    big = config.big_number(overrides)
     if big:
         raise UserError(f"{big.lstrip('+~')}= holds a number with hundreds of digits; give a value in its range "
                         "(`dendsn simulate --help`)")
@@ -121,7 +121,7 @@ def validate(cfg: DictConfig) -> None:
         raise UserError(f"traces={cfg.traces} is out of range: it must be >= 0 (0 = no raster / trace figures)")
     if not (math.isfinite(cfg.dt) and cfg.dt > 0):
         raise UserError(f"dt={cfg.dt} is out of range: dt must be > 0 (milliseconds per step)")
-    if not config._DEVICE.match(str(cfg.device)):
+    if not config.DEVICE_PATTERN.match(str(cfg.device)):
         raise UserError(f"device={cfg.device!r} is not known: use cpu, auto, cuda or cuda:N")
     amplitude_values(cfg)
     if cfg.get("wiring") is not None and "wiring" not in cfg.neuron:
@@ -136,7 +136,7 @@ def validate(cfg: DictConfig) -> None:
         node = cfg.get(group)
         if isinstance(node, DictConfig):
             config.check_node(node, group)
-    config._check_step_mode(cfg.neuron, "neuron")
+    config.check_step_mode(cfg.neuron, "neuron")
     build(cfg)
 
 

@@ -19,9 +19,6 @@ from .sweeps import (SAMPLING_SWEEPERS, STRUCTURE_LIMIT, VALUE_CHECKS_ON_EVERY_B
                      expand_sweep, sweeper_of)
 from .validate import DEVICE_PATTERN, check_root, check_step_mode, validate
 
-# The names simulate.py used before they were public; the pipeline's rewrite imports the public ones.
-_unreadable, _big_number, _DEVICE, _check_step_mode = unreadable, big_number, DEVICE_PATTERN, check_step_mode
-
 __all__ = [
     "CONFIG_MODULE", "CONFIG_NAME", "GROUPS", "OPTIONAL_GROUPS", "SAMPLING_SWEEPERS", "STRUCTURE_LIMIT",
     "VALUE_CHECKS_ON_EVERY_BASE", "DEVICE_PATTERN", "DendsnConfig", "EarlyStop", "SweepCheck", "big_number",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from .. import distributed as dist
+from ..runs import distributed as dist
 from .bptt import BPTT
 
 

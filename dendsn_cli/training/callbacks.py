@@ -30,7 +30,7 @@ from typing import Optional
 
 from tqdm import tqdm
 
-from .. import distributed as dist
+from ..runs import distributed as dist
 
 log = logging.getLogger("dendsn")   # records go to <run dir>/train.log (conf/hydra/job_logging/dendsn.yaml)
 

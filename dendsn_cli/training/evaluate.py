@@ -8,8 +8,8 @@ from typing import Optional
 import torch
 from omegaconf import DictConfig
 
-from .. import checkpoint
-from .. import distributed as dist
+from ..runs import checkpoint
+from ..runs import distributed as dist
 from .build import Parts, build, seed_everything, select_device
 from .monitor import Monitor
 

@@ -31,8 +31,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from .. import checkpoint
-from .. import distributed as dist
+from ..runs import checkpoint
+from ..runs import distributed as dist
 from ..config import choice_name
 from ..errors import UserError, shorten
 from ..learning.base import PhaseClock, RuleContext

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from dendsn.events import EventStats
 
-from .. import distributed as dist
+from ..runs import distributed as dist
 from .figures import FIGURES
 
 

@@ -18,7 +18,7 @@ def register_schemas() -> None:
     """Import what puts dendsn's structured configs (`dendsn_schema`, `dendsn_simulate_schema`) and its
     resolvers into Hydra's global stores, as `dendsn train` / `dendsn simulate` do."""
     import dendsn_cli.config  # noqa: F401
-    import dendsn_cli.simulate  # noqa: F401
+    import dendsn_cli.commands.simulate  # noqa: F401
 
 
 def options(group: str) -> list[str]:
