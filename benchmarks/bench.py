@@ -71,12 +71,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dendsn.compartments import Active
 from dendsn.dendritic import DendLIF
+from dendsn.dendritic.compartments import Active
+from dendsn.dendritic.wiring import KTo1, Segregated
 from dendsn.networks import MLP
 from dendsn.neurons import LIF
 from dendsn.surrogate import Sigmoid
-from dendsn.wiring import KTo1, Segregated
 
 # the figures: this 2-core CPU, 2 threads, SpikingJelly < 2, Fashion-MNIST, T=8, batch 128. The
 # reference package (dendsn for SpikingJelly < 2) cannot run with SpikingJelly 2, so its figures are
@@ -154,7 +154,7 @@ def peak_bytes(fn: Callable, device: torch.device) -> Optional[int]:
         torch.cuda.synchronize(device)
         return torch.cuda.max_memory_allocated(device) - base
     try:
-        from torch._C._profiler import _EventType
+        from torch._C._profiler import _EventType  # noqa: PLC2701 (the profiler event kinds: no public name)
         from torch.profiler import ProfilerActivity, profile
 
         with _QuietStderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
@@ -601,7 +601,7 @@ def zoo_pairs(T: int) -> dict:
     sj_psn.load_state_dict(psn.state_dict())
     pairs["psn"] = (psn, sj_psn, False)
     try:
-        from dendsn.adaptive import Izhikevich
+        from dendsn.neurons.adaptive import Izhikevich
     except ImportError:
         Izhikevich = None
     if Izhikevich is not None:
@@ -651,7 +651,7 @@ def section_zoo(tab: Table, clock: Clock, dev, sz) -> None:
         tab.add(f"6.{name}.vs_spikingjelly", f"{type(ours).__name__} [{T}, {B}, {n}] vs SpikingJelly "
                 f"{type(sj).__name__}: fwd+bwd of the neuron alone", t["ours"], t["sj"], "ms", t["sj"] / t["ours"],
                 "speed-up", ">= 1.0", note)
-    from dendsn.nonlinear import PSN
+    from dendsn.neurons.nonlinear import PSN
 
     T = sz["psn_T"]
     x = (torch.randn(T, B, n, generator=gen) * 1.5 + 0.3).to(dev).requires_grad_()

@@ -20,9 +20,20 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from .runs import distributed as dist
-from .training.build import (Parts, build, build_readout, calibrate, call_group, check_dendrites, instantiate_group,
-                             named_layer_parameters, seed_everything, select_device, spiking_layers,
-                             tune_cpu_allocator)
+from .training.build import (
+    Parts,
+    build,
+    build_readout,
+    calibrate,
+    call_group,
+    check_dendrites,
+    instantiate_group,
+    named_layer_parameters,
+    seed_everything,
+    select_device,
+    spiking_layers,
+    tune_cpu_allocator,
+)
 from .training.callbacks import Diverged, Interrupted, rate_warnings
 from .training.evaluate import evaluate, evaluate_checkpoint
 from .training.loop import fit, quietly, shown_path

@@ -3,12 +3,11 @@
 Imported as ``dendsn``; nothing here knows about Hydra, files or logging. Packages by role:
 
     neurons/     point neurons: base (SpikingModule, StepNeuron, PointNeuron, checks), lif (LIF, IF,
-                 PLIF, LI), nonlinear (QIF, EIF, KLIF, LIAF, PSN), adaptive (AdEx, Izhikevich, ALIF, ...),
-                 surrogate (surrogate gradients, stochastic firing)
+                 PLIF, LI), nonlinear (QIF, EIF, KLIF, LIAF, PSN), adaptive (AdEx, Izhikevich, ALIF, ...)
     dendritic/   compartments, wiring, dendrite, soma (the dendrite's drive of the soma), neuron (one
-                 DendriticNeuron; DendLIF / DendIF are presets of it)
-    kernels/     the hand-written autograd Functions and the fast paths (with their caches), each beside
-                 the reference step it equals
+                 DendriticNeuron; DendLIF / DendIF are presets of it), fast (its fast paths and their cache)
+    kernels/     the hand-written autograd Functions, each equal to the reference step it speeds up
+    surrogate.py the firing functions (surrogate gradients, stochastic firing), used at every level
     layers/      synapses, competition, recurrent
     networks/    networks (MLP, ConvNet, Conv1dNet), calibrate
     events.py    the event simulator (exact spike times)
@@ -26,7 +25,6 @@ import sys
 ALIASES = {
     "dendsn.nonlinear": "dendsn.neurons.nonlinear",
     "dendsn.adaptive": "dendsn.neurons.adaptive",
-    "dendsn.surrogate": "dendsn.neurons.surrogate",
     "dendsn.compartments": "dendsn.dendritic.compartments",
     "dendsn.wiring": "dendsn.dendritic.wiring",
     "dendsn.dendrite": "dendsn.dendritic.dendrite",

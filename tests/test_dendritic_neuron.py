@@ -16,7 +16,7 @@ from dendsn.dendritic.wiring import KTo1, Segregated, Tree
 from dendsn.neurons.adaptive import AdEx
 from dendsn.neurons.lif import IF, LIF
 from dendsn.neurons.nonlinear import QIF
-from dendsn.neurons.surrogate import StochasticFiring
+from dendsn.surrogate import StochasticFiring
 
 CONF = pathlib.Path(__file__).resolve().parents[1] / "conf"
 
@@ -89,7 +89,7 @@ def test_fast_path_equals_reference_for_any_soma(soma, wire):
 
 
 OLD = {"neurons": "dendsn.neurons", "nonlinear": "dendsn.neurons.nonlinear", "adaptive": "dendsn.neurons.adaptive",
-       "surrogate": "dendsn.neurons.surrogate", "compartments": "dendsn.dendritic.compartments",
+       "compartments": "dendsn.dendritic.compartments",
        "wiring": "dendsn.dendritic.wiring", "dendrite": "dendsn.dendritic.dendrite", "dendritic": "dendsn.dendritic",
        "soma": "dendsn.kernels.soma", "synapses": "dendsn.layers.synapses", "competition": "dendsn.layers.competition",
        "recurrent": "dendsn.layers.recurrent", "networks": "dendsn.networks", "calibrate": "dendsn.networks.calibrate",

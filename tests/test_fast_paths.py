@@ -11,7 +11,7 @@ import torch
 
 from dendsn import soma, surrogate
 from dendsn.compartments import Active, Passive
-from dendsn.kernels import readout
+from dendsn.dendritic import fast as readout
 from dendsn.dendritic import DendIF, DendLIF
 from dendsn.wiring import Chain, KTo1, Segregated, Tree
 

@@ -161,6 +161,35 @@ def _describe_amplitudes(amps: list[float]) -> str:
     return f"amplitude {amps[0]:g}" if len(amps) == 1 else f"{len(amps)} amplitudes {amps[0]:g}..{amps[-1]:g}"
 
 
+def log_figures(logger, cfg: DictConfig, neuron, stimulus, seqs: tuple, amps: list[float], rows: list[dict],
+                what: str, title: str, run_dir: Path) -> None:
+    """fI.png and the TensorBoard images of a simulation: the f-I curve, the raster, the stimulus and the
+    traces of the traced amplitudes. ``seqs``: input x, input mask, spikes, potentials v and v_dend."""
+    x, mask, spikes, v, vd = seqs
+    S = cfg.n_neurons
+    fi = figures.figure_to_array(fi_figure([(what, rows)], stimulus.x_label, cfg.dt, title=f"f-I curve: {title}"))
+    matplotlib.image.imsave(run_dir / "fI.png", fi)                  # drawn once: the PNG and the TensorBoard image
+    logger.writer.add_image("fI", fi, 0, dataformats="HWC")
+    idx = traced_indices(len(amps), cfg.traces)
+    n_t = min(cfg.T, TRACE_STEPS)
+    window = f": steps 0-{n_t - 1} of {cfg.T}" if n_t < cfg.T else ""
+    if idx:
+        labels = [f"amplitude {amps[b]:g}" for b in idx]
+        logger.writer.add_figure("raster", figures.raster(spikes[:n_t, idx], title=what + window,
+                                                          sample_labels=labels), 0)
+        logger.writer.add_figure("stimulus", stimulus_figure(x, idx, amps, mask, cfg.dt, stimulus.x_label, what), 0)
+    k = min(S, MAX_TRACE_NEURONS)
+    if isinstance(v, torch.Tensor):
+        v = v.detach().reshape(v.shape[0], v.shape[1], -1).float().cpu()
+        dend = vd.detach().reshape(vd.shape[0], vd.shape[1], -1, vd.shape[-1]).float().cpu() if isinstance(vd, torch.Tensor) else None
+        fed = _fed_compartments(cfg, neuron)
+        for b in idx:
+            fig = figures.traces(v[:n_t, b, :k], spikes[:n_t, b, :k], float(getattr(neuron, "v_threshold", 1.0)),
+                                 v_dend=None if dend is None else dend[:n_t, b, :k], neuron_ids=list(range(k)),
+                                 title=f"amplitude {amps[b]:g}, input into {fed}{window}")
+            logger.writer.add_figure(f"traces/{b:02d}_amplitude_{amps[b]:g}", fig, 0)
+
+
 def simulate(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict) -> dict:
     """Run the stimulus through the neurons for every amplitude; write fI.csv, fI.png, simulate.json and the
     TensorBoard events into ``run_dir``; return the summary."""
@@ -208,27 +237,7 @@ def simulate(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict
         logger.scalars({"fI/rate_hz": r["rate_hz"], "fI/spikes_per_step": r["spikes_per_step"],
                         "fI/amplitude": r["amplitude"]}, b)
     if cfg.figures:
-        fi = figures.figure_to_array(fi_figure([(what, rows)], stimulus.x_label, cfg.dt, title=f"f-I curve: {title}"))
-        matplotlib.image.imsave(run_dir / "fI.png", fi)                  # drawn once: the PNG and the TensorBoard image
-        logger.writer.add_image("fI", fi, 0, dataformats="HWC")
-        idx = traced_indices(len(amps), cfg.traces)
-        n_t = min(cfg.T, TRACE_STEPS)
-        window = f": steps 0-{n_t - 1} of {cfg.T}" if n_t < cfg.T else ""
-        if idx:
-            labels = [f"amplitude {amps[b]:g}" for b in idx]
-            logger.writer.add_figure("raster", figures.raster(spikes[:n_t, idx], title=what + window,
-                                                              sample_labels=labels), 0)
-            logger.writer.add_figure("stimulus", stimulus_figure(x, idx, amps, mask, cfg.dt, stimulus.x_label, what), 0)
-        k = min(S, MAX_TRACE_NEURONS)
-        if isinstance(v, torch.Tensor):
-            v = v.detach().reshape(v.shape[0], v.shape[1], -1).float().cpu()
-            dend = vd.detach().reshape(vd.shape[0], vd.shape[1], -1, vd.shape[-1]).float().cpu() if isinstance(vd, torch.Tensor) else None
-            fed = _fed_compartments(cfg, neuron)
-            for b in idx:
-                fig = figures.traces(v[:n_t, b, :k], spikes[:n_t, b, :k], float(getattr(neuron, "v_threshold", 1.0)),
-                                     v_dend=None if dend is None else dend[:n_t, b, :k], neuron_ids=list(range(k)),
-                                     title=f"amplitude {amps[b]:g}, input into {fed}{window}")
-                logger.writer.add_figure(f"traces/{b:02d}_amplitude_{amps[b]:g}", fig, 0)
+        log_figures(logger, cfg, neuron, stimulus, (x, mask, spikes, v, vd), amps, rows, what, title, run_dir)
     hp, given = loop.hparams_of(cfg, choices, overrides)
     metrics = {"fI/max_rate_hz": summary["max_rate_hz"]}
     if summary["rheobase"] is not None:

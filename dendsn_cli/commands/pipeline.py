@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from hydra._internal.utils import get_args_parser
+from hydra._internal.utils import get_args_parser  # noqa: PLC2701 (Hydra's own parser of hydra.main's flags)
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 

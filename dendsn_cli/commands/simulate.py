@@ -23,7 +23,6 @@ from typing import Any, List, Optional
 
 from hydra import compose as hydra_compose
 from hydra import initialize_config_module
-from hydra._internal.utils import _locate
 from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException
@@ -147,7 +146,7 @@ def _check_stimulus_keys(cfg: DictConfig) -> None:
     if not isinstance(node, DictConfig) or "_target_" not in node:
         return
     try:
-        params = [k for k in inspect.signature(_locate(str(node._target_))).parameters if k not in ("self", "args", "kwargs")]
+        params = [k for k in inspect.signature(config.locate(node._target_)).parameters if k not in ("self", "args", "kwargs")]
     except Exception:
         return                                                   # config.check_node names an unimportable target
     for key in node.keys():

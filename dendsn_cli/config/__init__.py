@@ -15,8 +15,15 @@ from .compose import big_number, check_optional_groups, compose, explain, to_yam
 from .options import choice_name, group_options, option_targets, options_with_subgroup
 from .schema import CONFIG_MODULE, CONFIG_NAME, GROUPS, OPTIONAL_GROUPS, DendsnConfig, EarlyStop
 from .signature import check_node, locate
-from .sweeps import (SAMPLING_SWEEPERS, STRUCTURE_LIMIT, VALUE_CHECKS_ON_EVERY_BASE, SweepCheck, check_sweep,
-                     expand_sweep, sweeper_of)
+from .sweeps import (
+                     SAMPLING_SWEEPERS,
+                     STRUCTURE_LIMIT,
+                     VALUE_CHECKS_ON_EVERY_BASE,
+                     SweepCheck,
+                     check_sweep,
+                     expand_sweep,
+                     sweeper_of,
+)
 from .validate import DEVICE_PATTERN, check_root, check_step_mode, validate
 
 __all__ = [

@@ -61,8 +61,18 @@ indexing with one random permutation per epoch, no DataLoader.
 """
 
 from .events import EVENT_SOURCES, FRAMES_FORMAT, EventSource, TonicEvents, pool_frames
-from .images import (DEBIAN_FASHION_MNIST, IDX_FILES, TorchvisionImages, check_idx_header, check_labels,
-                     images_to_split, install_debian_fashion_mnist, read_idx_file, read_idx_gz, rows_split)
+from .images import (
+                     DEBIAN_FASHION_MNIST,
+                     IDX_FILES,
+                     TorchvisionImages,
+                     check_idx_header,
+                     check_labels,
+                     images_to_split,
+                     install_debian_fashion_mnist,
+                     read_idx_file,
+                     read_idx_gz,
+                     rows_split,
+)
 from .split import SEQUENTIAL, DataInfo, Split, hold_out, sequential_kind, val_count
 from .synthetic import SyntheticSpikes, balanced_labels, corrupt_templates, spike_templates
 

@@ -19,7 +19,6 @@ from dendsn_cli.errors import UserError
 
 from .split import DataInfo, Split, hold_out, sequential_kind, val_count
 
-
 #: Where the Debian package `fashion-mnist` installs the original gzipped IDX files.
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 

@@ -46,7 +46,6 @@ from dendsn.dendritic import DendIF, DendLIF, DendriticNeuron
 from dendsn.neurons import PointNeuron
 
 from ..errors import UserError
-
 from .local import READOUT_MODES, LocalRule, PlasticLayer, reset_state
 from .plasticity import check_choice, check_number, check_tau, correlate, expand, reduce_rows, trace, trace_step
 

@@ -50,16 +50,24 @@ from typing import Optional
 
 import torch
 from torch import nn
+from torchvision.utils import make_grid
 
-from dendsn.calibrate import layer_pairs
+from dendsn.layers.recurrent import RecurrentSynapse
 from dendsn.networks import TimeDistributed
-from dendsn.recurrent import RecurrentSynapse
+from dendsn.networks.calibrate import layer_pairs
 
 from ..errors import UserError
 from .base import LearningRule, clamp_weights, inhibitory_units, masked_update
 from .bptt import BPTT
 from .plasticity import (
-    Connection, check_choice, check_number, correlate, expand, neuron_sum, normalize_rows, reduce_rows,
+    Connection,
+    check_choice,
+    check_number,
+    correlate,
+    expand,
+    neuron_sum,
+    normalize_rows,
+    reduce_rows,
     topk_mask,
 )
 
@@ -599,8 +607,6 @@ def reset_state(model: nn.Module) -> None:
 def receptive_fields(layer: PlasticLayer, input_shape: Optional[tuple], n_max: int = 64) -> torch.Tensor:
     """An image grid [3, H, W] of the first ``n_max`` neurons' weights (summed over compartments),
     each tile scaled to [0, 1]; linear rows are shown in the shape of the network input when they fit."""
-    from torchvision.utils import make_grid
-
     W = layer.weight.detach().float().cpu()
     k = layer.conn.k_in
     if layer.conn.kind == "linear":

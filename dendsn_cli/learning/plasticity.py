@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dendsn.compartments import decay_operator, leaky_scan
+from dendsn.dendritic.compartments import decay_operator, leaky_scan
 
 WEIGHT_DEPENDENCES = ("additive", "multiplicative")
 

@@ -24,7 +24,14 @@ import torch
 
 from .local import LocalRule, PlasticLayer
 from .plasticity import (
-    WEIGHT_DEPENDENCES, check_choice, check_number, check_tau, correlate, expand, trace, trace_step,
+    WEIGHT_DEPENDENCES,
+    check_choice,
+    check_number,
+    check_tau,
+    correlate,
+    expand,
+    trace,
+    trace_step,
     weight_dependence,
 )
 

@@ -172,9 +172,9 @@ def wrap(model: torch.nn.Module, device: torch.device) -> Optional[torch.nn.Modu
     """The DistributedDataParallel wrapper that trains ``model`` (None outside a process group)."""
     if not active():
         return None
-    from torch.nn.parallel import DistributedDataParallel as DDP
-
     import warnings
+
+    from torch.nn.parallel import DistributedDataParallel as DDP
 
     ids = [device.index] if device.type == "cuda" else None
     with warnings.catch_warnings():        # torch 2.14 renames broadcast_buffers; False still means: not synced

@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from dendsn.calibrate import calibrate_rates, describe, layer_pairs
-from dendsn.networks import TimeDistributed
-from dendsn.neurons import outer_spiking
 from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
+
+from dendsn.networks import TimeDistributed
+from dendsn.networks.calibrate import calibrate_rates, describe, layer_pairs
+from dendsn.neurons import outer_spiking
 
 from ..config import choice_name
 from ..errors import UserError

@@ -31,14 +31,22 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from ..runs import checkpoint
-from ..runs import distributed as dist
 from ..config import choice_name
 from ..errors import UserError, shorten
 from ..learning.base import PhaseClock, RuleContext
 from ..learning.local import LocalRule
-from .build import Parts, build, calibrate, instantiate_group, named_layer_parameters, seed_everything, \
-    select_device, tune_cpu_allocator
+from ..runs import checkpoint
+from ..runs import distributed as dist
+from .build import (
+    Parts,
+    build,
+    calibrate,
+    instantiate_group,
+    named_layer_parameters,
+    seed_everything,
+    select_device,
+    tune_cpu_allocator,
+)
 from .callbacks import CALLBACKS, Diverged, Interrupted, write_json
 from .evaluate import count_correct, evaluate, tallies_of
 from .figures import Seen

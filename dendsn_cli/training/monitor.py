@@ -4,6 +4,7 @@ gradient norms, finiteness."""
 from __future__ import annotations
 
 import torch
+
 from dendsn.events import EventStats
 
 from ..runs import distributed as dist

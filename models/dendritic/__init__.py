@@ -1,6 +1,7 @@
 """The dendritic stack, bottom up: `compartments` (one compartment's dynamics), `wiring` (which
 compartments connect), `dendrite` (K coupled compartments), `soma` (the dendrite's drive of the
-soma), `neuron` (one `DendriticNeuron`; `DendLIF` / `DendIF` are presets of it).
+soma), `neuron` (one `DendriticNeuron`; `DendLIF` / `DendIF` are presets of it), `fast` (its fast
+paths and their cache, each equal to the reference step).
 
 ``dendsn.dendritic`` was one module before (the neurons): its names stay here.
 """

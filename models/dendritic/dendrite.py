@@ -39,7 +39,6 @@ coupled active compartments as one autograd node with a hand-written backward (`
 from __future__ import annotations
 
 import math
-
 from typing import Optional, Sequence, Union
 
 import torch

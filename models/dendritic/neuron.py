@@ -18,7 +18,7 @@ A soma linear below threshold (LIF, IF, PLIF without a refractory period) charge
 h[t] = alpha' v[t-1] + u'[t] (`soma`), so the whole soma runs in ONE kernel call
 (`kernels.soma.multi_step`); any other soma runs its own multi-step on the dendrite's read-out
 a[t] = sum_k phi_k v_k[t] with ``feedback = Phi``. Either way the dendrite's drive for all T steps
-comes from `kernels.readout.drive_at_once` where a fast path applies (the soma only needs a[t]),
+comes from `fast.drive_at_once` where a fast path applies (the soma only needs a[t]),
 else from the reference: every compartment for every step (also with ``store_seq``, learnable
 phi / g / strength and ``dendrite_method="loop"``). Back-propagating spikes couple soma ->
 dendrite, so with bap_psi != 0 the neuron runs its single step T times (the same code as
@@ -38,11 +38,11 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..kernels import readout
 from ..kernels import soma as soma_kernel
 from ..neurons.base import PointNeuron, SpikingModule, StepNeuron
 from ..neurons.lif import IF, LIF
-from ..neurons.surrogate import Surrogate
+from ..surrogate import Surrogate
+from . import fast as readout
 from .compartments import Passive
 from .dendrite import Coupling, Dendrite
 from .soma import FORWARD_ACTIVATIONS, Phi, check_number, check_phi, total_strength, weighted_sum
@@ -186,7 +186,7 @@ class DendriticNeuron(SpikingModule):
         if "soma" in self._modules:
             self.soma.reset()
 
-    # The compartment state after the last step. The all-at-once read-out (`kernels.readout`) never
+    # The compartment state after the last step. The all-at-once read-out (`fast`) never
     # forms it; it is computed from the kept input on first access (`dendrite.last_state`), under
     # the grad mode of the forward pass, so training steps that reset every batch never pay for it.
     def _set_dend(self, v_p: Optional[torch.Tensor], v: Optional[torch.Tensor]) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from ..neurons.surrogate import Sigmoid
+from ..surrogate import Sigmoid
 
 EXP_CAP = 20.0   # AdEx: exp((v - theta_rh) / delta_T) is evaluated at most at exp(20) (no overflow on a runaway v)
 

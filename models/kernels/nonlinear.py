@@ -10,7 +10,7 @@ from typing import Optional
 
 import torch
 
-from ..neurons.surrogate import Sigmoid
+from ..surrogate import Sigmoid
 from . import soma
 
 

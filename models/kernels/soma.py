@@ -43,7 +43,7 @@ from typing import Optional, Union
 
 import torch
 
-from ..neurons.surrogate import Sigmoid, Surrogate
+from ..surrogate import Sigmoid, Surrogate
 
 Alpha = Union[float, torch.Tensor]
 
@@ -133,6 +133,41 @@ def reset_into(H, s, theta: float, v_reset: Optional[float], out: torch.Tensor) 
     return out.add_(s, alpha=v_reset) if v_reset != 0.0 else out
 
 
+def surrogate_slope(H: torch.Tensor, s: torch.Tensor, theta: float, firing, buf: Optional[torch.Tensor]):
+    """The firing function's slope at H - theta. With ``buf`` (the sigmoid surrogate, computed in place
+    in ``buf``) it is sig(a x) (1 - sig(a x)) without its factor a, which `backprop_reset` applies."""
+    if buf is None:
+        return firing.grad(H - theta, s)
+    sg = torch.sub(H, theta, out=buf)
+    sg.mul_(firing.alpha).sigmoid_()
+    return sg.addcmul_(sg, sg, value=-1.0)
+
+
+def through_reset(g, carry, gs_t, H, s, theta: float, v_reset: Optional[float], c: float, detach: bool, sg,
+                  a_sg: float, tmp) -> None:
+    """dL/dH[t] into ``g`` from dL/dv[t] (``carry``) and dL/ds[t] (``gs_t``), through the reset of
+    `backprop_reset`'s docstring; ``sg`` the firing function's slope (times ``a_sg``)."""
+    hard = v_reset is not None
+    if detach:
+        term = gs_t
+    elif hard:                                                       # g_s + carry (v_reset - c H)
+        term = torch.addcmul(gs_t, carry, H, value=-c, out=tmp)
+        if v_reset != 0.0:
+            term.add_(carry, alpha=v_reset)
+    else:                                                            # g_s - c theta carry
+        term = torch.add(gs_t, carry, alpha=-c * theta, out=tmp)
+    if hard:                                                         # c carry (1 - s) + a_sg sg term
+        torch.addcmul(carry, carry, s, value=-1.0, out=g)
+        if c != 1.0:
+            g.mul_(c)
+        g.addcmul_(term, sg, value=a_sg)
+    elif c == 1.0:
+        torch.addcmul(carry, term, sg, value=a_sg, out=g)
+    else:
+        torch.mul(carry, c, out=g)
+        g.addcmul_(term, sg, value=a_sg)
+
+
 def backprop_reset(H_seq, s_seq, alpha, theta, v_reset, firing, detach, g_s, g_v_last, g_H=None, c=1.0,
                    keep_carry=False, per_step=False, g_v_seq=None):
     """The reverse recurrence of a one-state soma (module docstring): ``v[t] = c H[t] (1 - s[t]) +
@@ -142,7 +177,6 @@ def backprop_reset(H_seq, s_seq, alpha, theta, v_reset, firing, detach, g_s, g_v
 
     Returns (dL/dH [T, ...], dL/dv0, dL/dv [T, ...] after each reset when ``keep_carry``, else None)."""
     T = H_seq.shape[0]
-    hard = v_reset is not None
     fast_sg = type(firing).grad is Sigmoid.grad                      # sg in place: a sig(a x) (1 - sig(a x))
     a_sg = firing.alpha if fast_sg else 1.0
     g_seq = torch.empty_like(H_seq)
@@ -155,12 +189,7 @@ def backprop_reset(H_seq, s_seq, alpha, theta, v_reset, firing, detach, g_s, g_v
         H = H_seq[t]
         if g_v_seq is not None:
             carry, own = (g_v_seq[t] if carry is None else carry + g_v_seq[t]), False
-        if fast_sg:
-            sg = torch.sub(H, theta, out=sg_buf)
-            sg.mul_(a_sg).sigmoid_()
-            sg.addcmul_(sg, sg, value=-1.0)                          # sig (1 - sig); a_sg applied below
-        else:
-            sg = firing.grad(H - theta, s_seq[t])
+        sg = surrogate_slope(H, s_seq[t], theta, firing, sg_buf)
         g = g_seq[t]
         if carry is None:
             if g_s is None:
@@ -172,25 +201,8 @@ def backprop_reset(H_seq, s_seq, alpha, theta, v_reset, firing, detach, g_s, g_v
         else:
             if keep_carry:
                 carries[t].copy_(carry)
-            gs_t = zero if g_s is None else g_s[t]
-            if detach:
-                term = gs_t
-            elif hard:                                               # g_s + carry (v_reset - c H)
-                term = torch.addcmul(gs_t, carry, H, value=-c, out=tmp)
-                if v_reset != 0.0:
-                    term.add_(carry, alpha=v_reset)
-            else:                                                    # g_s - c theta carry
-                term = torch.add(gs_t, carry, alpha=-c * theta, out=tmp)
-            if hard:                                                 # c carry (1 - s) + a_sg sg term
-                torch.addcmul(carry, carry, s_seq[t], value=-1.0, out=g)
-                if c != 1.0:
-                    g.mul_(c)
-                g.addcmul_(term, sg, value=a_sg)
-            elif c == 1.0:
-                torch.addcmul(carry, term, sg, value=a_sg, out=g)
-            else:
-                torch.mul(carry, c, out=g)
-                g.addcmul_(term, sg, value=a_sg)
+            through_reset(g, carry, zero if g_s is None else g_s[t], H, s_seq[t], theta, v_reset, c, detach,
+                          sg, a_sg, tmp)
         if g_H is not None:
             g.add_(g_H[t])
         if not own:                                                  # never write into a given gradient

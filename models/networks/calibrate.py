@@ -32,8 +32,8 @@ from typing import Iterable, Optional
 import torch
 from torch import nn
 
-from .networks import TimeDistributed
 from ..neurons.base import SpikingModule
+from .networks import TimeDistributed
 
 
 def _inner(m: nn.Module) -> nn.Module:

@@ -68,7 +68,6 @@ from ..kernels import adaptive as fused
 from ..kernels import soma
 from .base import StepNeuron, check_range
 
-
 # --- AdEx and Izhikevich: v with a nonlinearity q(v), and an adaptation current w -----------------
 
 

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..kernels import soma
-from .surrogate import Sigmoid, Surrogate
+from ..surrogate import Sigmoid, Surrogate
 
 
 class SpikingModule(nn.Module):

@@ -46,8 +46,8 @@ from torch import nn
 
 from ..kernels import nonlinear as fused
 from ..kernels import soma
+from ..surrogate import Sigmoid, Surrogate
 from .base import SpikingModule, StepNeuron, check_range
-from .surrogate import Sigmoid, Surrogate
 
 ACTS = {"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh, "identity": lambda z: z}
 

@@ -30,8 +30,8 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..dendritic import compartments, dendrite
-from . import compartments as fused_compartments
+from ..kernels import compartments as fused_compartments
+from . import compartments, dendrite
 
 CACHE: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()   # neuron -> (key, terms)
 
