@@ -52,6 +52,7 @@ def main(argv=None) -> dict:
     rows += [] if args.no_pairs else [p for p in PAIRS if (CONF / "encoder" / f"{p[0].split('=')[1]}.yaml").exists()]
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="dendsn-coding-") as tmp:
+
         def one(i_row):
             i, row = i_row
             work = Path(tmp) / f"row{i}"

@@ -32,7 +32,9 @@ def neuron_options() -> list[str]:
     """Every option of the neuron group except the generic `dendritic` (run through --somas) and the event-driven
     `theta` (it runs only in network=event_mlp with learning=exact; README "Exact gradients")."""
     conf = Path(__file__).resolve().parents[1] / "conf" / "neuron"
-    return sorted(p.stem for p in conf.glob("*.yaml") if p.stem != "dendritic" and "dendsn.events." not in p.read_text())
+    return sorted(
+        p.stem for p in conf.glob("*.yaml") if p.stem != "dendritic" and "dendsn.events." not in p.read_text()
+    )
 
 
 def run(overrides: list[str], workdir: Path, threads: int | None) -> dict:
@@ -40,8 +42,16 @@ def run(overrides: list[str], workdir: Path, threads: int | None) -> dict:
     env = dict(os.environ)
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
-    cmd = [sys.executable, "-m", "dendsn_cli.cli", "train", "progress=false", "logger.rasters=false",
-           f"hydra.run.dir={run_dir}", *overrides]
+    cmd = [
+        sys.executable,
+        "-m",
+        "dendsn_cli.cli",
+        "train",
+        "progress=false",
+        "logger.rasters=false",
+        f"hydra.run.dir={run_dir}",
+        *overrides,
+    ]
     t0 = time.time()
     p = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.time() - t0
@@ -50,8 +60,13 @@ def run(overrides: list[str], workdir: Path, threads: int | None) -> dict:
         return {"error": err[0] if err else f"exit {p.returncode}", "wall_s": wall}
     m = json.loads((run_dir / "metrics.json").read_text())
     warn = [ln for ln in p.stderr.splitlines() if "warning" in ln]
-    return {"test_acc": m["final"]["test_acc"], "best_test_acc": m["best"].get("test_acc"),
-            "samples_per_s": m["train_samples_per_s"], "wall_s": wall, "warnings": warn}
+    return {
+        "test_acc": m["final"]["test_acc"],
+        "best_test_acc": m["best"].get("test_acc"),
+        "samples_per_s": m["train_samples_per_s"],
+        "wall_s": wall,
+        "warnings": warn,
+    }
 
 
 def cell(r: dict | None) -> str:

@@ -55,18 +55,26 @@ def main(argv: list[str] | None = None) -> None:
     loss, acc = tr.evaluate(parts, cfg, split, monitor, record=True, confusion=confusion)
     monitor.stop()
     out = Path(args.out)
-    labels = split.y[:monitor.n_samples].tolist()
+    labels = split.y[: monitor.n_samples].tolist()
     written = []
     for name, s in monitor.rasters.items():
         fig = figures.raster(s, title=f"{name}: validation samples", sample_labels=labels)
         written.append(figures.save_png(fig, out / f"raster_{name}.png"))
     for name, t in monitor.traces.items():
         kind = "soma (before reset) and dendritic compartments" if "v_dend" in t else "soma (before reset)"
-        fig = figures.traces(t["v"], t["spikes"], t["v_threshold"], v_dend=t.get("v_dend"), neuron_ids=t["neurons"],
-                             title=f"{name}: {kind}, validation sample 0")
+        fig = figures.traces(
+            t["v"],
+            t["spikes"],
+            t["v_threshold"],
+            v_dend=t.get("v_dend"),
+            neuron_ids=t["neurons"],
+            title=f"{name}: {kind}, validation sample 0",
+        )
         written.append(figures.save_png(fig, out / f"traces_{name}.png"))
     for name, r in monitor.neuron_rates().items():
-        written.append(figures.save_png(figures.rate_histogram(r, title=f"{name} (validation)"), out / f"rates_{name}.png"))
+        written.append(
+            figures.save_png(figures.rate_histogram(r, title=f"{name} (validation)"), out / f"rates_{name}.png")
+        )
     written.append(figures.save_png(figures.confusion_matrix(confusion, title="validation"), out / "confusion.png"))
     print(f"validation accuracy {acc:.2%} after {cfg.epochs} epochs; wrote {len(written)} figures:", file=sys.stderr)
     for p in written:

@@ -26,8 +26,8 @@ def main(checkout: str, inp: str, out: str) -> None:
     tau, I0, T, K, repeats = (float(d["tau"]), float(d["I0"]), float(d["T"]), int(d["K"]), int(d["repeats"]))
     weights = [jnp.asarray(d[f"w{i}"]) for i in range(int(d["n_layers"]))]
     phi0 = jnp.asarray(d["phi0"])
-    times_in = jnp.asarray(d["in_times"])              # [M] the distinct input times
-    onehot = jnp.asarray(d["onehot"])                  # [B, n_in, M]: which inputs spike at each time
+    times_in = jnp.asarray(d["in_times"])  # [M] the distinct input times
+    onehot = jnp.asarray(d["onehot"])  # [B, n_in, M]: which inputs spike at each time
     labels = jnp.asarray(d["labels"])
     neuron = ThetaNeuron(tau, I0, 1e-6)
     sizes = [w.shape[0] for w in weights]
@@ -37,18 +37,18 @@ def main(checkout: str, inp: str, out: str) -> None:
 
     def forward(p, hot):
         ws, phi = p
-        w_in = jnp.zeros((N, M)).at[:sizes[0]].set(ws[0] @ hot)              # virtual input neurons
+        w_in = jnp.zeros((N, M)).at[: sizes[0]].set(ws[0] @ hot)  # virtual input neurons
         net = jnp.zeros((N, N))
         off = 0
         for i in range(len(ws) - 1):
-            net = net.at[off + sizes[i]:off + sizes[i] + sizes[i + 1], off:off + sizes[i]].set(ws[i + 1])
+            net = net.at[off + sizes[i] : off + sizes[i] + sizes[i + 1], off : off + sizes[i]].set(ws[i + 1])
             off += sizes[i]
         ts, spike_in, js, xs = neuron.event(phi[jnp.newaxis], net, w_in, (times_in, jnp.arange(M)), config)
         x_end = xs[jnp.sum(js >= 0)]
         rate, off = jnp.zeros(hot.shape[0]), 0
         for i in range(len(ws) - 1):
             drive = ws[i] @ rate
-            rate = neuron.construct_ratefn(x_end[:, off:off + sizes[i]])(drive)
+            rate = neuron.construct_ratefn(x_end[:, off : off + sizes[i]])(drive)
             off += sizes[i]
         drive = ws[-1] @ rate
 
@@ -77,9 +77,18 @@ def main(checkout: str, inp: str, out: str) -> None:
         (value, (t, used)), grads = step(p, onehot, labels)
         jax.block_until_ready(grads)
         samples.append(time.perf_counter() - t0)
-    json.dump({"ms": statistics.median(samples) * 1e3, "compile_s": compile_s, "t_out": np.asarray(t).tolist(),
-               "events": int(np.asarray(used).sum()), "loss": float(value), "jax": jax.__version__,
-               "backend": jax.default_backend()}, open(out, "w"))
+    json.dump(
+        {
+            "ms": statistics.median(samples) * 1e3,
+            "compile_s": compile_s,
+            "t_out": np.asarray(t).tolist(),
+            "events": int(np.asarray(used).sum()),
+            "loss": float(value),
+            "jax": jax.__version__,
+            "backend": jax.default_backend(),
+        },
+        open(out, "w"),
+    )
 
 
 if __name__ == "__main__":

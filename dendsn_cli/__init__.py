@@ -13,7 +13,7 @@ ALIASES = {
     "dendsn_cli.rundir": "dendsn_cli.runs.rundir",
     "dendsn_cli.sweep": "dendsn_cli.runs.sweep",
     "dendsn_cli.tb": "dendsn_cli.training.tb",
-    "dendsn_cli.simulate": "dendsn_cli.stimuli",          # the stimuli of conf/stimulus before,
+    "dendsn_cli.simulate": "dendsn_cli.stimuli",  # the stimuli of conf/stimulus before,
 }
 
 install_aliases(ALIASES)

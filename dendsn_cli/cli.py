@@ -26,13 +26,13 @@ from .errors import UserError
 from .runs import sweep
 from .runs.sweep import SweepInterrupted
 
-sweep.register_resolvers()   # ${dendsn.job_dir:...} names sweep job dirs, also in launcher workers
+sweep.register_resolvers()  # ${dendsn.job_dir:...} names sweep job dirs, also in launcher workers
 
 
 def main(argv: list[str] | None = None) -> None:
     try:
         run(list(sys.argv[1:] if argv is None else argv))
-    except BrokenPipeError:                 # `dendsn --help | head`: the reader left; no traceback
+    except BrokenPipeError:  # `dendsn --help | head`: the reader left; no traceback
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(1)

@@ -50,8 +50,9 @@ def spike_trains_to_time_major(x: torch.Tensor, T: int) -> torch.Tensor:
         data_T = x.shape[1] if x.dim() >= 2 else None
         raise UserError(
             f"T={T} but the dataset's spike trains have {data_T} time steps; "
-            f"set T={data_T} (or change dataset.T to {T})")
-    return x.transpose(0, 1).contiguous()   # [T, B, C]
+            f"set T={data_T} (or change dataset.T to {T})"
+        )
+    return x.transpose(0, 1).contiguous()  # [T, B, C]
 
 
 def _check_T(T: int) -> None:
@@ -62,7 +63,8 @@ def _check_T(T: int) -> None:
 def _refuse_time_major(name: str, inputs: str = "images") -> None:
     raise UserError(
         f"encoder={name} needs static inputs ({inputs}), but this dataset already gives spike "
-        f"trains (or row sequences); use encoder=direct")
+        f"trains (or row sequences); use encoder=direct"
+    )
 
 
 def _invalid(key: str, value, why: str, use: str) -> UserError:
@@ -89,8 +91,8 @@ class Direct(nn.Module):
     def forward(self, x: torch.Tensor, T: int, time_major: bool = False) -> torch.Tensor:
         _check_T(T)
         if time_major:
-            return spike_trains_to_time_major(x, T)          # [T, B, C]
-        return x.unsqueeze(0).expand(T, *x.shape)            # [T, B, ...]
+            return spike_trains_to_time_major(x, T)  # [T, B, C]
+        return x.unsqueeze(0).expand(T, *x.shape)  # [T, B, ...]
 
 
 def random_int16(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
@@ -99,7 +101,7 @@ def random_int16(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
     One 64-bit draw gives four of them: a quarter of the generator calls of `torch.rand`.
     """
     n = math.prod(shape)
-    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-2 ** 63, None)
+    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-(2**63), None)
     return words.view(torch.int16)[:n].view(shape)
 
 
@@ -114,9 +116,9 @@ def bernoulli16(p: torch.Tensor, T: int, dtype: torch.dtype) -> torch.Tensor:
     clamped r) always spikes: p = 0 never spikes, p = 1 always does, and any other p is resolved
     to 2^-16 (float32 `torch.rand` resolves it to 2^-24).
     """
-    q = torch.round(p.clamp(0.0, 1.0) * 65536.0)                         # [B, ...] in 0..2^16
-    threshold = (q - 32768.0).clamp_(max=32767.0).to(torch.int16)       # [B, ...]
-    r = random_int16((T, *p.shape), p.device).clamp_(max=32766)          # [T, B, ...]
+    q = torch.round(p.clamp(0.0, 1.0) * 65536.0)  # [B, ...] in 0..2^16
+    threshold = (q - 32768.0).clamp_(max=32767.0).to(torch.int16)  # [B, ...]
+    r = random_int16((T, *p.shape), p.device).clamp_(max=32766)  # [T, B, ...]
     return torch.lt(r, threshold, out=torch.empty(r.shape, dtype=dtype, device=p.device))
 
 
@@ -134,7 +136,7 @@ class Poisson(nn.Module):
     """
 
     name = "poisson"
-    accepts = ("images", "spike_trains")     # time-major spikes pass through
+    accepts = ("images", "spike_trains")  # time-major spikes pass through
 
     def __init__(self, rate_scale: float = 1.0):
         super().__init__()
@@ -145,7 +147,7 @@ class Poisson(nn.Module):
     def forward(self, x: torch.Tensor, T: int, time_major: bool = False) -> torch.Tensor:
         _check_T(T)
         if time_major:
-            return spike_trains_to_time_major(x, T)          # [T, B, C]
+            return spike_trains_to_time_major(x, T)  # [T, B, C]
         return bernoulli16(x * self.rate_scale, T, x.dtype)  # [T, B, ...]
 
 
@@ -170,14 +172,15 @@ class Latency(nn.Module):
         if not linear and threshold <= 0.0:
             raise UserError(
                 f"encoder.threshold={threshold!r} is invalid with encoder.linear=false: the log latency "
-                f"ln(x)/ln(threshold) needs threshold in (0, 1)")
+                f"ln(x)/ln(threshold) needs threshold in (0, 1)"
+            )
         self.threshold, self.linear = float(threshold), bool(linear)
 
     def spike_times(self, x: torch.Tensor, T: int) -> torch.Tensor:
         """t_s for every input (also those below threshold). [B, ...] int64 in [0, T-1]."""
         x = x.clamp(0.0, 1.0)
         if self.linear:
-            delay = 1.0 - x                                            # [B, ...] in [0, 1]
+            delay = 1.0 - x  # [B, ...] in [0, 1]
         else:
             delay = torch.log(x.clamp_min(self.threshold)) / math.log(self.threshold)
         return torch.round(delay * (T - 1)).long().clamp(0, T - 1)
@@ -186,9 +189,9 @@ class Latency(nn.Module):
         _check_T(T)
         if time_major:
             _refuse_time_major(self.name)
-        t_s = self.spike_times(x, T)                                   # [B, ...]
-        steps = torch.arange(T, device=x.device).view(T, *([1] * x.dim()))   # [T, 1, ...]
-        fires = (steps == t_s.unsqueeze(0)) & (x > self.threshold).unsqueeze(0)   # [T, B, ...]
+        t_s = self.spike_times(x, T)  # [B, ...]
+        steps = torch.arange(T, device=x.device).view(T, *([1] * x.dim()))  # [T, 1, ...]
+        fires = (steps == t_s.unsqueeze(0)) & (x > self.threshold).unsqueeze(0)  # [T, B, ...]
         return fires.to(x.dtype)
 
 
@@ -211,9 +214,9 @@ class RelativeLatency(Latency):
     def forward(self, x: torch.Tensor, T: int, time_major: bool = False) -> torch.Tensor:
         if time_major:
             _refuse_time_major(self.name)
-        flat = x.reshape(x.shape[0], -1)                                  # [B, N]
-        lo = flat.amin(1, keepdim=True)                                   # [B, 1]
-        span = flat.amax(1, keepdim=True) - lo                            # [B, 1]
+        flat = x.reshape(x.shape[0], -1)  # [B, N]
+        lo = flat.amin(1, keepdim=True)  # [B, 1]
+        span = flat.amax(1, keepdim=True) - lo  # [B, 1]
         relative = torch.where(span > 0, (flat - lo) / span, torch.zeros_like(flat))
         return super().forward(relative.view_as(x), T)
 
@@ -235,9 +238,12 @@ class PoissonHz(Poisson):
         dt = _positive("dt", dt, "a time step in ms, e.g. encoder.dt=1.0")
         per_step = max_rate * dt / 1000.0
         if per_step > 1.0:
-            raise _invalid("max_rate", max_rate,
-                           f"with encoder.dt={dt:g} ms it asks for {per_step:g} spikes per step at x = 1, more than 1",
-                           f"encoder.max_rate <= {1000.0 / dt:g} (1000 / dt) or a smaller encoder.dt")
+            raise _invalid(
+                "max_rate",
+                max_rate,
+                f"with encoder.dt={dt:g} ms it asks for {per_step:g} spikes per step at x = 1, more than 1",
+                f"encoder.max_rate <= {1000.0 / dt:g} (1000 / dt) or a smaller encoder.dt",
+            )
         super().__init__(rate_scale=per_step)
         self.max_rate, self.dt = max_rate, dt
 
@@ -250,16 +256,16 @@ def spike_times_to_train(times: torch.Tensor, T: int, dt: float) -> torch.Tensor
     A time that is negative, NaN or >= T * dt (its step >= T) is no spike; several spikes of one input
     in one step count once. floor is taken in the float precision of `times`.
     """
-    step = torch.floor(times / dt)                                        # [M..., K]; NaN stays NaN
-    valid = (times >= 0) & (step < T)                                     # NaN compares False
+    step = torch.floor(times / dt)  # [M..., K]; NaN stays NaN
+    valid = (times >= 0) & (step < T)  # NaN compares False
     shape = times.shape[:-1]
     n = math.prod(shape)
-    cell = torch.arange(n, device=times.device).view(*shape, 1)           # [M..., 1]
+    cell = torch.arange(n, device=times.device).view(*shape, 1)  # [M..., 1]
     # flat index t * n + m of each spike; the ones that are no spike all go to one spare slot, T * n
-    index = torch.where(valid, torch.where(valid, step, 0).long() * n + cell, T * n)   # [M..., K]
+    index = torch.where(valid, torch.where(valid, step, 0).long() * n + cell, T * n)  # [M..., K]
     out = torch.zeros(T * n + 1, dtype=times.dtype, device=times.device)
-    out[index] = 1.0                              # no boolean mask (no host sync); repeated indices: still 1
-    return out[:-1].view(T, *shape)                                       # [T, M...]
+    out[index] = 1.0  # no boolean mask (no host sync); repeated indices: still 1
+    return out[:-1].view(T, *shape)  # [T, M...]
 
 
 class SSTB(nn.Module):
@@ -285,7 +291,7 @@ class SSTB(nn.Module):
         _check_T(T)
         if time_major:
             _refuse_time_major(self.name, "spike times")
-        return spike_times_to_train(self.scale * x.unsqueeze(-1), T, self.dt)   # [T, B, ...]
+        return spike_times_to_train(self.scale * x.unsqueeze(-1), T, self.dt)  # [T, B, ...]
 
 
 class MSTB(SSTB):
@@ -305,8 +311,8 @@ class MSTB(SSTB):
         _check_T(T)
         if time_major:
             _refuse_time_major(self.name, "spike times")
-        times = self.scale * (x if x.dim() > 2 else x.unsqueeze(1))       # [B, N..., K]
-        return spike_times_to_train(times, T, self.dt)                    # [T, B, N...]
+        times = self.scale * (x if x.dim() > 2 else x.unsqueeze(1))  # [B, N..., K]
+        return spike_times_to_train(times, T, self.dt)  # [T, B, N...]
 
     def output_shape(self, input_shape: tuple) -> tuple:
         return tuple(input_shape[:-1]) or (1,)
@@ -331,8 +337,9 @@ class Phase(nn.Module):
     def __init__(self, phases: int = 8):
         super().__init__()
         if not (is_int(phases) and 1 <= phases <= 30):
-            raise _invalid("phases", phases, "the number of phases must be an integer in 1..30",
-                           "e.g. encoder.phases=8")
+            raise _invalid(
+                "phases", phases, "the number of phases must be an integer in 1..30", "e.g. encoder.phases=8"
+            )
         self.phases = int(phases)
 
     def forward(self, x: torch.Tensor, T: int, time_major: bool = False) -> torch.Tensor:
@@ -340,9 +347,9 @@ class Phase(nn.Module):
         if time_major:
             _refuse_time_major(self.name)
         K = self.phases
-        q = torch.floor(x.clamp(0.0, 1.0) * 2 ** K).clamp_(max=2 ** K - 1).long()        # [B, ...]
+        q = torch.floor(x.clamp(0.0, 1.0) * 2**K).clamp_(max=2**K - 1).long()  # [B, ...]
         shift = (K - 1 - torch.arange(T, device=x.device) % K).view(T, *([1] * x.dim()))  # [T, 1, ...]
-        return ((q.unsqueeze(0) >> shift) & 1).to(x.dtype)                               # [T, B, ...]
+        return ((q.unsqueeze(0) >> shift) & 1).to(x.dtype)  # [T, B, ...]
 
 
 class Delta(nn.Module):
@@ -378,14 +385,15 @@ class Delta(nn.Module):
     def forward(self, x: torch.Tensor, T: int, time_major: bool = False) -> torch.Tensor:
         _check_T(T)
         if time_major:
-            x_seq = spike_trains_to_time_major(x, T)                       # [T, B, C]
+            x_seq = spike_trains_to_time_major(x, T)  # [T, B, C]
             before = torch.zeros_like(x_seq[:1]) if self.first else x_seq[:1]
-            return self.spikes(x_seq - torch.cat([before, x_seq[:-1]]))    # [T, B, C]
+            return self.spikes(x_seq - torch.cat([before, x_seq[:-1]]))  # [T, B, C]
         if not self.first:
             raise UserError(
                 "encoder.first=False is invalid for static inputs: a static input is constant over time, "
-                "so it would never spike; use encoder.first=true (one spike volley at step 0)")
-        out = torch.zeros(T, *x.shape, dtype=x.dtype, device=x.device)   # [T, B, ...]
+                "so it would never spike; use encoder.first=true (one spike volley at step 0)"
+            )
+        out = torch.zeros(T, *x.shape, dtype=x.dtype, device=x.device)  # [T, B, ...]
         out[0] = self.spikes(x)
         return out
 
@@ -406,8 +414,15 @@ class Population(nn.Module):
     name = "population"
     accepts = ("images",)
 
-    def __init__(self, n: int = 8, lo: float = 0.0, hi: float = 1.0, sigma: Optional[float] = None,
-                 mode: str = "current", threshold: float = 0.1):
+    def __init__(
+        self,
+        n: int = 8,
+        lo: float = 0.0,
+        hi: float = 1.0,
+        sigma: Optional[float] = None,
+        mode: str = "current",
+        threshold: float = 0.1,
+    ):
         super().__init__()
         if not (is_int(n) and n >= 2):
             raise _invalid("n", n, "the number of neurons per feature must be an integer >= 2", "e.g. encoder.n=8")
@@ -418,25 +433,27 @@ class Population(nn.Module):
         if sigma is not None:
             sigma = _positive("sigma", sigma, "a width in input units, or encoder.sigma=null (the centres' spacing)")
         if mode not in ("current", "latency"):
-            raise _invalid("mode", mode, "it must be current or latency", "encoder.mode=current or encoder.mode=latency")
+            raise _invalid(
+                "mode", mode, "it must be current or latency", "encoder.mode=current or encoder.mode=latency"
+            )
         self.n, self.lo, self.hi, self.mode = int(n), float(lo), float(hi), mode
         self.sigma = sigma if sigma is not None else (self.hi - self.lo) / (self.n - 1)
-        self.latency = Latency(threshold=threshold)                       # checks encoder.threshold
+        self.latency = Latency(threshold=threshold)  # checks encoder.threshold
 
     def responses(self, x: torch.Tensor) -> torch.Tensor:
         """r [B, F * n] for x [B, ...]."""
-        mu = torch.linspace(self.lo, self.hi, self.n, dtype=x.dtype, device=x.device)   # [n]
-        d = x.reshape(x.shape[0], -1, 1) - mu                                           # [B, F, n]
-        return torch.exp(-d * d / (2.0 * self.sigma ** 2)).flatten(1)                   # [B, F * n]
+        mu = torch.linspace(self.lo, self.hi, self.n, dtype=x.dtype, device=x.device)  # [n]
+        d = x.reshape(x.shape[0], -1, 1) - mu  # [B, F, n]
+        return torch.exp(-d * d / (2.0 * self.sigma**2)).flatten(1)  # [B, F * n]
 
     def forward(self, x: torch.Tensor, T: int, time_major: bool = False) -> torch.Tensor:
         _check_T(T)
         if time_major:
             _refuse_time_major(self.name, "feature vectors or images")
-        r = self.responses(x)                                               # [B, F * n]
+        r = self.responses(x)  # [B, F * n]
         if self.mode == "latency":
-            return self.latency(r, T)                                       # [T, B, F * n]
-        return r.unsqueeze(0).expand(T, *r.shape)                           # [T, B, F * n], no copy
+            return self.latency(r, T)  # [T, B, F * n]
+        return r.unsqueeze(0).expand(T, *r.shape)  # [T, B, F * n], no copy
 
     def output_shape(self, input_shape: tuple) -> tuple:
         return (math.prod(input_shape) * self.n,)
@@ -454,9 +471,9 @@ class BinnedLatency(nn.Module):
     """
 
     accepts = ("images",)
-    event_based = True     # a part of the event network (network=event_mlp, learning=exact)
+    event_based = True  # a part of the event network (network=event_mlp, learning=exact)
 
-    event_times = True     # the output is spike times, not a [T, B, ...] sequence
+    event_times = True  # the output is spike times, not a [T, B, ...] sequence
 
     def __init__(self, bins: int = 1, v_th: float = 0.01):
         super().__init__()
@@ -464,14 +481,19 @@ class BinnedLatency(nn.Module):
             raise _invalid("bins", bins, "it must be an integer in [1, 255]", "encoder.bins=1 (binarised pixels)")
         v_th = _positive("v_th", v_th, "encoder.v_th=0.01")
         if not v_th * bins < 1:
-            raise _invalid("v_th", v_th, f"with bins={bins} the dimmest bin's current 1 never reaches "
-                           f"v_th * bins = {v_th * bins:g}, so it would never spike",
-                           f"a v_th below {1 / bins:g}")
+            raise _invalid(
+                "v_th",
+                v_th,
+                f"with bins={bins} the dimmest bin's current 1 never reaches "
+                f"v_th * bins = {v_th * bins:g}, so it would never spike",
+                f"a v_th below {1 / bins:g}",
+            )
         self.bins, self.v_th = int(bins), v_th
-        current = torch.arange(bins, 0, -1, dtype=torch.float64)           # I = bins - v, v = 0..bins-1
+        current = torch.arange(bins, 0, -1, dtype=torch.float64)  # I = bins - v, v = 0..bins-1
         times = torch.log(current / (current - v_th * bins))
-        self.register_buffer("times", torch.cat([times, torch.full((256,), math.inf, dtype=torch.float64)]).float(),
-                             persistent=False)
+        self.register_buffer(
+            "times", torch.cat([times, torch.full((256,), math.inf, dtype=torch.float64)]).float(), persistent=False
+        )
 
     def bin_of(self, x: torch.Tensor) -> torch.Tensor:
         p = (x * 255).round().clamp(0, 255).long()

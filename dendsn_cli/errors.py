@@ -14,4 +14,4 @@ def shorten(text, limit: int = 80) -> str:
     """``text`` cut to ``limit`` characters, so a 5,000-character path or value keeps the message one
     readable line."""
     text = str(text)
-    return text if len(text) <= limit else f"{text[:limit - 30]}...{text[-20:]} ({len(text)} characters)"
+    return text if len(text) <= limit else f"{text[: limit - 30]}...{text[-20:]} ({len(text)} characters)"

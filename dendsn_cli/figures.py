@@ -34,15 +34,24 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, MaxNLocator
 
-__all__ = ["raster", "event_raster", "traces", "rate_histogram", "confusion_matrix", "figure_to_array", "save_png",
-           "new_figure", "close_figure"]
+__all__ = [
+    "raster",
+    "event_raster",
+    "traces",
+    "rate_histogram",
+    "confusion_matrix",
+    "figure_to_array",
+    "save_png",
+    "new_figure",
+    "close_figure",
+]
 
-DPI = 100             # 9 in wide -> 900 px: fits a TensorBoard card without much downscaling
-WIDTH = 9.0           # inches
+DPI = 100  # 9 in wide -> 900 px: fits a TensorBoard card without much downscaling
+WIDTH = 9.0  # inches
 MAX_RASTER_NEURONS = 128
 MAX_TRACE_ROWS = 8
 
-RC = {   # matplotlib settings of every figure (rc_context)
+RC = {  # matplotlib settings of every figure (rc_context)
     "font.size": 11,
     "axes.titlesize": 11,
     "axes.labelsize": 11,
@@ -54,6 +63,7 @@ RC = {   # matplotlib settings of every figure (rc_context)
 
 
 # --------------------------------------------------------------------------- helpers
+
 
 def _np(x, dtype=np.float64) -> np.ndarray:
     """A torch tensor (any device/dtype) or array-like -> numpy array of ``dtype``."""
@@ -77,8 +87,7 @@ def _join(title: str, detail: str) -> str:
 
 
 def _note(ax, text: str) -> None:
-    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center",
-            color="0.4", fontsize=12, style="italic")
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="0.4", fontsize=12, style="italic")
 
 
 def _int_ticks(axis, n: int) -> None:
@@ -95,6 +104,7 @@ def _int_xaxis(ax, T: int) -> None:
 
 
 # --------------------------------------------------------------------------- raster
+
 
 def raster(spikes, title: str = "", sample_labels=None) -> Figure:
     """Spike raster, one panel per sample: x = time step, y = neuron index.
@@ -135,8 +145,7 @@ def raster(spikes, title: str = "", sample_labels=None) -> Figure:
             segs[:, :, 0] = t_idx[:, None]
             segs[:, 0, 1] = n_idx - 0.4
             segs[:, 1, 1] = n_idx + 0.4
-            ax.add_collection(LineCollection(segs, colors="k", linewidths=lw, label="spikes"),
-                              autolim=False)
+            ax.add_collection(LineCollection(segs, colors="k", linewidths=lw, label="spikes"), autolim=False)
             if len(t_idx) == 0:
                 hidden = shown < N and i < s.shape[1] and bool(s[:, i].any())
                 _note(ax, f"no spikes in the first {shown} neurons" if hidden else "no spikes")
@@ -194,6 +203,7 @@ def event_raster(raster: dict, title: str = "") -> Figure:
 
 # --------------------------------------------------------------------------- traces
 
+
 def _trace_arrays(v, spikes, v_dend) -> tuple:
     """(v [T, n], spikes [T, n] bool or None, v_dend [T, n, K] or None) as numpy arrays."""
     v = _np(v)
@@ -237,8 +247,7 @@ def _soma_panel(ax, v, sp, thr, r: int, nid, marker) -> None:
         ts = np.nonzero(sp[:T, r])[0]
         k = len(ts)
         if k:
-            ax.vlines(ts, 0.86, 1.0, transform=ax.get_xaxis_transform(), colors="k",
-                      lw=1.5, label="spike")
+            ax.vlines(ts, 0.86, 1.0, transform=ax.get_xaxis_transform(), colors="k", lw=1.5, label="spike")
     ax.set_title(f"neuron {nid} (soma, {k} spike{'' if k == 1 else 's'})")
     ax.set_ylabel("v")
     _int_xaxis(ax, T)
@@ -247,31 +256,30 @@ def _soma_panel(ax, v, sp, thr, r: int, nid, marker) -> None:
 def _dendrite_panel(axd, vd, r: int, nid, marker, compartment_names, T: int) -> None:
     """Row ``r``: one line per dendritic compartment (the legend on the first row)."""
     K = vd.shape[2]
-    names = (list(compartment_names) if compartment_names is not None
-             else [f"c{j}" for j in range(K)])
+    names = list(compartment_names) if compartment_names is not None else [f"c{j}" for j in range(K)]
     names += [f"c{j}" for j in range(len(names), K)]
-    colors = (matplotlib.colormaps["tab10"](np.arange(K) % 10) if K <= 10
-              else matplotlib.colormaps["viridis"](np.linspace(0, 1, K)))
+    colors = (
+        matplotlib.colormaps["tab10"](np.arange(K) % 10)
+        if K <= 10
+        else matplotlib.colormaps["viridis"](np.linspace(0, 1, K))
+    )
     any_finite = False
     if r < vd.shape[1]:
         for j in range(K):
             y = vd[:, r, j]
             y = np.where(np.isfinite(y), y, np.nan)
             any_finite |= bool(np.isfinite(y).any())
-            axd.plot(np.arange(len(y)), y, color=colors[j], lw=1.2, marker=marker,
-                     ms=3, label=str(names[j]))
+            axd.plot(np.arange(len(y)), y, color=colors[j], lw=1.2, marker=marker, ms=3, label=str(names[j]))
     if not any_finite:
         _note(axd, "no finite values")
     axd.set_title(f"neuron {nid} (dendritic compartments)")
     axd.set_ylabel("v")
     _int_xaxis(axd, T)
     if r == 0 and K:
-        axd.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0),
-                   ncols=1 if K <= 8 else 2, title="compartment")
+        axd.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), ncols=1 if K <= 8 else 2, title="compartment")
 
 
-def traces(v, spikes, v_threshold, v_dend=None, title: str = "", neuron_ids=None,
-           compartment_names=None) -> Figure:
+def traces(v, spikes, v_threshold, v_dend=None, title: str = "", neuron_ids=None, compartment_names=None) -> Figure:
     """Membrane potentials of a few sample neurons, one row per neuron.
 
     Left: soma potential ``v`` [T, n] over time, the threshold as a dashed
@@ -304,8 +312,7 @@ def traces(v, spikes, v_threshold, v_dend=None, title: str = "", neuron_ids=None
             for h, lab in zip(*ax.get_legend_handles_labels()):
                 handles.setdefault(lab, h)
         if handles:
-            fig.legend(list(handles.values()), list(handles.keys()), loc="outside lower center",
-                       ncols=len(handles))
+            fig.legend(list(handles.values()), list(handles.keys()), loc="outside lower center", ncols=len(handles))
         sup = title
         if n > rows:
             sup = _join(title, f"first {rows} of {n} neurons")
@@ -315,6 +322,7 @@ def traces(v, spikes, v_threshold, v_dend=None, title: str = "", neuron_ids=None
 
 
 # --------------------------------------------------------------------------- rates
+
 
 def rate_histogram(rates, title: str = "", unit: str = "spikes / step") -> Figure:
     """Histogram of per-neuron mean firing rates (``unit``: spikes per step; the event network's, per trial).
@@ -349,6 +357,7 @@ def rate_histogram(rates, title: str = "", unit: str = "spikes / step") -> Figur
 
 # --------------------------------------------------------------------------- confusion
 
+
 def confusion_matrix(cm, class_names=None, title: str = "") -> Figure:
     """Confusion matrix ``cm`` [C, C] of counts (rows = true class, columns = predicted).
 
@@ -377,20 +386,29 @@ def confusion_matrix(cm, class_names=None, title: str = "") -> Figure:
             fs = float(np.clip(120 / C, 6, 12))
             for i in range(C):
                 for j in range(C):
-                    ax.text(j, i, f"{m[i, j]:.0f}", ha="center", va="center", fontsize=fs,
-                            color="white" if norm[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{m[i, j]:.0f}",
+                        ha="center",
+                        va="center",
+                        fontsize=fs,
+                        color="white" if norm[i, j] > 0.5 else "black",
+                    )
         if C <= 30:
-            ax.set_xticks(np.arange(C), labels=names[:C], rotation=45 if C > 10 else 0,
-                          ha="right" if C > 10 else "center")
+            ax.set_xticks(
+                np.arange(C), labels=names[:C], rotation=45 if C > 10 else 0, ha="right" if C > 10 else "center"
+            )
             ax.set_yticks(np.arange(C), labels=names[:C])
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
-        detail = (f"accuracy {acc:.2%} (n = {total:.0f})" if total > 0 else "accuracy n/a (n = 0)")
+        detail = f"accuracy {acc:.2%} (n = {total:.0f})" if total > 0 else "accuracy n/a (n = 0)"
         ax.set_title(_join(title, detail))
     return fig
 
 
 # --------------------------------------------------------------------------- output
+
 
 def close_figure(fig: Figure) -> None:
     """Free ``fig`` (and unregister it from pyplot where pyplot manages it)."""

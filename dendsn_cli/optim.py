@@ -20,8 +20,15 @@ from dendsn_cli.config.checks import must_be
 
 
 class AdaBelief(torch.optim.Optimizer):
-    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-16, eps_root: float = 1e-16,
-                 weight_decay: float = 0.0):
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas=(0.9, 0.999),
+        eps: float = 1e-16,
+        eps_root: float = 1e-16,
+        weight_decay: float = 0.0,
+    ):
         betas = tuple(betas)
         if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
             raise must_be("lr", lr, "a number > 0", named=True)
@@ -55,7 +62,7 @@ class AdaBelief(torch.optim.Optimizer):
                 k, m, s = state["step"], state["m"], state["s"]
                 m.mul_(b1).add_(g, alpha=1 - b1)
                 s.mul_(b2).addcmul_(g - m, g - m, value=1 - b2).add_(group["eps_root"])
-                m_hat = m / (1 - b1 ** k)
-                s_hat = s / (1 - b2 ** k)
+                m_hat = m / (1 - b1**k)
+                s_hat = s / (1 - b2**k)
                 p.addcdiv_(m_hat, s_hat.sqrt().add_(group["eps"]), value=-group["lr"])
         return loss

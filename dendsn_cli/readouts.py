@@ -53,7 +53,7 @@ class Readout:
     """Base: the spike-count score; subclasses override `scores` and `loss`."""
 
     name = "readout"
-    spiking = True          # False: the read-out layer is a non-spiking LI and ``out`` is its potential
+    spiking = True  # False: the read-out layer is a non-spiking LI and ``out`` is its potential
 
     def neuron(self, factory):
         """The read-out layer's neuron factory, given the network's (spiking) one."""
@@ -126,7 +126,7 @@ def first_spike_times(out: torch.Tensor, silent_time: float) -> torch.Tensor:
     """
     T = out.shape[0]
     quiet = 1.0 - out
-    before = torch.cumprod(torch.cat([torch.ones_like(out[:1]), quiet[:-1]], 0), 0)   # prod_{k<t} (1 - s[k])
+    before = torch.cumprod(torch.cat([torch.ones_like(out[:1]), quiet[:-1]], 0), 0)  # prod_{k<t} (1 - s[k])
     first = out * before
     t = torch.arange(T, device=out.device, dtype=out.dtype).view(T, *([1] * (out.dim() - 1)))
     never = before[-1] * quiet[-1]
@@ -142,7 +142,7 @@ class FirstSpike(Readout):
     """
 
     name = "first_spike"
-    event_readout = True    # also scores the event network's output times (as `EventFirstSpike`)
+    event_readout = True  # also scores the event network's output times (as `EventFirstSpike`)
 
     def __init__(self, silent_time: float | None = None, temperature: float = 1.0):
         self.silent_time = None if silent_time is None else number("silent_time", silent_time, minimum=0.0)
@@ -157,8 +157,8 @@ class FirstSpike(Readout):
 
     def predict(self, out):
         s = self.scores(out)
-        first = s == s.max(-1, keepdim=True).values                      # the earliest class(es)
-        return torch.where(first, out.sum(0), torch.full_like(s, -1.0)).argmax(-1)   # ties: most spikes
+        first = s == s.max(-1, keepdim=True).values  # the earliest class(es)
+        return torch.where(first, out.sum(0), torch.full_like(s, -1.0)).argmax(-1)  # ties: most spikes
 
     def loss(self, out, y):
         return nn.functional.cross_entropy(self.scores(out) / self.temperature, y)
@@ -184,8 +184,10 @@ class MSECount(Readout):
         self.correct_rate = number("correct_rate", correct_rate, minimum=0.0, maximum=1.0)
         self.incorrect_rate = number("incorrect_rate", incorrect_rate, minimum=0.0, maximum=1.0)
         if not self.incorrect_rate < self.correct_rate:
-            raise ValueError(f"incorrect_rate must be below correct_rate (got incorrect_rate={incorrect_rate}, "
-                             f"correct_rate={correct_rate})")
+            raise ValueError(
+                f"incorrect_rate must be below correct_rate (got incorrect_rate={incorrect_rate}, "
+                f"correct_rate={correct_rate})"
+            )
 
     def loss(self, out, y):
         T = out.shape[0]

@@ -22,8 +22,9 @@ import torch
 from torch import nn
 
 
-def _number(name: str, value, low: Optional[float] = None, low_open: bool = False,
-            high: Optional[float] = None) -> float:
+def _number(
+    name: str, value, low: Optional[float] = None, low_open: bool = False, high: Optional[float] = None
+) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number (got {name}={value!r})")
     if low is not None and (value <= low if low_open else value < low):
@@ -47,25 +48,39 @@ def constant(amplitudes: torch.Tensor, T: int, n: int) -> torch.Tensor:
     return amplitudes.reshape(1, -1, 1).expand(T, -1, n).clone()
 
 
-def sinusoid(amplitudes: torch.Tensor, T: int, n: int, frequency: float, dt: float, offset: float = 0.0,
-             phase: float = 0.0, wave=torch.sin) -> torch.Tensor:
+def sinusoid(
+    amplitudes: torch.Tensor,
+    T: int,
+    n: int,
+    frequency: float,
+    dt: float,
+    offset: float = 0.0,
+    phase: float = 0.0,
+    wave=torch.sin,
+) -> torch.Tensor:
     """I[t, b, i] = offset + a_b * wave(2 pi frequency t dt / 1000 + phase): [B] -> [T, B, n] (phase in
     radians, frequency in Hz, dt in ms; the phase is computed in float64, exact for long runs)."""
     t = torch.arange(T, dtype=torch.float64)
-    w = wave(2 * math.pi * frequency * t * dt / 1000.0 + phase)                   # [T]
-    i = offset + w[:, None] * amplitudes.double()[None, :]                          # [T, B]
+    w = wave(2 * math.pi * frequency * t * dt / 1000.0 + phase)  # [T]
+    i = offset + w[:, None] * amplitudes.double()[None, :]  # [T, B]
     return i.to(amplitudes.dtype)[:, :, None].expand(T, -1, n).clone()
 
 
-def poisson_drive(T: int, n: int, n_inputs: int, p: float, weights: Optional[torch.Tensor] = None,
-                  generator: Optional[torch.Generator] = None) -> torch.Tensor:
+def poisson_drive(
+    T: int,
+    n: int,
+    n_inputs: int,
+    p: float,
+    weights: Optional[torch.Tensor] = None,
+    generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
     """sum_{j < n_inputs} w_ij s_ij[t] with s_ij[t] ~ Bernoulli(p) independent: [T, n]. ``weights`` [n, n_inputs]
     (None: every w_ij = 1, the count of input spikes)."""
     out = torch.empty(T, n)
-    chunk = max(1, (1 << 22) // max(n * n_inputs, 1))                              # ~16 MB of draws at a time
+    chunk = max(1, (1 << 22) // max(n * n_inputs, 1))  # ~16 MB of draws at a time
     for t0 in range(0, T, chunk):
-        s = (torch.rand(min(chunk, T - t0), n, n_inputs, generator=generator) < p).float()   # [t, n, n_inputs]
-        out[t0:t0 + chunk] = s.sum(-1) if weights is None else (s * weights).sum(-1)
+        s = (torch.rand(min(chunk, T - t0), n, n_inputs, generator=generator) < p).float()  # [t, n, n_inputs]
+        out[t0 : t0 + chunk] = s.sum(-1) if weights is None else (s * weights).sum(-1)
     return out
 
 
@@ -88,9 +103,11 @@ class Sine(Stimulus):
         super().__init__()
         self.dt = _number("dt", dt, low=0.0, low_open=True)
         self.frequency = _number("frequency", frequency, low=0.0)
-        if self.frequency > 500.0 / self.dt:               # Nyquist: at least two steps a period
-            raise ValueError(f"frequency={frequency} Hz is above the Nyquist frequency of dt={dt} ms: it must be "
-                             f"<= {500.0 / self.dt:g} Hz (500 / dt), or lower dt")
+        if self.frequency > 500.0 / self.dt:  # Nyquist: at least two steps a period
+            raise ValueError(
+                f"frequency={frequency} Hz is above the Nyquist frequency of dt={dt} ms: it must be "
+                f"<= {500.0 / self.dt:g} Hz (500 / dt), or lower dt"
+            )
         self.offset, self.phase = _number("offset", offset), _number("phase", phase)
 
     def forward(self, amplitudes, T, n, generator=None):
@@ -119,8 +136,10 @@ class Poisson(Stimulus):
         self.dt = _number("dt", dt, low=0.0, low_open=True)
         self.rate = _number("rate", rate, low=0.0)
         if self.rate * self.dt / 1000.0 > 1.0:
-            raise ValueError(f"rate={rate} Hz with dt={dt} ms is more than one spike per step: the rate must be "
-                             f"<= {1000.0 / self.dt:g} Hz (1000 / dt)")
+            raise ValueError(
+                f"rate={rate} Hz with dt={dt} ms is more than one spike per step: the rate must be "
+                f"<= {1000.0 / self.dt:g} Hz (1000 / dt)"
+            )
         if isinstance(n_inputs, bool) or not isinstance(n_inputs, int) or n_inputs < 1:
             raise ValueError(f"n_inputs must be an integer >= 1 (got n_inputs={n_inputs!r})")
         self.n_inputs, self.random_weight = n_inputs, bool(random_weight)
@@ -131,7 +150,7 @@ class Poisson(Stimulus):
 
     def forward(self, amplitudes, T, n, generator=None):
         w = torch.rand(n, self.n_inputs, generator=generator) * 2.0 if self.random_weight else None
-        drive = poisson_drive(T, n, self.n_inputs, self.p, w, generator).to(amplitudes.dtype)   # [T, n]
+        drive = poisson_drive(T, n, self.n_inputs, self.p, w, generator).to(amplitudes.dtype)  # [T, n]
         return amplitudes.reshape(1, -1, 1) * drive[:, None, :]
 
     def extra_repr(self) -> str:

@@ -40,11 +40,36 @@ from .training.loop import fit, quietly, shown_path
 from .training.monitor import Monitor, grad_norms
 from .training.tb import HPARAM_SKIP, SYNC_EVERY, RankLogger, hparams_of
 
-__all__ = ["train", "evaluate_checkpoint", "StopFlag", "STOP", "Parts", "build", "build_readout", "calibrate",
-           "call_group", "check_dendrites", "instantiate_group", "named_layer_parameters", "seed_everything",
-           "select_device", "spiking_layers", "tune_cpu_allocator", "Diverged", "Interrupted", "rate_warnings",
-           "evaluate", "fit", "shown_path", "Monitor", "grad_norms", "HPARAM_SKIP", "SYNC_EVERY", "RankLogger",
-           "hparams_of"]
+__all__ = [
+    "train",
+    "evaluate_checkpoint",
+    "StopFlag",
+    "STOP",
+    "Parts",
+    "build",
+    "build_readout",
+    "calibrate",
+    "call_group",
+    "check_dendrites",
+    "instantiate_group",
+    "named_layer_parameters",
+    "seed_everything",
+    "select_device",
+    "spiking_layers",
+    "tune_cpu_allocator",
+    "Diverged",
+    "Interrupted",
+    "rate_warnings",
+    "evaluate",
+    "fit",
+    "shown_path",
+    "Monitor",
+    "grad_norms",
+    "HPARAM_SKIP",
+    "SYNC_EVERY",
+    "RankLogger",
+    "hparams_of",
+]
 
 
 class StopFlag:
@@ -55,13 +80,13 @@ class StopFlag:
 
     def __init__(self):
         self.requested = False
-        self.immediate = False     # a sweep whose jobs run in other processes: the first Ctrl-C stops it at once
+        self.immediate = False  # a sweep whose jobs run in other processes: the first Ctrl-C stops it at once
         self.saved = {}
         self.depth = 0
 
     def __enter__(self):
         if self.depth == 0:
-            for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):   # SIGHUP: a closed terminal
+            for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):  # SIGHUP: a closed terminal
                 if sig is None:
                     continue
                 try:

@@ -64,12 +64,12 @@ class Theta:
         self.I0 = check_range("I0", I0, 0.25, low_open=True)
         self.eps = check_range("eps", eps, 0.0, low_open=True)
         self.r = math.sqrt(self.I0 - 0.25)
-        self.period = self.tau * math.pi / self.r       # Theta: the threshold phase, the free period
+        self.period = self.tau * math.pi / self.r  # Theta: the threshold phase, the free period
         if not self.eps < self.period / 4:
             raise ValueError(f"eps must be below Theta / 4 = {self.period / 4:g} (got eps={eps})")
         if isinstance(phi0, bool) or not isinstance(phi0, (int, float)) or not 0.0 <= phi0 <= 1.0:
             raise ValueError(f"phi0 must be in [0, 1] (a fraction of Theta) (got phi0={phi0!r})")
-        self.init_value = float(phi0) * self.period     # every neuron's initial phase (trained)
+        self.init_value = float(phi0) * self.period  # every neuron's initial phase (trained)
 
     # -- the protocol of `simulate` and `EventMLP`: a state is a tuple of [B, N] tensors
     def initial(self, x0: torch.Tensor) -> tuple:
@@ -81,8 +81,15 @@ class Theta:
     def next_spike(self, state: tuple) -> torch.Tensor:
         return self.period - state[0]
 
-    def step(self, state: tuple, dt_next: torch.Tensor, dt: torch.Tensor, w: torch.Tensor, live: torch.Tensor,
-             fire: torch.Tensor):
+    def step(
+        self,
+        state: tuple,
+        dt_next: torch.Tensor,
+        dt: torch.Tensor,
+        w: torch.Tensor,
+        live: torch.Tensor,
+        fire: torch.Tensor,
+    ):
         """Advance by dt [B], apply the event's weights w [B, N] where ``live``, reset ``fire`` [B, N]."""
         phi = state[0] + dt.unsqueeze(1)
         phi = torch.where(live.unsqueeze(1), self.H(phi, w), phi)
@@ -104,8 +111,8 @@ class Theta:
     def H(self, phi: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """The phase after an input of weight ``w`` (broadcast), unchanged within eps of 0 and Theta."""
         inside = (phi > self.eps) & (phi < self.period - self.eps)
-        safe = phi.clamp(self.eps, self.period - self.eps)          # no inf in the branch where() drops:
-        u = safe * (self.r / self.tau) - math.pi / 2                # its gradient would be 0 * inf = nan
+        safe = phi.clamp(self.eps, self.period - self.eps)  # no inf in the branch where() drops:
+        u = safe * (self.r / self.tau) - math.pi / 2  # its gradient would be 0 * inf = nan
         new = (self.tau / self.r) * (torch.atan(torch.tan(u) + w / self.r) + math.pi / 2)
         return torch.where(inside, new, phi)
 
@@ -193,11 +200,18 @@ class QIFExp:
         dt = -self.tau * torch.log1p(-torch.where(spikes, h, torch.zeros_like(h)))
         return torch.where(spikes, dt, torch.full_like(V, math.inf))
 
-    def step(self, state: tuple, dt_next: torch.Tensor, dt: torch.Tensor, w: torch.Tensor, live: torch.Tensor,
-             fire: torch.Tensor):
+    def step(
+        self,
+        state: tuple,
+        dt_next: torch.Tensor,
+        dt: torch.Tensor,
+        w: torch.Tensor,
+        live: torch.Tensor,
+        fire: torch.Tensor,
+    ):
         V, I = state
         d = dt.unsqueeze(1)
-        now = ((dt_next - d).abs() < self.eps) & (d > 0)     # spiking at this event: V is infinite here
+        now = ((dt_next - d).abs() < self.eps) & (d > 0)  # spiking at this event: V is infinite here
         V = torch.where(now, torch.zeros_like(V), V)
         V, I = self.flow(V, I, d)
         V = torch.where(now, torch.full_like(V, 1 / self.eps), V)
@@ -231,12 +245,12 @@ EVENT_NEURONS = (Theta, QIFExp)
 class Events:
     """What `simulate` returns for a batch of B trials and the L <= K events it stepped through."""
 
-    times: torch.Tensor       # [B, L] the time of each event (T for the steps after a trial's end)
-    source: torch.Tensor      # [B, L] the spiking network neuron, -1 for an input event or no event
-    is_input: torch.Tensor    # [B, L] bool: an input spike
-    state_end: tuple          # the neurons' state at the trial end: theta (phi,), qif_exp (V, I), each [B, N]
-    used: torch.Tensor        # [B] events inside the trial (input and network spikes)
-    exhausted: torch.Tensor   # [B] bool: K events did not reach T (the trial was cut)
+    times: torch.Tensor  # [B, L] the time of each event (T for the steps after a trial's end)
+    source: torch.Tensor  # [B, L] the spiking network neuron, -1 for an input event or no event
+    is_input: torch.Tensor  # [B, L] bool: an input spike
+    state_end: tuple  # the neurons' state at the trial end: theta (phi,), qif_exp (V, I), each [B, N]
+    used: torch.Tensor  # [B] events inside the trial (input and network spikes)
+    exhausted: torch.Tensor  # [B] bool: K events did not reach T (the trial was cut)
 
     def spike_counts(self, n: int) -> torch.Tensor:
         """[B, n] ordinary spikes per network neuron."""
@@ -247,16 +261,24 @@ class Events:
 
     def first_spike(self, neurons: torch.Tensor):
         """([B, C] first ordinary spike time of each neuron in ``neurons`` (inf if silent), [B, C] fired)."""
-        hit = self.source.unsqueeze(-1) == neurons.view(1, 1, -1)               # [B, L, C]
+        hit = self.source.unsqueeze(-1) == neurons.view(1, 1, -1)  # [B, L, C]
         fired = hit.any(1)
-        first = hit.float().argmax(1)                                           # the first True
+        first = hit.float().argmax(1)  # the first True
         t = self.times.gather(1, first)
         return torch.where(fired, t, torch.full_like(t, math.inf)), fired
 
 
-def simulate(neuron, x0: torch.Tensor, out_weights: torch.Tensor, T: float, K: int,
-             in_times: Optional[torch.Tensor] = None, in_weights: Optional[torch.Tensor] = None,
-             check_every: int = 8, stop_early: bool = True) -> Events:
+def simulate(
+    neuron,
+    x0: torch.Tensor,
+    out_weights: torch.Tensor,
+    T: float,
+    K: int,
+    in_times: Optional[torch.Tensor] = None,
+    in_weights: Optional[torch.Tensor] = None,
+    check_every: int = 8,
+    stop_early: bool = True,
+) -> Events:
     """Event-based simulation of B trials of a network of N event neurons (`Theta` or `QIFExp`).
 
     x0: [B, N] (or [N]) every neuron's initial state variable (theta: phase, qif_exp: V); out_weights: [N, N], row j the weights of neuron j's spike onto
@@ -278,18 +300,18 @@ def simulate(neuron, x0: torch.Tensor, out_weights: torch.Tensor, T: float, K: i
     order = in_times.argsort(1)
     in_times = torch.cat([in_times.gather(1, order), torch.full((B, 1), math.inf, dtype=dtype, device=device)], 1)
     in_weights = in_weights.gather(1, order.unsqueeze(-1).expand(-1, -1, N))
-    in_weights = torch.cat([in_weights, in_weights.new_zeros(B, 1, N)], 1)   # the inf sentinel's
+    in_weights = torch.cat([in_weights, in_weights.new_zeros(B, 1, N)], 1)  # the inf sentinel's
     t = torch.zeros(B, dtype=dtype, device=device)
     ptr = torch.zeros(B, dtype=torch.long, device=device)
     ids = torch.arange(N, device=device).unsqueeze(0)
-    dt_next = neuron.next_spike(state)                        # [B, N] each neuron's time to its next spike
+    dt_next = neuron.next_spike(state)  # [B, N] each neuron's time to its next spike
     times, sources, inputs, lives = [], [], [], []
     for k in range(K):
         dt_net, j_net = dt_next.min(1)
         dt_in = in_times.gather(1, ptr.unsqueeze(1)).squeeze(1) - t
         spike_in = dt_in < dt_net
         dt = torch.where(spike_in, dt_in, dt_net)
-        live = dt < T - t                                     # the event lies inside the trial
+        live = dt < T - t  # the event lies inside the trial
         dt = torch.where(live, dt, T - t)
         t = t + dt
         w_in = in_weights.gather(1, ptr.view(B, 1, 1).expand(B, 1, N)).squeeze(1)
@@ -304,8 +326,14 @@ def simulate(neuron, x0: torch.Tensor, out_weights: torch.Tensor, T: float, K: i
         if stop_early and (k + 1) % check_every == 0 and k + 1 < K and not bool((t < T).any()):
             break
     live = torch.stack(lives, 1)
-    return Events(times=torch.stack(times, 1), source=torch.stack(sources, 1), is_input=torch.stack(inputs, 1),
-                  state_end=state, used=live.sum(1), exhausted=t < T)
+    return Events(
+        times=torch.stack(times, 1),
+        source=torch.stack(sources, 1),
+        is_input=torch.stack(inputs, 1),
+        state_end=state,
+        used=live.sum(1),
+        exhausted=t < T,
+    )
 
 
 class EventMLP(nn.Module):
@@ -327,16 +355,28 @@ class EventMLP(nn.Module):
 
     event_based = True
 
-    def __init__(self, input_shape: Sequence[int], n_classes: int, neuron=None, hidden: Sequence[int] = (100, 100),
-                 T: float = 2.0, K: int = 200, w_scale: float = 0.5, learn_init: bool = True,
-                 flip: float = 0.0, readout=None, synapse=None):
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        n_classes: int,
+        neuron=None,
+        hidden: Sequence[int] = (100, 100),
+        T: float = 2.0,
+        K: int = 200,
+        w_scale: float = 0.5,
+        learn_init: bool = True,
+        flip: float = 0.0,
+        readout=None,
+        synapse=None,
+    ):
         super().__init__()
         if neuron is None:
             neuron = Theta
         self.neuron = neuron() if callable(neuron) and not isinstance(neuron, EVENT_NEURONS) else neuron
         if not isinstance(self.neuron, EVENT_NEURONS):
-            raise ValueError(f"the event network needs event neurons (neuron=theta or qif_exp), not "
-                             f"{type(self.neuron).__name__}")
+            raise ValueError(
+                f"the event network needs event neurons (neuron=theta or qif_exp), not {type(self.neuron).__name__}"
+            )
         hidden = list(hidden)
         if not hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
             raise ValueError(f"hidden must be a non-empty list of layer sizes >= 1 (got hidden={hidden})")
@@ -356,11 +396,11 @@ class EventMLP(nn.Module):
         for n_out, n_prev in zip(self.sizes, fan_in):
             width = w_scale / math.sqrt(n_prev)
             self.weights.append(nn.Parameter(torch.empty(n_out, n_prev).uniform_(-width, width)))
-        self.init = nn.ParameterList(                       # per layer: [n] initial states (phase or V)
-            nn.Parameter(torch.full((n,), self.neuron.init_value), requires_grad=bool(learn_init))
-            for n in self.sizes)
-        self.stats = None          # an `EventStats` while the runner's monitor watches an evaluation
-        self.stop_early = True     # end the event loop once every trial reached T (False: always K events)
+        self.init = nn.ParameterList(  # per layer: [n] initial states (phase or V)
+            nn.Parameter(torch.full((n,), self.neuron.init_value), requires_grad=bool(learn_init)) for n in self.sizes
+        )
+        self.stats = None  # an `EventStats` while the runner's monitor watches an evaluation
+        self.stop_early = True  # end the event loop once every trial reached T (False: always K events)
         self.last: Optional[Events] = None
 
     # -- the runner's hooks
@@ -392,7 +432,7 @@ class EventMLP(nn.Module):
         rows = []
         for i, n in enumerate(self.sizes):
             if i + 1 < len(self.sizes):
-                w = self.weights[i + 1].t()                              # [n, n_next]
+                w = self.weights[i + 1].t()  # [n, n_next]
                 rows.append(nn.functional.pad(w, (off[i + 1], N - off[i + 2])))
             else:
                 rows.append(self.weights[0].new_zeros(n, N))
@@ -405,13 +445,15 @@ class EventMLP(nn.Module):
         finite = torch.isfinite(x)
         values = torch.unique(x[finite]) if bool(finite.any()) else x.new_zeros(0)
         N, n1 = sum(self.sizes), self.sizes[0]
-        if values.numel() == 0:                  # no input spike: the first layer's weights stay in the graph
-            return x.new_full((B, 1), math.inf), x.new_zeros(B, 1, N) + 0 * self.weights[0].sum()   # (for DDP)
-        onehot = (x.unsqueeze(-1) == values.view(1, 1, -1)).to(self.weights[0].dtype)    # [B, n_in, M]
-        w = onehot.transpose(1, 2) @ self.weights[0].t()                                    # [B, M, n1]
+        if values.numel() == 0:  # no input spike: the first layer's weights stay in the graph
+            return x.new_full((B, 1), math.inf), x.new_zeros(B, 1, N) + 0 * self.weights[0].sum()  # (for DDP)
+        onehot = (x.unsqueeze(-1) == values.view(1, 1, -1)).to(self.weights[0].dtype)  # [B, n_in, M]
+        w = onehot.transpose(1, 2) @ self.weights[0].t()  # [B, M, n1]
         w = nn.functional.pad(w, (0, N - n1))
-        present = onehot.sum(1) > 0                                                         # [B, M]
-        times = torch.where(present, values.view(1, -1).to(x.dtype) * self.T, torch.full_like(present, math.inf, dtype=x.dtype))
+        present = onehot.sum(1) > 0  # [B, M]
+        times = torch.where(
+            present, values.view(1, -1).to(x.dtype) * self.T, torch.full_like(present, math.inf, dtype=x.dtype)
+        )
         return times, w
 
     def _flip(self, x: torch.Tensor) -> torch.Tensor:
@@ -434,14 +476,14 @@ class EventMLP(nn.Module):
         # pseudodynamics: each layer read as a rate network at the trial end
         rate = None
         for i in range(len(self.sizes) - 1):
-            end = tuple(x[:, off[i]:off[i + 1]] for x in ev.state_end)
+            end = tuple(x[:, off[i] : off[i + 1]] for x in ev.state_end)
             drive = torch.zeros_like(end[0]) if rate is None else rate @ self.weights[i].t()
             rate = self.neuron.pseudo_rate(end, drive)
         drive = rate @ self.weights[-1].t()
-        t_pseudo = self.neuron.t_pseudo(tuple(x[:, off[-2]:] for x in ev.state_end), drive, self.T)
+        t_pseudo = self.neuron.t_pseudo(tuple(x[:, off[-2] :] for x in ev.state_end), drive, self.T)
         outs = torch.arange(off[-2], off[-1], device=x.device)
         t_ord, fired = ev.first_spike(outs)
-        t_out = torch.where(fired, t_ord, t_pseudo)          # (where's gradient never reaches the inf of t_ord)
+        t_out = torch.where(fired, t_ord, t_pseudo)  # (where's gradient never reaches the inf of t_ord)
         if self.stats is not None:
             self.stats.add(self, ev)
         return torch.stack([t_out, t_ord.detach()])
@@ -452,7 +494,7 @@ class EventStats:
     events used (vs K), trials that ran out of events, and the event rasters of the first samples."""
 
     def __init__(self, record: int = 0):
-        self.record = record          # samples of the first batch whose spike times are kept (0: none)
+        self.record = record  # samples of the first batch whose spike times are kept (0: none)
         self.counts = None
         self.trials = 0
         self.used_sum = 0
@@ -482,8 +524,12 @@ class EventStats:
         """Sum the counts of every process of a torch.distributed group (max for the most events)."""
         counts = self.counts if self.counts is not None else torch.zeros(sum(net.sizes))
         device = counts.device if tdist.get_backend() != "nccl" else torch.device("cuda", torch.cuda.current_device())
-        total = torch.cat([counts.float().to(device), torch.tensor(
-            [self.trials, self.used_sum, self.exhausted], dtype=torch.float32, device=device)])
+        total = torch.cat(
+            [
+                counts.float().to(device),
+                torch.tensor([self.trials, self.used_sum, self.exhausted], dtype=torch.float32, device=device),
+            ]
+        )
         tdist.all_reduce(total)
         most = torch.tensor([float(self.used_max)], device=device)
         tdist.all_reduce(most, op=tdist.ReduceOp.MAX)
@@ -500,6 +546,12 @@ class EventStats:
 
     def scalars(self, net: EventMLP) -> dict:
         out = {f"spikes_per_neuron/{name}": float(r.mean()) for name, r in self.per_neuron(net).items()}
-        out.update({"events/used_mean": self.used_sum / max(self.trials, 1), "events/used_max": float(self.used_max),
-                    "events/K": float(net.K), "events/exhausted": float(self.exhausted)})
+        out.update(
+            {
+                "events/used_mean": self.used_sum / max(self.trials, 1),
+                "events/used_max": float(self.used_max),
+                "events/K": float(net.K),
+                "events/exhausted": float(self.exhausted),
+            }
+        )
         return out

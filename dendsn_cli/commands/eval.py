@@ -8,9 +8,11 @@ from ..runs import checkpoint
 from ..train import evaluate_checkpoint
 from .outcome import fail
 
-USAGE = ("usage: dendsn eval ckpt=PATH [KEY=VALUE ...]\n"
-         "Composes the config the checkpoint was trained with (plus your overrides, e.g. device=cpu),\n"
-         "loads its weights and prints test accuracy and loss.")
+USAGE = (
+    "usage: dendsn eval ckpt=PATH [KEY=VALUE ...]\n"
+    "Composes the config the checkpoint was trained with (plus your overrides, e.g. device=cpu),\n"
+    "loads its weights and prints test accuracy and loss."
+)
 
 
 def command(args: list[str]) -> None:
@@ -26,5 +28,7 @@ def command(args: list[str]) -> None:
     cfg = compose(checkpoint.check_overrides(ck["overrides"], user, path, "ckpt"))
     validate(cfg)
     r = evaluate_checkpoint(cfg, path, ck)
-    print(f"dendsn eval: {path} (epoch {r['epoch']}) | test acc {r['test_acc']:.2%} | "
-          f"test loss {r['test_loss']:.4f} | {r['n_test']} samples")
+    print(
+        f"dendsn eval: {path} (epoch {r['epoch']}) | test acc {r['test_acc']:.2%} | "
+        f"test loss {r['test_loss']:.4f} | {r['n_test']} samples"
+    )

@@ -52,8 +52,10 @@ def amplitude_values(cfg) -> list[float]:
     if cfg.amplitudes is not None:
         values = list(cfg.amplitudes)
         if not values:
-            raise UserError("amplitudes=[] is empty: give at least one amplitude, e.g. amplitudes=[0,0.5,1], or "
-                            "amplitudes=null for amp_min..amp_max in amp_steps")
+            raise UserError(
+                "amplitudes=[] is empty: give at least one amplitude, e.g. amplitudes=[0,0.5,1], or "
+                "amplitudes=null for amp_min..amp_max in amp_steps"
+            )
         for i, v in enumerate(values):
             if not math.isfinite(v):
                 raise UserError(f"amplitudes[{i}]={v} is not a finite number: give finite amplitudes")
@@ -64,13 +66,16 @@ def amplitude_values(cfg) -> list[float]:
         if not math.isfinite(cfg[key]):
             raise UserError(f"{key}={cfg[key]} is not a finite number")
     if cfg.amp_min > cfg.amp_max:
-        raise UserError(f"amp_min={cfg.amp_min} is above amp_max={cfg.amp_max}: the amplitudes run from amp_min up to amp_max")
+        raise UserError(
+            f"amp_min={cfg.amp_min} is above amp_max={cfg.amp_max}: the amplitudes run from amp_min up to amp_max"
+        )
     if not 1 <= cfg.amp_steps <= MAX_AMPLITUDES:
         raise UserError(f"amp_steps={cfg.amp_steps} is out of range: it must be in [1, {MAX_AMPLITUDES}]")
     if cfg.amp_steps == 1:
         return [float(cfg.amp_min)]
-    return [float(f"{v:.12g}") for v in np.linspace(cfg.amp_min, cfg.amp_max, cfg.amp_steps)]   # 0.3, not 0.30000000000000004
-
+    return [
+        float(f"{v:.12g}") for v in np.linspace(cfg.amp_min, cfg.amp_max, cfg.amp_steps)
+    ]  # 0.3, not 0.30000000000000004
 
 
 def choice(cfg: DictConfig, group: str) -> str:
@@ -80,7 +85,6 @@ def choice(cfg: DictConfig, group: str) -> str:
     return config.choice_name(cfg, group)
 
 
-
 def build(cfg: DictConfig):
     """(stimulus, one layer of n_neurons neurons, the mask [S*K_in] of the stimulated input features)."""
     stimulus = loop.instantiate_group(cfg.stimulus, "stimulus")
@@ -88,8 +92,10 @@ def build(cfg: DictConfig):
         raise UserError(f"stimulus._target_={cfg.stimulus._target_} is not a dendsn_cli.simulate.Stimulus")
     neuron = loop.call_group(loop.instantiate_group(cfg.neuron, "neuron"), "neuron")
     if str(cfg.neuron.get("_target_")).startswith("dendsn.events."):
-        raise UserError("neuron=theta is event-driven (continuous time, dendsn train network=event_mlp learning=exact); "
-                        "dendsn simulate steps clock-driven neurons: pick one of `dendsn list neuron`, e.g. neuron=qif")
+        raise UserError(
+            "neuron=theta is event-driven (continuous time, dendsn train network=event_mlp learning=exact); "
+            "dendsn simulate steps clock-driven neurons: pick one of `dendsn list neuron`, e.g. neuron=qif"
+        )
     if not isinstance(neuron, nn.Module):
         raise UserError(f"neuron._target_={cfg.neuron._target_} does not make a torch module")
     loop.check_dendrites(neuron)
@@ -104,30 +110,40 @@ def input_mask(cfg: DictConfig, neuron: nn.Module) -> torch.Tensor:
     if chosen is not None:
         name = choice(cfg, "neuron")
         if wiring is None:
-            raise UserError(f"compartments={chosen} applies to dendritic neurons only, and neuron={name} is a point "
-                            "neuron: drop compartments, or pick a dendritic neuron (e.g. neuron=dend_lif)")
+            raise UserError(
+                f"compartments={chosen} applies to dendritic neurons only, and neuron={name} is a point "
+                "neuron: drop compartments, or pick a dendritic neuron (e.g. neuron=dend_lif)"
+            )
         if not chosen:
-            raise UserError("compartments=[] selects no input compartment: give indices, e.g. compartments=[0], "
-                            "or compartments=null for all")
+            raise UserError(
+                "compartments=[] selects no input compartment: give indices, e.g. compartments=[0], "
+                "or compartments=null for all"
+            )
         bad = [k for k in chosen if not 0 <= k < K_in]
         if bad:
-            raise UserError(f"compartments={chosen}: {bad[0]} is out of range; this {type(wiring).__name__} wiring has "
-                            f"{K_in} input compartments, indices 0..{K_in - 1}")
+            raise UserError(
+                f"compartments={chosen}: {bad[0]} is out of range; this {type(wiring).__name__} wiring has "
+                f"{K_in} input compartments, indices 0..{K_in - 1}"
+            )
     per_neuron = torch.zeros(K_in)
     per_neuron[chosen if chosen is not None else slice(None)] = 1.0
     return per_neuron.repeat(cfg.n_neurons)
 
 
-
 # ---------------------------------------------------------------- the simulation
 def _fi_rows(amps: list[float], spikes: torch.Tensor, dt: float) -> list[dict]:
     """One row per amplitude from spikes [T, B, S]."""
-    per = spikes.float().mean(0).cpu().double()                    # [B, S] spikes per step
+    per = spikes.float().mean(0).cpu().double()  # [B, S] spikes per step
     hz = per * 1000.0 / dt
     rows = []
     for b, a in enumerate(amps):
-        row = {"amplitude": a, "spikes_per_step": float(per[b].mean()), "rate_hz": float(hz[b].mean()),
-               "rate_hz_min": float(hz[b].min()), "rate_hz_max": float(hz[b].max())}
+        row = {
+            "amplitude": a,
+            "spikes_per_step": float(per[b].mean()),
+            "rate_hz": float(hz[b].mean()),
+            "rate_hz_min": float(hz[b].min()),
+            "rate_hz_max": float(hz[b].max()),
+        }
         row.update({f"neuron_{s}_hz": float(hz[b, s]) for s in range(hz.shape[1])})
         rows.append(row)
     return rows
@@ -161,32 +177,52 @@ def _describe_amplitudes(amps: list[float]) -> str:
     return f"amplitude {amps[0]:g}" if len(amps) == 1 else f"{len(amps)} amplitudes {amps[0]:g}..{amps[-1]:g}"
 
 
-def log_figures(logger, cfg: DictConfig, neuron, stimulus, seqs: tuple, amps: list[float], rows: list[dict],
-                what: str, title: str, run_dir: Path) -> None:
+def log_figures(
+    logger,
+    cfg: DictConfig,
+    neuron,
+    stimulus,
+    seqs: tuple,
+    amps: list[float],
+    rows: list[dict],
+    what: str,
+    title: str,
+    run_dir: Path,
+) -> None:
     """fI.png and the TensorBoard images of a simulation: the f-I curve, the raster, the stimulus and the
     traces of the traced amplitudes. ``seqs``: input x, input mask, spikes, potentials v and v_dend."""
     x, mask, spikes, v, vd = seqs
     S = cfg.n_neurons
     fi = figures.figure_to_array(fi_figure([(what, rows)], stimulus.x_label, cfg.dt, title=f"f-I curve: {title}"))
-    matplotlib.image.imsave(run_dir / "fI.png", fi)                  # drawn once: the PNG and the TensorBoard image
+    matplotlib.image.imsave(run_dir / "fI.png", fi)  # drawn once: the PNG and the TensorBoard image
     logger.writer.add_image("fI", fi, 0, dataformats="HWC")
     idx = traced_indices(len(amps), cfg.traces)
     n_t = min(cfg.T, TRACE_STEPS)
     window = f": steps 0-{n_t - 1} of {cfg.T}" if n_t < cfg.T else ""
     if idx:
         labels = [f"amplitude {amps[b]:g}" for b in idx]
-        logger.writer.add_figure("raster", figures.raster(spikes[:n_t, idx], title=what + window,
-                                                          sample_labels=labels), 0)
+        logger.writer.add_figure(
+            "raster", figures.raster(spikes[:n_t, idx], title=what + window, sample_labels=labels), 0
+        )
         logger.writer.add_figure("stimulus", stimulus_figure(x, idx, amps, mask, cfg.dt, stimulus.x_label, what), 0)
     k = min(S, MAX_TRACE_NEURONS)
     if isinstance(v, torch.Tensor):
         v = v.detach().reshape(v.shape[0], v.shape[1], -1).float().cpu()
-        dend = vd.detach().reshape(vd.shape[0], vd.shape[1], -1, vd.shape[-1]).float().cpu() if isinstance(vd, torch.Tensor) else None
+        dend = (
+            vd.detach().reshape(vd.shape[0], vd.shape[1], -1, vd.shape[-1]).float().cpu()
+            if isinstance(vd, torch.Tensor)
+            else None
+        )
         fed = _fed_compartments(cfg, neuron)
         for b in idx:
-            fig = figures.traces(v[:n_t, b, :k], spikes[:n_t, b, :k], float(getattr(neuron, "v_threshold", 1.0)),
-                                 v_dend=None if dend is None else dend[:n_t, b, :k], neuron_ids=list(range(k)),
-                                 title=f"amplitude {amps[b]:g}, input into {fed}{window}")
+            fig = figures.traces(
+                v[:n_t, b, :k],
+                spikes[:n_t, b, :k],
+                float(getattr(neuron, "v_threshold", 1.0)),
+                v_dend=None if dend is None else dend[:n_t, b, :k],
+                neuron_ids=list(range(k)),
+                title=f"amplitude {amps[b]:g}, input into {fed}{window}",
+            )
             logger.writer.add_figure(f"traces/{b:02d}_amplitude_{amps[b]:g}", fig, 0)
 
 
@@ -199,7 +235,7 @@ def simulate(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict
     amps = amplitude_values(cfg)
     stimulus, neuron, mask = build(cfg)
     neuron = neuron.to(device).eval()
-    neuron.store_seq = True                                  # keep the potentials of every step (traces)
+    neuron.store_seq = True  # keep the potentials of every step (traces)
     S, K_in = cfg.n_neurons, int(getattr(neuron, "inputs_per_neuron", 1))
     gen = torch.Generator().manual_seed(cfg.seed)
     a = torch.tensor(amps, dtype=torch.float32)
@@ -207,25 +243,35 @@ def simulate(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict
     names = {g: choices.get(g) for g in ("neuron", "wiring", "stimulus") if choices.get(g)}
     what = " ".join(f"{g}={v}" for g, v in names.items())
     shown = loop.shown_path(run_dir)
-    print(f"dendsn: simulate {what} | {shown} | {device} | {S} neuron(s) x {K_in} input(s) | "
-          f"{_describe_amplitudes(amps)} | T={cfg.T}, dt={cfg.dt:g} ms | watch: tensorboard --logdir {shown}",
-          file=sys.stderr)
+    print(
+        f"dendsn: simulate {what} | {shown} | {device} | {S} neuron(s) x {K_in} input(s) | "
+        f"{_describe_amplitudes(amps)} | T={cfg.T}, dt={cfg.dt:g} ms | watch: tensorboard --logdir {shown}",
+        file=sys.stderr,
+    )
     with torch.inference_mode():
         if hasattr(neuron, "reset"):
             neuron.reset()
         out = neuron(x.to(device))
-    spikes = out.reshape(out.shape[0], out.shape[1], -1).float().cpu()               # [T, B, S]
-    v = getattr(neuron, "h_seq", None)                      # before the reset: it crosses the threshold
+    spikes = out.reshape(out.shape[0], out.shape[1], -1).float().cpu()  # [T, B, S]
+    v = getattr(neuron, "h_seq", None)  # before the reset: it crosses the threshold
     v = v if isinstance(v, torch.Tensor) else getattr(neuron, "v_seq", None)
     vd = getattr(neuron, "v_dend_seq", None)
     rows = _fi_rows(amps, spikes, cfg.dt)
     write_csv(run_dir / "fI.csv", rows)
     firing = [r["amplitude"] for r in rows if r["spikes_per_step"] > 0]
     summary = {
-        "status": "completed", "neuron": names.get("neuron"), "wiring": names.get("wiring"),
-        "stimulus": names.get("stimulus"), "x_label": stimulus.x_label, "T": cfg.T, "dt": cfg.dt,
-        "n_neurons": S, "inputs_per_neuron": K_in, "amplitudes": amps,
-        "rheobase": firing[0] if firing else None, "max_rate_hz": max(r["rate_hz"] for r in rows),
+        "status": "completed",
+        "neuron": names.get("neuron"),
+        "wiring": names.get("wiring"),
+        "stimulus": names.get("stimulus"),
+        "x_label": stimulus.x_label,
+        "T": cfg.T,
+        "dt": cfg.dt,
+        "n_neurons": S,
+        "inputs_per_neuron": K_in,
+        "amplitudes": amps,
+        "rheobase": firing[0] if firing else None,
+        "max_rate_hz": max(r["rate_hz"] for r in rows),
         "monotone": all(r2["rate_hz"] >= r1["rate_hz"] for r1, r2 in zip(rows, rows[1:])),
     }
     title = f"{what} (T={cfg.T}, dt={cfg.dt:g} ms)"
@@ -234,8 +280,9 @@ def simulate(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict
     logger.open(str(run_dir))
     logger.config(OmegaConf.to_yaml(cfg, resolve=True), overrides)
     for b, r in enumerate(rows):
-        logger.scalars({"fI/rate_hz": r["rate_hz"], "fI/spikes_per_step": r["spikes_per_step"],
-                        "fI/amplitude": r["amplitude"]}, b)
+        logger.scalars(
+            {"fI/rate_hz": r["rate_hz"], "fI/spikes_per_step": r["spikes_per_step"], "fI/amplitude": r["amplitude"]}, b
+        )
     if cfg.figures:
         log_figures(logger, cfg, neuron, stimulus, (x, mask, spikes, v, vd), amps, rows, what, title, run_dir)
     hp, given = loop.hparams_of(cfg, choices, overrides)
@@ -247,9 +294,12 @@ def simulate(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict
     summary["time_s"] = round(time.perf_counter() - t0, 2)
     (run_dir / "simulate.json").write_text(json.dumps(summary, indent=2))
     rheo = f"fires from amplitude {summary['rheobase']:g}" if firing else "silent at every amplitude"
-    print(f"dendsn: f-I curve: {rheo}, up to {summary['max_rate_hz']:.4g} Hz "
-          f"({summary['max_rate_hz'] * cfg.dt / 1000:.3g} spikes/step) at {amps[-1]:g} | "
-          f"{'fI.csv, fI.png' if cfg.figures else 'fI.csv'} in {shown} | {summary['time_s']:.2f}s", file=sys.stderr)
+    print(
+        f"dendsn: f-I curve: {rheo}, up to {summary['max_rate_hz']:.4g} Hz "
+        f"({summary['max_rate_hz'] * cfg.dt / 1000:.3g} spikes/step) at {amps[-1]:g} | "
+        f"{'fI.csv, fI.png' if cfg.figures else 'fI.csv'} in {shown} | {summary['time_s']:.2f}s",
+        file=sys.stderr,
+    )
     return summary
 
 
@@ -278,14 +328,30 @@ def fi_figure(curves: list, x_label: str, dt: float, title: str = ""):
         for i, (label, rows) in enumerate(curves):
             x = np.array([r["amplitude"] for r in rows])
             y = np.array([r["rate_hz"] for r in rows])
-            color = f"C{i % 10}"                  # marker and dash vary too: equal curves stay visible
-            ax.plot(x, y, color=color, lw=1.8, ls=("-", "--", "-.", ":")[i % 4], marker="osD^v<>"[i % 7],
-                    ms=4, mfc=color if i % 2 == 0 else "white", label=label)
+            color = f"C{i % 10}"  # marker and dash vary too: equal curves stay visible
+            ax.plot(
+                x,
+                y,
+                color=color,
+                lw=1.8,
+                ls=("-", "--", "-.", ":")[i % 4],
+                marker="osD^v<>"[i % 7],
+                ms=4,
+                mfc=color if i % 2 == 0 else "white",
+                label=label,
+            )
             lo = np.array([r.get("rate_hz_min", r["rate_hz"]) for r in rows])
             hi = np.array([r.get("rate_hz_max", r["rate_hz"]) for r in rows])
             if np.any(hi > lo):
-                ax.fill_between(x, lo, hi, color=color, alpha=0.18, lw=0,
-                                label="slowest to fastest neuron" if len(curves) == 1 else None)
+                ax.fill_between(
+                    x,
+                    lo,
+                    hi,
+                    color=color,
+                    alpha=0.18,
+                    lw=0,
+                    label="slowest to fastest neuron" if len(curves) == 1 else None,
+                )
         if len(curves) == 1 and len(ax.collections):
             n = sum(k.startswith("neuron_") for k in curves[0][1][0])
             ax.lines[0].set_label(f"mean over {n} neurons" if n else "mean")
@@ -294,8 +360,9 @@ def fi_figure(curves: list, x_label: str, dt: float, title: str = ""):
         ax.set_ylabel("firing rate (Hz)")
         ax.set_ylim(bottom=0)
         ax.grid(True, color="0.9")
-        ax.secondary_yaxis("right", functions=(lambda hz: hz * dt / 1000.0, lambda s: s * 1000.0 / dt)) \
-            .set_ylabel("spikes / step")
+        ax.secondary_yaxis("right", functions=(lambda hz: hz * dt / 1000.0, lambda s: s * 1000.0 / dt)).set_ylabel(
+            "spikes / step"
+        )
         if len(curves) > 1:
             ax.legend(loc="upper left", fontsize=9, title="job")
         if title:
@@ -303,19 +370,25 @@ def fi_figure(curves: list, x_label: str, dt: float, title: str = ""):
     return fig
 
 
-def stimulus_figure(x: torch.Tensor, idx: list[int], amps: list[float], mask: torch.Tensor, dt: float,
-                    x_label: str, title: str):
+def stimulus_figure(
+    x: torch.Tensor, idx: list[int], amps: list[float], mask: torch.Tensor, dt: float, x_label: str, title: str
+):
     """The input current of the first stimulated feature (neuron 0) for the traced amplitudes."""
     feature = int(torch.nonzero(mask)[0]) if mask.any() else 0
     with matplotlib.rc_context(figures.RC):
         fig = figures.new_figure(figures.WIDTH, 3.2)
         ax = fig.subplots()
         for j, b in enumerate(idx):
-            ax.step(np.arange(x.shape[0]), x[:, b, feature].numpy(), where="mid", color=f"C{j % 10}",
-                    lw=1.2, label=f"amplitude {amps[b]:g}")
+            ax.step(
+                np.arange(x.shape[0]),
+                x[:, b, feature].numpy(),
+                where="mid",
+                color=f"C{j % 10}",
+                lw=1.2,
+                label=f"amplitude {amps[b]:g}",
+            )
         ax.set_xlabel(f"time step ({dt:g} ms)")
         ax.set_ylabel("input current")
         ax.legend(loc="upper right", fontsize=9)
         ax.set_title(f"{title}: the stimulus of neuron 0, input feature {feature}")
     return fig
-

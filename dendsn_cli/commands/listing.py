@@ -45,11 +45,16 @@ def groups() -> dict[str, list[tuple[str, str]]]:
     out: dict[str, list[tuple[str, str]]] = {}
 
     def walk(folder, name: str) -> None:
-        options = [(f.name[:-5], describe(f)) for f in sorted(folder.iterdir(), key=lambda p: p.name)
-                   if f.name.endswith(".yaml")]
+        options = [
+            (f.name[:-5], describe(f))
+            for f in sorted(folder.iterdir(), key=lambda p: p.name)
+            if f.name.endswith(".yaml")
+        ]
         if options:
             out[name] = options
-        for sub in sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("_")), key=lambda p: p.name):
+        for sub in sorted(
+            (p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("_")), key=lambda p: p.name
+        ):
             walk(sub, f"{name}/{sub.name}")
 
     for group in sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", "hydra"))):
@@ -100,10 +105,14 @@ def root_key_help() -> list[tuple[str, str]]:
 def train_help() -> str:
     """`dendsn train --help`: one line per config group (its options) and per root key."""
     found, defaults = groups(), default_choices()
-    lines = ["usage: dendsn train [GROUP=OPTION | KEY=VALUE ...] [-m] [--cfg job] [--help]",
-             "", "Train a spiking network. Pick options with GROUP=OPTION, set keys with KEY=VALUE (any key of the",
-             "composed config, e.g. neuron.tau=4 optim.lr=0.01), sweep with -m; `dendsn list` describes every option.",
-             "", "config groups (* = default):"]
+    lines = [
+        "usage: dendsn train [GROUP=OPTION | KEY=VALUE ...] [-m] [--cfg job] [--help]",
+        "",
+        "Train a spiking network. Pick options with GROUP=OPTION, set keys with KEY=VALUE (any key of the",
+        "composed config, e.g. neuron.tau=4 optim.lr=0.01), sweep with -m; `dendsn list` describes every option.",
+        "",
+        "config groups (* = default):",
+    ]
     for group, options in found.items():
         names = ", ".join(f"{n}*" if defaults.get(group) == n else n for n, _ in options)
         lines.append(f"  {group}: {names}")
@@ -112,10 +121,14 @@ def train_help() -> str:
     lines += ["", "root keys:"]
     width = max(len(k) for k, _ in root_key_help())
     lines += [f"  {k:<{width}}  {d}" for k, d in root_key_help()]
-    lines += ["", "examples:",
-              "  dendsn train neuron=lif epochs=3                  one run",
-              "  dendsn train -m neuron=lif,dend_lif seed=0,1      a sweep: a table of its jobs at the end",
-              "  dendsn train -m hydra/sweeper=optuna 'optim.lr=interval(0.001,0.03)'   an Optuna study",
-              "  dendsn train --cfg job neuron=if                  print the composed config, run nothing",
-              "", "Runs go to outputs/<date>/<time>/ (sweeps to outputs/multirun/); watch them with: tensorboard --logdir outputs"]
+    lines += [
+        "",
+        "examples:",
+        "  dendsn train neuron=lif epochs=3                  one run",
+        "  dendsn train -m neuron=lif,dend_lif seed=0,1      a sweep: a table of its jobs at the end",
+        "  dendsn train -m hydra/sweeper=optuna 'optim.lr=interval(0.001,0.03)'   an Optuna study",
+        "  dendsn train --cfg job neuron=if                  print the composed config, run nothing",
+        "",
+        "Runs go to outputs/<date>/<time>/ (sweeps to outputs/multirun/); watch them with: tensorboard --logdir outputs",
+    ]
     return "\n".join(lines)

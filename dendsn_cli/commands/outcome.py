@@ -13,12 +13,12 @@ from ..runs.distributed import env_world
 
 def fail(message: str, code: int = 2) -> NoReturn:
     rank = env_world()[0]
-    if rank == 0:                         # under torchrun, rank 0 says it; the other ranks exit quietly
+    if rank == 0:  # under torchrun, rank 0 says it; the other ranks exit quietly
         print(f"dendsn: error: {message}", file=sys.stderr)
-    elif code == 1:                       # ... unless it is their own failure (rank 0 cannot know it)
+    elif code == 1:  # ... unless it is their own failure (rank 0 cannot know it)
         print(f"dendsn: error: rank {rank}: {message}", file=sys.stderr)
-    else:                                 # the same refusal as rank 0's: let rank 0 end first and say it (torchrun
-        time.sleep(5.0)                   # stops every process as soon as one has ended)
+    else:  # the same refusal as rank 0's: let rank 0 end first and say it (torchrun
+        time.sleep(5.0)  # stops every process as soon as one has ended)
     sys.exit(code)
 
 
@@ -28,8 +28,11 @@ def out_of_memory(e: BaseException) -> bool:
     import torch  # noqa: PLC0415  (only when a command has failed: `dendsn --help` does without torch)
 
     text = str(e)
-    return (isinstance(e, getattr(torch, "OutOfMemoryError", ()))
-            or "can't allocate memory" in text or "out of memory" in text.lower())
+    return (
+        isinstance(e, getattr(torch, "OutOfMemoryError", ()))
+        or "can't allocate memory" in text
+        or "out of memory" in text.lower()
+    )
 
 
 def describe(e: BaseException, cfg: Any = None) -> tuple[str, int]:
@@ -42,9 +45,14 @@ def describe(e: BaseException, cfg: Any = None) -> tuple[str, int]:
         if cfg is not None:
             data = cfg.get("dataset") or {}
             extra = [f"dataset.{k}={data[k]}" for k in ("n_train", "n_test", "val") if k in data]
-            sizes = f" (now T={cfg.get('T')}, batch_size={cfg.get('batch_size')}{', ' if extra else ''}{', '.join(extra)})"
-        return (f"out of memory: the run needs more memory than the device has; lower T, batch_size or the network "
-                f"and dataset sizes{sizes}"), 2
+            sizes = (
+                f" (now T={cfg.get('T')}, batch_size={cfg.get('batch_size')}{', ' if extra else ''}{', '.join(extra)})"
+            )
+        return (
+            f"out of memory: the run needs more memory than the device has; lower T, batch_size or the network "
+            f"and dataset sizes{sizes}"
+        ), 2
     first = (str(e).strip().splitlines() or [""])[0]
-    return (f"internal error: {type(e).__name__}: {shorten(first, 300)} "
-            "(rerun with DENDSN_DEBUG=1 for the traceback)"), 1
+    return (
+        f"internal error: {type(e).__name__}: {shorten(first, 300)} (rerun with DENDSN_DEBUG=1 for the traceback)"
+    ), 1

@@ -33,7 +33,7 @@ from ..runs.overrides import quoted
 from ..runs.state import STATE
 from .outcome import describe, fail
 
-sweep.register_resolvers()   # ${dendsn.job_dir:...} names sweep job dirs, also in launcher workers
+sweep.register_resolvers()  # ${dendsn.job_dir:...} names sweep job dirs, also in launcher workers
 
 
 class Launch:
@@ -56,10 +56,10 @@ class Launch:
 class Command:
     """What `train` and `simulate` supply to the pipeline."""
 
-    name = ""                        # `dendsn <name>`
-    config_name = ""                 # conf/<config_name>.yaml
-    job_name = ""                    # Hydra's job name (.hydra/hydra.yaml, a SLURM job's name)
-    dropped_overrides: tuple[str, ...] = ("hydra.",)   # task overrides a job is not given
+    name = ""  # `dendsn <name>`
+    config_name = ""  # conf/<config_name>.yaml
+    job_name = ""  # Hydra's job name (.hydra/hydra.yaml, a SLURM job's name)
+    dropped_overrides: tuple[str, ...] = ("hydra.",)  # task overrides a job is not given
 
     # ------------------------------------------------ before Hydra
     def help_text(self) -> str:
@@ -119,12 +119,14 @@ def parse(command: Command, args: list[str]) -> Any:
     """Hydra's own argument parser (overrides, -m, --cfg, ...); a parse error is one line."""
     said = io.StringIO()
     try:
-        with contextlib.redirect_stderr(said):       # argparse's usage text and error: one line instead
+        with contextlib.redirect_stderr(said):  # argparse's usage text and error: one line instead
             ns = get_args_parser().parse_args(args)
     except SystemExit:
         why = [ln.split("error:", 1)[1].strip() for ln in said.getvalue().splitlines() if "error:" in ln]
-        fail(f"could not parse the arguments{': ' + shorten(why[-1], 80) if why else ''}; "
-             f"see `dendsn {command.name} --help`")
+        fail(
+            f"could not parse the arguments{': ' + shorten(why[-1], 80) if why else ''}; "
+            f"see `dendsn {command.name} --help`"
+        )
     try:
         command.check_args(ns)
     except UserError as e:

@@ -85,13 +85,15 @@ def compose(overrides: list[str], return_hydra_config: bool = False) -> DictConf
     """conf/simulate.yaml with ``overrides``, interpolations resolved (outside hydra.*); UserError on failure."""
     big = config.big_number(overrides)
     if big:
-        raise UserError(f"{big.lstrip('+~')}= holds a number with hundreds of digits; give a value in its range "
-                        "(`dendsn simulate --help`)")
+        raise UserError(
+            f"{big.lstrip('+~')}= holds a number with hundreds of digits; give a value in its range "
+            "(`dendsn simulate --help`)"
+        )
     GlobalHydra.instance().clear()
     try:
         with initialize_config_module(config_module=config.CONFIG_MODULE, version_base="1.3"):
             cfg = hydra_compose(CONFIG_NAME, overrides=overrides, return_hydra_config=return_hydra_config)
-        for key in cfg.keys():                              # resolve every interpolation now (one line if one fails)
+        for key in cfg.keys():  # resolve every interpolation now (one line if one fails)
             if key != "hydra":
                 node = cfg[key]
                 if OmegaConf.is_config(node):
@@ -101,7 +103,6 @@ def compose(overrides: list[str], return_hydra_config: bool = False) -> DictConf
         raise UserError(explain(e, overrides)) from None
     finally:
         GlobalHydra.instance().clear()
-
 
 
 def validate(cfg: DictConfig) -> None:
@@ -124,13 +125,17 @@ def validate(cfg: DictConfig) -> None:
         raise UserError(f"device={cfg.device!r} is not known: use cpu, auto, cuda or cuda:N")
     amplitude_values(cfg)
     if cfg.get("wiring") is not None and "wiring" not in cfg.neuron:
-        raise UserError(f"wiring applies to dendritic neurons only, and neuron={choice(cfg, 'neuron')} is "
-                        "a point neuron: pick a dendritic neuron (e.g. neuron=dend_lif) or drop the wiring override")
+        raise UserError(
+            f"wiring applies to dendritic neurons only, and neuron={choice(cfg, 'neuron')} is "
+            "a point neuron: pick a dendritic neuron (e.g. neuron=dend_lif) or drop the wiring override"
+        )
     _check_stimulus_keys(cfg)
     stim_dt = cfg.stimulus.get("dt") if isinstance(cfg.get("stimulus"), DictConfig) else None
     if stim_dt is not None and stim_dt != cfg.dt:
-        raise UserError(f"stimulus.dt={stim_dt} differs from dt={cfg.dt}: the stimulus and the rates must share one time "
-                        f"step; set dt={stim_dt} (the root key) and leave stimulus.dt as it is")
+        raise UserError(
+            f"stimulus.dt={stim_dt} differs from dt={cfg.dt}: the stimulus and the rates must share one time "
+            f"step; set dt={stim_dt} (the root key) and leave stimulus.dt as it is"
+        )
     for group in ("neuron", "wiring", "stimulus"):
         node = cfg.get(group)
         if isinstance(node, DictConfig):
@@ -139,32 +144,34 @@ def validate(cfg: DictConfig) -> None:
     build(cfg)
 
 
-
 def _check_stimulus_keys(cfg: DictConfig) -> None:
     """A key added to the stimulus (+stimulus.KEY=...) must be a parameter of its class."""
     node = cfg.get("stimulus")
     if not isinstance(node, DictConfig) or "_target_" not in node:
         return
     try:
-        params = [k for k in inspect.signature(config.locate(node._target_)).parameters if k not in ("self", "args", "kwargs")]
+        params = [
+            k for k in inspect.signature(config.locate(node._target_)).parameters if k not in ("self", "args", "kwargs")
+        ]
     except Exception:
-        return                                                   # config.check_node names an unimportable target
+        return  # config.check_node names an unimportable target
     for key in node.keys():
         if not str(key).startswith("_") and str(key) not in params:
             keys = ", ".join(params) or "none: the amplitude alone sets the current"
             raise UserError(f"stimulus.{key} is not a key of stimulus={choice(cfg, 'stimulus')}; its keys are: {keys}")
 
 
-
-SWEEP_LIMIT = 64   # jobs of a sweep composed and validated one by one; beyond, each value with the others' first
+SWEEP_LIMIT = 64  # jobs of a sweep composed and validated one by one; beyond, each value with the others' first
 
 
 def check_sweep(overrides: list[str]) -> tuple[list[str], list[str]]:
     """Validate every job of ``dendsn simulate -m OVERRIDES`` before Hydra starts (each swept value, in every
     combination up to SWEEP_LIMIT jobs); return the overrides and the exclude_keys of the job dir names."""
     if config.sweeper_of(overrides) != "basic":
-        raise UserError("dendsn simulate sweeps with Hydra's basic sweeper (one job per value, -m KEY=A,B); a "
-                        "sampling sweeper needs an objective to optimize, which a simulation has not")
+        raise UserError(
+            "dendsn simulate sweeps with Hydra's basic sweeper (one job per value, -m KEY=A,B); a "
+            "sampling sweeper needs an objective to optimize, which a simulation has not"
+        )
     GlobalHydra.instance().clear()
     try:
         with initialize_config_module(config_module=config.CONFIG_MODULE, version_base="1.3"):
@@ -175,7 +182,9 @@ def check_sweep(overrides: list[str]) -> tuple[list[str], list[str]]:
                 combos = [list(c) for c in itertools.product(*per_key)]
             else:
                 firsts = [lines[0] for lines in per_key]
-                combos = [firsts] + [firsts[:i] + [v] + firsts[i + 1:] for i, lines in enumerate(per_key) for v in lines[1:]]
+                combos = [firsts] + [
+                    firsts[:i] + [v] + firsts[i + 1 :] for i, lines in enumerate(per_key) for v in lines[1:]
+                ]
             exclude: list[str] = []
             for i, combo in enumerate(combos):
                 try:
@@ -188,7 +197,6 @@ def check_sweep(overrides: list[str]) -> tuple[list[str], list[str]]:
     finally:
         GlobalHydra.instance().clear()
     return overrides, exclude
-
 
 
 class FISweepReport(Callback):
@@ -211,22 +219,35 @@ class FISweepReport(Callback):
             rows = read_csv(job / "fI.csv")
             curves.append((label, rows))
             meta.append(sweep.read_json(job / "simulate.json"))
-            table += [{"job": job.name, "label": label, "amplitude": r["amplitude"],
-                       "spikes_per_step": r["spikes_per_step"], "rate_hz": r["rate_hz"]} for r in rows]
+            table += [
+                {
+                    "job": job.name,
+                    "label": label,
+                    "amplitude": r["amplitude"],
+                    "spikes_per_step": r["spikes_per_step"],
+                    "rate_hz": r["rate_hz"],
+                }
+                for r in rows
+            ]
         if table:
             write_csv(root / "fI.csv", table)
             labels = {m.get("x_label") for m in meta}
             dts = {m.get("dt") for m in meta}
             x_label = labels.pop() if len(labels) == 1 and None not in labels else "amplitude"
             dt = dts.pop() if len(dts) == 1 and None not in dts else None
-            shared = [f"{g}={meta[0][g]}" for g in ("neuron", "wiring", "stimulus")
-                      if meta[0].get(g) and all(m.get(g) == meta[0][g] for m in meta)]
+            shared = [
+                f"{g}={meta[0][g]}"
+                for g in ("neuron", "wiring", "stimulus")
+                if meta[0].get(g) and all(m.get(g) == meta[0][g] for m in meta)
+            ]
             steps = {(m.get("T"), m.get("dt")) for m in meta}
             if len(steps) == 1 and None not in next(iter(steps)):
                 T_, dt_ = next(iter(steps))
                 shared.append(f"(T={T_}, dt={dt_:g} ms)")
-            fig = fi_figure(curves, x_label, dt or 1.0, title=f"f-I curves, one per job: {' '.join(shared)}".rstrip(": "))
-            if dt is None:                                   # jobs with different dt: spikes/step has no one axis
+            fig = fi_figure(
+                curves, x_label, dt or 1.0, title=f"f-I curves, one per job: {' '.join(shared)}".rstrip(": ")
+            )
+            if dt is None:  # jobs with different dt: spikes/step has no one axis
                 fig.axes[-1].remove()
             figures.save_png(fig, root / "fI.png")
             print(f"dendsn: f-I curves of {len(curves)} job(s): {root / 'fI.png'} and fI.csv")
@@ -252,8 +273,11 @@ def stimulus_keys() -> list[tuple[str, str]]:
     folder = resources.files(config.CONFIG_MODULE).joinpath("stimulus")
     out = []
     for f in sorted((f for f in folder.iterdir() if f.name.endswith(".yaml")), key=lambda f: f.name):
-        keys = [f"{m.group(1)}={m.group(2)}" for m in re.finditer(r"^([a-z]\w*):\s*([^#\s]+)", f.read_text(), re.M)
-                if m.group(1) != "dt"]
+        keys = [
+            f"{m.group(1)}={m.group(2)}"
+            for m in re.finditer(r"^([a-z]\w*):\s*([^#\s]+)", f.read_text(), re.M)
+            if m.group(1) != "dt"
+        ]
         out.append((f.name[:-5], ", ".join(keys) or "(amplitude only)"))
     return out
 
@@ -262,10 +286,14 @@ def help_text() -> str:
     """`dendsn simulate --help`."""
     found = groups()
     defaults = dict(compose([], return_hydra_config=True).hydra.runtime.choices)
-    lines = ["usage: dendsn simulate [GROUP=OPTION | KEY=VALUE ...] [-m] [--cfg job] [--help]", "",
-             "Drive one layer of neurons with a stimulus, no training: for each amplitude of a sweep, the firing",
-             "rate -> an f-I curve (fI.csv, fI.png), and rasters, soma and compartment traces in TensorBoard.",
-             "", "config groups (* = default):"]
+    lines = [
+        "usage: dendsn simulate [GROUP=OPTION | KEY=VALUE ...] [-m] [--cfg job] [--help]",
+        "",
+        "Drive one layer of neurons with a stimulus, no training: for each amplitude of a sweep, the firing",
+        "rate -> an f-I curve (fI.csv, fI.png), and rasters, soma and compartment traces in TensorBoard.",
+        "",
+        "config groups (* = default):",
+    ]
     for group in ("neuron", "wiring", "stimulus"):
         names = ", ".join(f"{n}*" if defaults.get(group) == n else n for n, _ in found.get(group, []))
         lines.append(f"  {group}: {names}")
@@ -276,13 +304,17 @@ def help_text() -> str:
     keys = root_keys()
     width = max(len(k) for k, _ in keys)
     lines += ["", "root keys:"] + [f"  {k:<{width}}  {d}" for k, d in keys]
-    lines += ["", "examples:",
-              "  dendsn simulate                                         dend_lif, constant current 0..2",
-              "  dendsn simulate neuron=lif amplitudes=[0,1,1.5,2,4]",
-              "  dendsn simulate neuron=dend_lif wiring=kto1 compartments=[0] stimulus=poisson",
-              "  dendsn simulate stimulus=sine stimulus.frequency=20 T=500",
-              "  dendsn simulate -m neuron.tau=2,4,8                     one curve per job, fI.png at the sweep root",
-              "", "Runs go to outputs/<date>/<time>/ (sweeps to outputs/multirun/); watch them with: tensorboard --logdir outputs"]
+    lines += [
+        "",
+        "examples:",
+        "  dendsn simulate                                         dend_lif, constant current 0..2",
+        "  dendsn simulate neuron=lif amplitudes=[0,1,1.5,2,4]",
+        "  dendsn simulate neuron=dend_lif wiring=kto1 compartments=[0] stimulus=poisson",
+        "  dendsn simulate stimulus=sine stimulus.frequency=20 T=500",
+        "  dendsn simulate -m neuron.tau=2,4,8                     one curve per job, fI.png at the sweep root",
+        "",
+        "Runs go to outputs/<date>/<time>/ (sweeps to outputs/multirun/); watch them with: tensorboard --logdir outputs",
+    ]
     return "\n".join(lines)
 
 
@@ -301,7 +333,7 @@ class Simulate(Command):
     def check_sweep(self, overrides: list[str]) -> tuple[list[str], list[str]]:
         return check_sweep(overrides)
 
-    def refusal(self, message: str) -> str:   # (claim_dir's hint to resume is train's: a simulation is run again)
+    def refusal(self, message: str) -> str:  # (claim_dir's hint to resume is train's: a simulation is run again)
         return re.sub(r"continue it with: dendsn train resume=.*?, or ", "", message)
 
     def job(self, cfg: Any, run_dir: Path, overrides: list[str], choices: dict, hc: Any, multirun: bool) -> Any:

@@ -31,8 +31,10 @@ from .listing import train_help
 from .outcome import describe, fail
 from .pipeline import Command, Launch, run, run_job
 
-TORCHRUN_SWEEP = ("torchrun starts one training on several processes, and -m is a sweep: run a sweep without "
-                  "torchrun (spread its jobs with hydra/launcher=submitit_slurm or ray), or one training under torchrun")
+TORCHRUN_SWEEP = (
+    "torchrun starts one training on several processes, and -m is a sweep: run a sweep without "
+    "torchrun (spread its jobs with hydra/launcher=submitit_slurm or ray), or one training under torchrun"
+)
 
 
 def loop() -> Any:
@@ -52,7 +54,7 @@ def checkpoints() -> Any:
 
 class Train(Command):
     name = config_name = "train"
-    job_name = "cli"                 # the module the task function lived in when Hydra first named the jobs
+    job_name = "cli"  # the module the task function lived in when Hydra first named the jobs
     dropped_overrides = ("resume=", "hydra.")
 
     def help_text(self) -> str:
@@ -60,8 +62,10 @@ class Train(Command):
 
     def check_args(self, ns: Any) -> None:
         if ns.multirun and (ns.cfg or ns.info or ns.shell_completion):
-            raise UserError("--cfg / --info show one run's config: drop -m to print it (every job of the sweep "
-                            "shares it, with its own swept values)")
+            raise UserError(
+                "--cfg / --info show one run's config: drop -m to print it (every job of the sweep "
+                "shares it, with its own swept values)"
+            )
 
     def check_run(self, ns: Any) -> None:
         if ns.multirun and distributed.wanted():
@@ -89,24 +93,24 @@ class Train(Command):
         return TrainLaunch(ns, overrides, printing, informational)
 
     def before_job(self) -> None:
-        if distributed.active():       # every rank's Hydra has made the run dir: a refused run removes it after
+        if distributed.active():  # every rank's Hydra has made the run dir: a refused run removes it after
             distributed.barrier()
 
     def job(self, cfg: Any, run_dir: Path, overrides: list[str], choices: dict, hc: Any, multirun: bool) -> Any:
         if multirun:
-            try:                                                   # launchers may run jobs in other processes; a
-                rundir.lock_dir(run_dir, "hydra.sweep.subdir")     # job dir in use is not this job's to mark
+            try:  # launchers may run jobs in other processes; a
+                rundir.lock_dir(run_dir, "hydra.sweep.subdir")  # job dir in use is not this job's to mark
             except UserError as e:
                 print(f"dendsn: job {hc.job.num} not run: {e}", file=sys.stderr)
                 return self.failed_value(hc, run_dir)
             done = earlier_job(cfg, run_dir, hc.job.num)
-            if done is not None:                                   # a re-run sweep: this job completed before
+            if done is not None:  # a re-run sweep: this job completed before
                 return sweep.objective(done)
         train = loop()
         result = train.train(cfg, run_dir, overrides, choices)
         if not multirun:
             return result
-        if train.STOP.requested:                             # asked to stop while the job's last epoch finished
+        if train.STOP.requested:  # asked to stop while the job's last epoch finished
             raise sweep.SweepInterrupted(run_dir, hc.job.num, "finished")
         return sweep.objective(result)
 
@@ -114,7 +118,7 @@ class Train(Command):
         return describe(e, cfg)
 
     def job_failed(self, run_dir: Path, hc: Any, code: int) -> None:
-        if code == 130:                                  # Ctrl-C / SIGTERM stops the whole sweep, not one job
+        if code == 130:  # Ctrl-C / SIGTERM stops the whole sweep, not one job
             raise sweep.SweepInterrupted(run_dir, hc.job.num, "stopped") from None
 
     def failed_value(self, hc: Any, run_dir: Path) -> float | None:
@@ -151,8 +155,10 @@ def resume_overrides(overrides: list[str]) -> list[str]:
     if value is None or value.strip() == "null":
         return overrides
     if value.strip() in ("", "''", '""'):
-        raise UserError("resume= is empty (an unset shell variable?): give the run dir or checkpoint to continue, "
-                        "e.g. resume=outputs/2026-01-01/12-00-00, or leave resume out for a new run")
+        raise UserError(
+            "resume= is empty (an unset shell variable?): give the run dir or checkpoint to continue, "
+            "e.g. resume=outputs/2026-01-01/12-00-00, or leave resume out for a new run"
+        )
     checkpoint = checkpoints()
     path = checkpoint.find(value, "resume")
     ck = checkpoint.load(path, "resume")
@@ -175,16 +181,27 @@ def earlier_job(cfg: Any, run_dir: Path, num: Any) -> dict | None:
             ck = checkpoints().load(last, "resume")
         except UserError:
             ck = {}
-        if ck.get("batch") == 0 and isinstance(ck.get("epoch"), int) and ck["epoch"] >= int(cfg.epochs) and ck.get("history"):
-            history = ck["history"]                           # stopped between its last save and its record
-            saved = {**saved, "status": "completed", "epochs_completed": len(history), "final": history[-1],
-                     "best": ck.get("best", {}), "history": history}
+        if (
+            ck.get("batch") == 0
+            and isinstance(ck.get("epoch"), int)
+            and ck["epoch"] >= int(cfg.epochs)
+            and ck.get("history")
+        ):
+            history = ck["history"]  # stopped between its last save and its record
+            saved = {
+                **saved,
+                "status": "completed",
+                "epochs_completed": len(history),
+                "final": history[-1],
+                "best": ck.get("best", {}),
+                "history": history,
+            }
             (run_dir / "metrics.json").write_text(json.dumps(saved, indent=2))
     if saved.get("status") == "completed":
         (run_dir / "error.txt").unlink(missing_ok=True)
         print(f"dendsn: job {num} ({run_dir.name}) completed before: kept, not trained again", file=sys.stderr)
         return saved
-    (run_dir / "error.txt").unlink(missing_ok=True)            # an earlier failure: this attempt decides
+    (run_dir / "error.txt").unlink(missing_ok=True)  # an earlier failure: this attempt decides
     if last.exists() and not cfg.get("resume"):
         with open_dict(cfg):
             cfg.resume = str(run_dir)
@@ -206,13 +223,13 @@ class TrainLaunch(Launch):
         self.elsewhere = ns.multirun and self.launcher != "basic" and not printing and not informational
         if self.elsewhere:
             os.environ["HYDRA_FULL_ERROR"] = "1"  # a launcher's failure comes here (one line), not as Hydra's traceback
-            self.stop.immediate = True            # Ctrl-C stops the launcher at once (its workers may not see it)
+            self.stop.immediate = True  # Ctrl-C stops the launcher at once (its workers may not see it)
         self.held = contextlib.ExitStack()
 
     def __enter__(self) -> TrainLaunch:
         self.held.enter_context(self.stop)
         self.held.enter_context(rundir.keep_run_record_unless_trained(self.overrides))
-        if self.elsewhere and self.launcher == "submitit_local":   # its job controllers write to our terminal
+        if self.elsewhere and self.launcher == "submitit_local":  # its job controllers write to our terminal
             self.held.enter_context(children_stderr_to(self.sweep_dir() / ".submitit" / "controllers.log"))
         return self
 
@@ -259,18 +276,31 @@ def launcher_stopped(e: BaseException, root: Path, launcher: str) -> tuple[str, 
     again = sweep.run_again(root)
     text = " ".join(str(e).split())
     if isinstance(e, KeyboardInterrupt) or "state: INTERRUPTED" in text:
-        running = ("; the jobs already on the cluster keep running (scancel them to stop them, or let them finish "
-                   "before running it again)" if launcher == "submitit_slurm" else "")
-        return f"interrupted: the {launcher} sweep stopped{running}; {done} finished job(s) are kept{kept}; {again}", 130
+        running = (
+            "; the jobs already on the cluster keep running (scancel them to stop them, or let them finish "
+            "before running it again)"
+            if launcher == "submitit_slurm"
+            else ""
+        )
+        return (
+            f"interrupted: the {launcher} sweep stopped{running}; {done} finished job(s) are kept{kept}; {again}",
+            130,
+        )
     if "timed-out too many times" in text or "TIMEOUT" in text:
-        return (f"a job of the {launcher} sweep ran out of time (hydra.launcher.timeout_min) more often than "
-                f"hydra.launcher.max_num_timeout allows; {done} finished job(s) are kept{kept}; raise the limit and "
-                f"{again}"), 1
+        return (
+            f"a job of the {launcher} sweep ran out of time (hydra.launcher.timeout_min) more often than "
+            f"hydra.launcher.max_num_timeout allows; {done} finished job(s) are kept{kept}; raise the limit and "
+            f"{again}"
+        ), 1
     if "srun" in text and "slurm" in text.lower():
-        return ("hydra/launcher=submitit_slurm needs a SLURM cluster (no `srun` here); on one machine use "
-                "hydra/launcher=submitit_local"), 2
-    return (f"the {launcher} launcher stopped the sweep: {type(e).__name__}: {shorten(text, 200)}; {done} finished "
-            f"job(s) are kept{kept}; {again}"), 1
+        return (
+            "hydra/launcher=submitit_slurm needs a SLURM cluster (no `srun` here); on one machine use "
+            "hydra/launcher=submitit_local"
+        ), 2
+    return (
+        f"the {launcher} launcher stopped the sweep: {type(e).__name__}: {shorten(text, 200)}; {done} finished "
+        f"job(s) are kept{kept}; {again}"
+    ), 1
 
 
 # ---------------------------------------------------------------- the end of a sweep

@@ -92,11 +92,15 @@ def check_inputs(cfg: DictConfig) -> None:
         return
     shown = declared(encoder, "name", None) or str(encoder.get("_target_"))
     if kind == EVENT_FRAMES:
-        raise UserError(f"encoder={shown} does not apply to dataset={dataset.get('name')}: its "
-                        "frames already are each time step's input (event counts); use encoder=direct")
+        raise UserError(
+            f"encoder={shown} does not apply to dataset={dataset.get('name')}: its "
+            "frames already are each time step's input (event counts); use encoder=direct"
+        )
     if not declared(encoder, "event_based", False):
-        raise UserError(f"encoder={shown} does not apply to dataset.sequential={dataset.get('sequential')}: each "
-                        "step's row of analog pixel values is the input current; use encoder=direct (or encoder=delta)")
+        raise UserError(
+            f"encoder={shown} does not apply to dataset.sequential={dataset.get('sequential')}: each "
+            "step's row of analog pixel values is the input current; use encoder=direct (or encoder=delta)"
+        )
 
 
 def check_events(cfg: DictConfig) -> None:
@@ -110,21 +114,31 @@ def check_events(cfg: DictConfig) -> None:
     missing = [g for g, on in chosen.items() if not on]
     if missing:
         shown = ", ".join(f"{g}={choice_name(cfg, g)}" for g in missing)
-        raise UserError(f"{' '.join(present)} belongs to the event-driven theta network (exact gradients, spikegd), "
-                        f"which does not run with {shown}: use {EVENT_METHOD} together (neuron=qif_exp for QIF "
-                        "neurons with a synaptic current), or experiment=fmnist_exact")
+        raise UserError(
+            f"{' '.join(present)} belongs to the event-driven theta network (exact gradients, spikegd), "
+            f"which does not run with {shown}: use {EVENT_METHOD} together (neuron=qif_exp for QIF "
+            "neurons with a synaptic current), or experiment=fmnist_exact"
+        )
     readout = cfg.get("readout")
     if not declared(readout, "event_readout", False):
         name = choice_name(cfg, "readout") if isinstance(readout, DictConfig) else "null"
-        raise UserError(f"readout={name} does not apply to the event network, whose outputs are spike times; "
-                        "use readout=first_spike")
+        raise UserError(
+            f"readout={name} does not apply to the event network, whose outputs are spike times; "
+            "use readout=first_spike"
+        )
     if readout.get("silent_time") is not None:
-        raise UserError(f"readout.silent_time={readout.silent_time} does not apply to the event network: an output "
-                        "that never fires gets its pseudospike time; drop the override")
+        raise UserError(
+            f"readout.silent_time={readout.silent_time} does not apply to the event network: an output "
+            "that never fires gets its pseudospike time; drop the override"
+        )
     if cfg.amp != "none":
-        raise UserError(f"amp={cfg.amp} does not apply to learning=exact: the event simulation needs float32 phases "
-                        "near the threshold; use amp=none")
+        raise UserError(
+            f"amp={cfg.amp} does not apply to learning=exact: the event simulation needs float32 phases "
+            "near the threshold; use amp=none"
+        )
     dataset = cfg.get("dataset")
     if isinstance(dataset, DictConfig) and provides(dataset) != IMAGES:
-        raise UserError(f"dataset={choice_name(cfg, 'dataset')} does not apply to the event network: its input coding "
-                        "(encoder=binned_latency) bins the pixels of static images; use dataset=mnist or fashion_mnist")
+        raise UserError(
+            f"dataset={choice_name(cfg, 'dataset')} does not apply to the event network: its input coding "
+            "(encoder=binned_latency) bins the pixels of static images; use dataset=mnist or fashion_mnist"
+        )

@@ -43,8 +43,12 @@ def is_probability(value) -> bool:
 
 
 def within(value, above: float | None = None, minimum: float | None = None, maximum: float | None = None) -> bool:
-    return (is_real(value) and (above is None or value > above) and (minimum is None or value >= minimum)
-            and (maximum is None or value <= maximum))
+    return (
+        is_real(value)
+        and (above is None or value > above)
+        and (minimum is None or value >= minimum)
+        and (maximum is None or value <= maximum)
+    )
 
 
 def invalid(key: str, value, why: str, advice: str | None = None) -> UserError:
@@ -75,11 +79,15 @@ def positive(key: str, value, advice: str) -> float:
     return float(value)
 
 
-def number(key: str, value, *, above: float | None = None, minimum: float | None = None,
-           maximum: float | None = None) -> float:
+def number(
+    key: str, value, *, above: float | None = None, minimum: float | None = None, maximum: float | None = None
+) -> float:
     """A finite number within the bounds, as float; else ValueError "KEY must be a number > A and <= M (got V)"."""
     if not within(value, above, minimum, maximum):
-        bounds = [f"> {above}" if above is not None else "", f">= {minimum}" if minimum is not None else "",
-                  f"<= {maximum}" if maximum is not None else ""]
+        bounds = [
+            f"> {above}" if above is not None else "",
+            f">= {minimum}" if minimum is not None else "",
+            f"<= {maximum}" if maximum is not None else "",
+        ]
         raise must_be(key, value, f"a number {' and '.join(b for b in bounds if b)}")
     return float(value)

@@ -28,21 +28,23 @@ def compose(overrides: list[str], return_hydra_config: bool = False) -> DictConf
     check_optional_groups(overrides)
     big = big_number(overrides)
     if big:
-        raise UserError(f"{big.lstrip('+~')}= holds a number with hundreds of digits; give a value in its range "
-                        "(`dendsn train --help`)")
+        raise UserError(
+            f"{big.lstrip('+~')}= holds a number with hundreds of digits; give a value in its range "
+            "(`dendsn train --help`)"
+        )
     GlobalHydra.instance().clear()
     try:
         with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
             cfg = hydra_compose(CONFIG_NAME, overrides=overrides, return_hydra_config=return_hydra_config)
         nodes = (DictConfig, ListConfig)
-        for key in sorted(cfg.keys(), key=lambda k: isinstance(cfg._get_node(k), nodes)):   # root values first
+        for key in sorted(cfg.keys(), key=lambda k: isinstance(cfg._get_node(k), nodes)):  # root values first
             if key == "hydra":
                 continue
             node = cfg._get_node(key)
             if isinstance(node, nodes):
                 OmegaConf.to_container(node, resolve=True)
             else:
-                cfg[key]                                    # resolves an interpolated root value
+                cfg[key]  # resolves an interpolated root value
         return cfg
     except (HydraException, OmegaConfBaseException) as e:
         raise UserError(unreadable(overrides, e) or explain(e)) from None
@@ -56,14 +58,16 @@ def unreadable(overrides: list[str], e: BaseException) -> str | None:
         return None
     first = str(e).strip().splitlines()[0]
     if first.startswith(("LexerNoViableAltException", "Error parsing override")):
-        return None                                  # `explain` quotes these already
+        return None  # `explain` quotes these already
     parser = OverridesParser.create()
     for o in overrides:
         try:
             parser.parse_override(o)
         except HydraException:
-            return (f"{shorten(o, 60)!r} cannot be read ({first}); quote the value (KEY='\"...\"') if it is meant, "
-                    "or fix the typo")
+            return (
+                f"{shorten(o, 60)!r} cannot be read ({first}); quote the value (KEY='\"...\"') if it is meant, "
+                "or fix the typo"
+            )
     return None
 
 
@@ -82,7 +86,9 @@ def check_optional_groups(overrides: list[str]) -> None:
             if v and v not in options and not any(ch in v for ch in "()*?[]"):
                 close = difflib.get_close_matches(v, options, n=1)
                 hint = f"did you mean {key}={close[0]}? " if close else ""
-                raise UserError(f"{key}={shorten(v, 40)} is not an option of '{key}'; {hint}available: {', '.join(options)}")
+                raise UserError(
+                    f"{key}={shorten(v, 40)} is not an option of '{key}'; {hint}available: {', '.join(options)}"
+                )
 
 
 def explain(e: BaseException) -> str:
@@ -110,18 +116,24 @@ def _explain_choice(msg: str) -> str | None:
     if m:
         key = m.group(1)
         if key == "wiring":
-            return ("wiring applies to dendritic neurons only; pick a dendritic neuron (e.g. neuron=dend_lif) "
-                    "or drop the wiring override")
+            return (
+                "wiring applies to dendritic neurons only; pick a dendritic neuron (e.g. neuron=dend_lif) "
+                "or drop the wiring override"
+            )
         parent, _, sub = key.rpartition("/")
         hosts = options_with_subgroup(parent, sub) if parent else []
-        if hosts:                                   # neuron/soma: a group inside some neuron options
-            return (f"{key} is chosen inside {' or '.join(f'{parent}={h}' for h in hosts)}; "
-                    f"add {parent}={hosts[0]} (e.g. {parent}={hosts[0]} {key}=...)")
+        if hosts:  # neuron/soma: a group inside some neuron options
+            return (
+                f"{key} is chosen inside {' or '.join(f'{parent}={h}' for h in hosts)}; "
+                f"add {parent}={hosts[0]} (e.g. {parent}={hosts[0]} {key}=...)"
+            )
         return f"{key} is not a config group of this run; run `dendsn list` for the groups"
     m = re.search(r"Could not override '(hydra\.sweeper\.[^']+)'", msg)
     if m:
-        return (f"{m.group(1)} is not a setting of this sweeper; Optuna's settings need hydra/sweeper=optuna "
-                "(`dendsn train -m hydra/sweeper=optuna --cfg hydra` prints them)")
+        return (
+            f"{m.group(1)} is not a setting of this sweeper; Optuna's settings need hydra/sweeper=optuna "
+            "(`dendsn train -m hydra/sweeper=optuna --cfg hydra` prints them)"
+        )
     return None
 
 
@@ -143,24 +155,32 @@ def _explain_value(msg: str) -> str | None:
         return f"{key}={shorten(value, 40)!r} is not a valid {kind}: use {hint}"
     m = re.search(r"Error parsing override '(.*)'\nmissing EQUAL", msg, re.S)
     if m:
-        return (f"{shorten(m.group(1), 60)!r} is not an override: write KEY=VALUE (e.g. neuron=lif), "
-                "+KEY=VALUE to add a key, ~KEY to remove one")
+        return (
+            f"{shorten(m.group(1), 60)!r} is not an override: write KEY=VALUE (e.g. neuron=lif), "
+            "+KEY=VALUE to add a key, ~KEY to remove one"
+        )
     m = re.search(r"LexerNoViableAltException: (.*)\n(\s*)\^", msg)
     if m:
         text, pad = m.group(1), len(m.group(2)) - len("LexerNoViableAltException: ")
         bad = text[pad] if 0 <= pad < len(text) else "?"
-        return (f"{shorten(text, 60)!r} cannot be read: {bad!r} is not allowed in an unquoted value; quote the "
-                f"value (KEY='\"...\"') if it is meant, or fix the typo")
+        return (
+            f"{shorten(text, 60)!r} cannot be read: {bad!r} is not allowed in an unquoted value; quote the "
+            f"value (KEY='\"...\"') if it is meant, or fix the typo"
+        )
     m = re.search(r"Interpolation key '([^']*)' not found\s*full_key: ([^\s]+)", msg)
     if m:
-        return (f"{m.group(2)}: its value refers to ${{{m.group(1)}}}, which is not a key of the config; "
-                "give a plain value, or an interpolation of a key that exists")
+        return (
+            f"{m.group(2)}: its value refers to ${{{m.group(1)}}}, which is not a key of the config; "
+            "give a plain value, or an interpolation of a key that exists"
+        )
     m = re.search(r"Environment variable '([^']*)' not found\W*full_key: ([^\s]+)", msg)
     if m:
-        return (f"{m.group(2)}: its value reads the environment variable {m.group(1)}, which is not set; export it, "
-                f"or give a default: '${{oc.env:{m.group(1)},VALUE}}'")
+        return (
+            f"{m.group(2)}: its value reads the environment variable {m.group(1)}, which is not set; export it, "
+            f"or give a default: '${{oc.env:{m.group(1)},VALUE}}'"
+        )
     m = re.search(r"Missing mandatory value: ([\w.]+)", msg)
-    if m:                                   # only a config group is mandatory in the schema (~neuron)
+    if m:  # only a config group is mandatory in the schema (~neuron)
         key = m.group(1)
         return f"{key} has no option, and a run needs one (removed with ~{key}?); pick one, e.g. `dendsn list {key}`"
     m = re.search(r"Ambiguous value for argument '([^']+)'", msg)

@@ -39,15 +39,18 @@ def options_with_subgroup(group: str, sub: str) -> list[str]:
     folder = resources.files(CONFIG_MODULE).joinpath(*group.split("/"))
     if not folder.joinpath(sub).is_dir():
         return []
-    return sorted(f.name[:-5] for f in folder.iterdir()
-                  if f.name.endswith(".yaml") and re.search(rf"^\s*-\s*{re.escape(sub)}\s*:", f.read_text(), re.M))
+    return sorted(
+        f.name[:-5]
+        for f in folder.iterdir()
+        if f.name.endswith(".yaml") and re.search(rf"^\s*-\s*{re.escape(sub)}\s*:", f.read_text(), re.M)
+    )
 
 
 def choice_name(cfg: DictConfig, group: str) -> str:
     """The option of ``group`` that ``cfg`` chose, as a user writes it (neuron=lif): from Hydra's runtime
     choices, else from the config's own hydra node, else the option whose file names the same target."""
     choices = OmegaConf.select(cfg, "hydra.runtime.choices", default=None) if "hydra" in cfg else None
-    if choices is not None and choices.get(group) is not None:        # the config's own record first
+    if choices is not None and choices.get(group) is not None:  # the config's own record first
         return str(choices.get(group))
     try:
         return str(HydraConfig.get().runtime.choices.get(group))

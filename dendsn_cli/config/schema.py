@@ -16,13 +16,13 @@ from omegaconf import MISSING
 CONFIG_MODULE = "dendsn_conf"
 CONFIG_NAME = "train"
 GROUPS = ("dataset", "encoder", "network", "synapse", "neuron", "wiring", "readout", "learning", "optim", "logger")
-OPTIONAL_GROUPS = ("experiment",)   # groups that default to nothing: Hydra ignores an unknown option of these
+OPTIONAL_GROUPS = ("experiment",)  # groups that default to nothing: Hydra ignores an unknown option of these
 
 
 @dataclass
 class EarlyStop:
-    patience: Optional[int] = MISSING   # stop when the validation accuracy has not improved for this many epochs
-    min_delta: float = MISSING          # an improvement must exceed this
+    patience: Optional[int] = MISSING  # stop when the validation accuracy has not improved for this many epochs
+    min_delta: float = MISSING  # an improvement must exceed this
 
 
 @dataclass

@@ -47,9 +47,7 @@ def check_node(node: DictConfig, path: str) -> None:
         value = OmegaConf.to_object(node[key]) if isinstance(node[key], (DictConfig, ListConfig)) else node[key]
         expected = hints.get(key)
         if expected is not None and not _matches(value, expected):
-            raise UserError(
-                f"{path}.{key}={value!r} has the wrong type: expected {_type_name(expected)}"
-            )
+            raise UserError(f"{path}.{key}={value!r} has the wrong type: expected {_type_name(expected)}")
 
 
 def _signature(obj):
@@ -95,7 +93,7 @@ def _matches(value, expected) -> bool:
         if not isinstance(value, (list, tuple)):
             return False
         args = [a for a in typing.get_args(expected) if a is not Ellipsis]
-        if origin is tuple and len(args) > 1:                       # Tuple[int, float]: one type per place
+        if origin is tuple and len(args) > 1:  # Tuple[int, float]: one type per place
             return len(value) == len(args) and all(_matches(v, a) for v, a in zip(value, args))
         return not args or all(_matches(v, args[0]) for v in value)
     if inspect.isclass(expected) and isinstance(value, (str, int, float, bool)):
@@ -110,5 +108,3 @@ def _type_name(expected) -> str:
     if args:
         return " or ".join(_type_name(a) for a in args)
     return "null" if expected is type(None) else getattr(expected, "__name__", str(expected))
-
-

@@ -25,8 +25,8 @@ from .compose import check_optional_groups, explain
 from .schema import CONFIG_MODULE, CONFIG_NAME
 from .validate import validate
 
-SAMPLING_SWEEPERS = ("optuna",)   # sweepers that draw values from distributions (interval, tag)
-STRUCTURE_LIMIT = 128             # combinations of swept group options composed in full, at most
+SAMPLING_SWEEPERS = ("optuna",)  # sweepers that draw values from distributions (interval, tag)
+STRUCTURE_LIMIT = 128  # combinations of swept group options composed in full, at most
 VALUE_CHECKS_ON_EVERY_BASE = 2000  # beyond this, swept values are checked against the first combination only
 
 
@@ -41,8 +41,12 @@ def _register_sweeper_schemas() -> None:
     except ImportError:  # not installed: hydra/sweeper=optuna then fails with one line
         return
     Plugins.instance()
-    ConfigStore.instance().store(group="hydra/sweeper", name="optuna", provider="dendsn",
-                                 node=OptunaSweeperConf(direction=Direction.maximize, n_trials=20, n_jobs=1))
+    ConfigStore.instance().store(
+        group="hydra/sweeper",
+        name="optuna",
+        provider="dendsn",
+        node=OptunaSweeperConf(direction=Direction.maximize, n_trials=20, n_jobs=1),
+    )
 
 
 _register_sweeper_schemas()
@@ -58,17 +62,23 @@ def _register_launcher_schemas() -> None:
     try:
         from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf, SlurmQueueConf  # noqa: PLC0415 (optional plugin)
 
-        store.store(group="hydra/launcher", name="submitit_local", provider="dendsn",
-                    node=LocalQueueConf(timeout_min=10080))
-        store.store(group="hydra/launcher", name="submitit_slurm", provider="dendsn",
-                    node=SlurmQueueConf(max_num_timeout=3))
-    except ImportError:                         # not installed: hydra/launcher=submitit_* fails in one line
+        store.store(
+            group="hydra/launcher", name="submitit_local", provider="dendsn", node=LocalQueueConf(timeout_min=10080)
+        )
+        store.store(
+            group="hydra/launcher", name="submitit_slurm", provider="dendsn", node=SlurmQueueConf(max_num_timeout=3)
+        )
+    except ImportError:  # not installed: hydra/launcher=submitit_* fails in one line
         pass
     try:
         from hydra_plugins.hydra_ray_launcher._config import RayConf, RayLauncherConf  # noqa: PLC0415, PLC2701 (optional plugin)
 
-        store.store(group="hydra/launcher", name="ray", provider="dendsn", node=RayLauncherConf(
-            ray=RayConf(init={"address": None, "include_dashboard": False})))
+        store.store(
+            group="hydra/launcher",
+            name="ray",
+            provider="dendsn",
+            node=RayLauncherConf(ray=RayConf(init={"address": None, "include_dashboard": False})),
+        )
     except ImportError:
         pass
 
@@ -78,10 +88,10 @@ _register_launcher_schemas()
 
 @dataclass
 class SweepCheck:
-    overrides: list[str]       # what to hand to Hydra (for a sampler, globs spelt out as choices)
-    sweeper: str               # the hydra/sweeper option
-    exclude_keys: list[str]    # hydra.job.config.override_dirname.exclude_keys of the composed config
-    checked: int               # configs validated
+    overrides: list[str]  # what to hand to Hydra (for a sampler, globs spelt out as choices)
+    sweeper: str  # the hydra/sweeper option
+    exclude_keys: list[str]  # hydra.job.config.override_dirname.exclude_keys of the composed config
+    checked: int  # configs validated
 
 
 def _parse(overrides: list[str]):
@@ -136,7 +146,9 @@ def expand_sweep(overrides: list[str], sampler: bool = False, config_loader=None
             values = list(o.sweep_string_iterator()) if config_loader is not None else []
             if not values:
                 options = config_loader.get_group_options(o.key_or_group) if config_loader is not None else []
-                raise UserError(f"{line} matches no option of '{o.key_or_group}'; available: {', '.join(options) or 'none'}")
+                raise UserError(
+                    f"{line} matches no option of '{o.key_or_group}'; available: {', '.join(options) or 'none'}"
+                )
         else:
             values = list(o.sweep_string_iterator())
         if o.is_range_sweep():
@@ -156,8 +168,13 @@ def _is_structural(line: str, config_loader) -> bool:
     plain values are applied to a composed config, which is about ten times faster."""
     o = OverridesParser.create().parse_override(line)
     key = o.key_or_group
-    return (o.is_hydra_override() or o.package is not None or "/" in key or key.endswith("_target_")
-            or bool(config_loader.get_group_options(key)))
+    return (
+        o.is_hydra_override()
+        or o.package is not None
+        or "/" in key
+        or key.endswith("_target_")
+        or bool(config_loader.get_group_options(key))
+    )
 
 
 def check_sweep(overrides: list[str]) -> SweepCheck:
@@ -181,9 +198,11 @@ def check_sweep(overrides: list[str]) -> SweepCheck:
         with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
             loader = GlobalHydra.instance().config_loader()
             per_key = expand_sweep(overrides, sampler=sampler, config_loader=loader)
-            if sampler:   # Optuna's parser has no config loader for glob(): hand it the options
-                overrides = [_choice_line(lines) if _is_glob(o) else line
-                             for o, line, lines in zip(_parse(overrides), overrides, per_key)]
+            if sampler:  # Optuna's parser has no config loader for glob(): hand it the options
+                overrides = [
+                    _choice_line(lines) if _is_glob(o) else line
+                    for o, line, lines in zip(_parse(overrides), overrides, per_key)
+                ]
             exclude_keys, checked = _check_jobs(per_key, loader, overrides)
     finally:
         GlobalHydra.instance().clear()
@@ -199,7 +218,7 @@ def _combinations(structural: list[list[str]]) -> list[list[str]]:
     if n_struct <= STRUCTURE_LIMIT:
         return [list(c) for c in itertools.product(*structural)]
     firsts = [lines[0] for lines in structural]
-    return [firsts] + [firsts[:i] + [v] + firsts[i + 1:] for i, lines in enumerate(structural) for v in lines[1:]]
+    return [firsts] + [firsts[:i] + [v] + firsts[i + 1 :] for i, lines in enumerate(structural) for v in lines[1:]]
 
 
 def _check_jobs(per_key: list[list[str]], loader, overrides: list[str]) -> tuple[list[str], int]:
@@ -223,7 +242,7 @@ def _check_jobs(per_key: list[list[str]], loader, overrides: list[str]) -> tuple
             if isinstance(trials, int) and trials < 1:
                 raise UserError(f"hydra.sweeper.n_trials={trials} is out of range: a study needs at least 1 trial")
         with open_dict(cfg):
-            del cfg["hydra"]             # not validated; copying it would double the time per value
+            del cfg["hydra"]  # not validated; copying it would double the time per value
         validate(cfg)
         checked += 1
         if n and len(combos) * len(variants) > VALUE_CHECKS_ON_EVERY_BASE:
@@ -248,4 +267,3 @@ def _interval_hint(message: str, overrides: list[str]) -> str:
     if "expected Integer" in message and "interval(" in " ".join(overrides):
         message += "; interval() draws floats: for an integer key use range(START,STOP[,STEP])"
     return message
-

@@ -48,11 +48,15 @@ def check_root(cfg: DictConfig) -> None:
             raise out_of_range(key, cfg[key], f"{key} must be >= 1")
     for key in ("init_rate", "init_readout_rate"):
         if cfg[key] is not None and not 0.0 < cfg[key] < 1.0:
-            raise out_of_range(key, cfg[key], "it must be in (0, 1) (spikes per neuron and step), or null to keep "
-                                              "the plain initialisation")
+            raise out_of_range(
+                key,
+                cfg[key],
+                "it must be in (0, 1) (spikes per neuron and step), or null to keep the plain initialisation",
+            )
     if cfg.early_stop.patience is not None and cfg.early_stop.patience < 1:
-        raise out_of_range("early_stop.patience", cfg.early_stop.patience,
-                           "it must be >= 1 (epochs), or null for no early stopping")
+        raise out_of_range(
+            "early_stop.patience", cfg.early_stop.patience, "it must be >= 1 (epochs), or null for no early stopping"
+        )
     if cfg.early_stop.min_delta < 0:
         raise out_of_range("early_stop.min_delta", cfg.early_stop.min_delta, "it must be >= 0")
     if not DEVICE_PATTERN.match(str(cfg.device)):
@@ -62,8 +66,11 @@ def check_root(cfg: DictConfig) -> None:
     if cfg.lr_schedule not in ("none", "cosine", "exp"):
         raise not_known("lr_schedule", cfg.lr_schedule, "none, cosine or exp")
     if not cfg.lr_decay_epochs > 0:
-        raise out_of_range("lr_decay_epochs", cfg.lr_decay_epochs, "it must be > 0 (epochs for the learning rate "
-                                                                   "to fall by 1/e under lr_schedule=exp)")
+        raise out_of_range(
+            "lr_decay_epochs",
+            cfg.lr_decay_epochs,
+            "it must be > 0 (epochs for the learning rate to fall by 1/e under lr_schedule=exp)",
+        )
 
 
 def check_step_mode(node: DictConfig, path: str) -> None:
@@ -72,7 +79,9 @@ def check_step_mode(node: DictConfig, path: str) -> None:
     for key in node.keys():
         value = node._get_node(key)
         if key == "step_mode" and node[key] != "m":
-            raise UserError(f"{path}.step_mode={node[key]!r} is not supported: dendsn runs every layer over the whole "
-                            "time axis (step_mode 'm'); drop the override")
+            raise UserError(
+                f"{path}.step_mode={node[key]!r} is not supported: dendsn runs every layer over the whole "
+                "time axis (step_mode 'm'); drop the override"
+            )
         if isinstance(value, DictConfig):
             check_step_mode(value, f"{path}.{key}")

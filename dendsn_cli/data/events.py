@@ -38,21 +38,30 @@ class EventSource:
 
 EVENT_SOURCES = {
     "shd": EventSource(
-        "SHD", (700, 1, 1), 20,
+        "SHD",
+        (700, 1, 1),
+        20,
         {"train": ("", "shd_train.h5"), "test": ("", "shd_test.h5")},
         "put shd_train.h5 and shd_test.h5 there (unzip shd_train.h5.zip and shd_test.h5.zip from "
-        "https://zenkelab.org/datasets/)"),
+        "https://zenkelab.org/datasets/)",
+    ),
     "nmnist": EventSource(
-        "NMNIST", (34, 34, 2), 10,
+        "NMNIST",
+        (34, 34, 2),
+        10,
         {"train": ("Train", "*/*.bin"), "test": ("Test", "*/*.bin")},
         "put the folders Train/ and Test/ there, each with one folder of .bin files per digit (unzip train.zip "
-        "and test.zip of N-MNIST from https://www.garrickorchard.com/datasets/n-mnist)"),
+        "and test.zip of N-MNIST from https://www.garrickorchard.com/datasets/n-mnist)",
+    ),
     "dvs_gesture": EventSource(
-        "DVSGesture", (128, 128, 2), 11,
+        "DVSGesture",
+        (128, 128, 2),
+        11,
         {"train": ("ibmGestureTrain", "*/*.npy"), "test": ("ibmGestureTest", "*/*.npy")},
         "put the folders ibmGestureTrain/ and ibmGestureTest/ there, with user<NN>_<lighting>/<label>.npy files "
         "(extract tonic's ibmGestureTrain.tar.gz https://figshare.com/ndownloader/files/38022171 and "
-        "ibmGestureTest.tar.gz https://figshare.com/ndownloader/files/38020584)"),
+        "ibmGestureTest.tar.gz https://figshare.com/ndownloader/files/38020584)",
+    ),
 }
 
 #: The cache file's format tag; a file without it (or of another version) is rebuilt.
@@ -82,11 +91,11 @@ def pool_frames(frames: np.ndarray, source: EventSource, channels: int | None, s
     """
     f = frames.astype(np.int32)
     T = f.shape[0]
-    if source.sensor[1] == 1:                                          # a 1-D sensor (SHD's cochlea)
+    if source.sensor[1] == 1:  # a 1-D sensor (SHD's cochlea)
         n = source.sensor[0]
-        return f.reshape(T, channels, n // channels).sum(-1)           # [T, channels]
+        return f.reshape(T, channels, n // channels).sum(-1)  # [T, channels]
     P, Y, X = f.shape[1:]
-    return f.reshape(T, P, size, Y // size, size, X // size).sum((3, 5))   # [T, P, size, size]
+    return f.reshape(T, P, size, Y // size, size, X // size).sum((3, 5))  # [T, P, size, size]
 
 
 class TonicEvents:
@@ -117,11 +126,21 @@ class TonicEvents:
     ``seed``, then ``n_train`` / ``n_test`` keep the first n samples of a split, as for the image datasets.
     """
 
-    provides = "event_frames"     # time-major event counts [N, T, ...]
+    provides = "event_frames"  # time-major event counts [N, T, ...]
 
-    def __init__(self, name: str, root: str, T: int, channels: int | None = None, size: int | None = None,
-                 binary: bool = False, n_train: int | None = None, n_test: int | None = None,
-                 val: float = 0.1, seed: int = 0):
+    def __init__(
+        self,
+        name: str,
+        root: str,
+        T: int,
+        channels: int | None = None,
+        size: int | None = None,
+        binary: bool = False,
+        n_train: int | None = None,
+        n_test: int | None = None,
+        val: float = 0.1,
+        seed: int = 0,
+    ):
         require(name in EVENT_SOURCES, "dataset.name", name, f"one of {sorted(EVENT_SOURCES)}")
         source = EVENT_SOURCES[name]
         require(isinstance(root, (str, os.PathLike)) and str(root) != "", "dataset.root", root, "a directory path")
@@ -129,27 +148,51 @@ class TonicEvents:
         n_units, side = source.sensor[0], source.sensor[0]
         if source.sensor[1] == 1:
             if size is not None:
-                raise UserError(f"dataset.size={size!r} applies to camera datasets (dataset=nmnist, "
-                                f"dataset=dvs_gesture); {name} has channels: use dataset.channels")
+                raise UserError(
+                    f"dataset.size={size!r} applies to camera datasets (dataset=nmnist, "
+                    f"dataset=dvs_gesture); {name} has channels: use dataset.channels"
+                )
             channels = n_units if channels is None else channels
-            require(is_int(channels) and channels >= 1 and n_units % channels == 0, "dataset.channels", channels,
-                     f"a divisor of the {n_units} units (e.g. {n_units}, 140, 100, 70), each channel summing "
-                     f"{n_units} / channels neighbouring units")
+            require(
+                is_int(channels) and channels >= 1 and n_units % channels == 0,
+                "dataset.channels",
+                channels,
+                f"a divisor of the {n_units} units (e.g. {n_units}, 140, 100, 70), each channel summing "
+                f"{n_units} / channels neighbouring units",
+            )
         else:
             if channels is not None:
-                raise UserError(f"dataset.channels={channels!r} applies to dataset=shd; {name} frames are "
-                                f"images: use dataset.size (the side of the frame, a divisor of {side})")
+                raise UserError(
+                    f"dataset.channels={channels!r} applies to dataset=shd; {name} frames are "
+                    f"images: use dataset.size (the side of the frame, a divisor of {side})"
+                )
             size = side if size is None else size
-            require(is_int(size) and size >= 1 and side % size == 0, "dataset.size", size,
-                     f"a divisor of the sensor's {side} pixels (the side of the frame after summing "
-                     f"{side} / size x {side} / size pixel blocks)")
-        require(isinstance(binary, bool), "dataset.binary", binary,
-                 "true (spikes: a count > 0 is 1) or false (event counts)")
-        require(n_train is None or (is_int(n_train) and n_train >= 1), "dataset.n_train", n_train,
-                 "null (all) or an integer >= 1")
-        require(n_test is None or (is_int(n_test) and n_test >= 1), "dataset.n_test", n_test,
-                 "null (all) or an integer >= 1")
-        val_count(val, 1)                                   # type / range check
+            require(
+                is_int(size) and size >= 1 and side % size == 0,
+                "dataset.size",
+                size,
+                f"a divisor of the sensor's {side} pixels (the side of the frame after summing "
+                f"{side} / size x {side} / size pixel blocks)",
+            )
+        require(
+            isinstance(binary, bool),
+            "dataset.binary",
+            binary,
+            "true (spikes: a count > 0 is 1) or false (event counts)",
+        )
+        require(
+            n_train is None or (is_int(n_train) and n_train >= 1),
+            "dataset.n_train",
+            n_train,
+            "null (all) or an integer >= 1",
+        )
+        require(
+            n_test is None or (is_int(n_test) and n_test >= 1),
+            "dataset.n_test",
+            n_test,
+            "null (all) or an integer >= 1",
+        )
+        val_count(val, 1)  # type / range check
         require(is_int(seed) and seed >= 0, "dataset.seed", seed, "an integer >= 0")
         self.name, self.source, self.root = name, source, Path(root).expanduser()
         self.T, self.channels, self.size, self.binary = T, channels, size, binary
@@ -187,7 +230,8 @@ class TonicEvents:
         which = "" if len(splits) == len(self.source.splits) else f" (its {' and '.join(splits)} split)"
         return UserError(
             f"dataset '{self.name}'{which} not found in {str(self.folder)!r} (dataset.root={str(self.root)!r}); "
-            f"{self.source.get}, point dataset.root at a copy, or use the embedded task dataset=synthetic")
+            f"{self.source.get}, point dataset.root at a copy, or use the embedded task dataset=synthetic"
+        )
 
     # ----------------------------------------------------------------- cache
 
@@ -195,15 +239,22 @@ class TonicEvents:
         """The cached counts of `split`, or None when the file is damaged or not one of ours."""
         try:
             got = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:                                   # truncated, not a zip / pickle, unreadable
+        except Exception:  # truncated, not a zip / pickle, unreadable
             return None
         try:
             x, y = got["x"], got["y"]
-            ok = (got["format"] == FRAMES_FORMAT and got["split"] == split and got["dataset"] == self.name
-                  and isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)
-                  and x.dtype == torch.int16 and y.dtype == torch.int64
-                  and tuple(x.shape[1:]) == (self.T, *self.frame_shape) and y.shape == (x.shape[0],)
-                  and isinstance(got["source"], list))
+            ok = (
+                got["format"] == FRAMES_FORMAT
+                and got["split"] == split
+                and got["dataset"] == self.name
+                and isinstance(x, torch.Tensor)
+                and isinstance(y, torch.Tensor)
+                and x.dtype == torch.int16
+                and y.dtype == torch.int64
+                and tuple(x.shape[1:]) == (self.T, *self.frame_shape)
+                and y.shape == (x.shape[0],)
+                and isinstance(got["source"], list)
+            )
         except (KeyError, TypeError, IndexError):
             return None
         return got if ok else None
@@ -221,8 +272,12 @@ class TonicEvents:
                 Path(tmp).unlink(missing_ok=True)
                 raise
         except OSError as e:
-            logging.getLogger("dendsn").warning("could not cache the %s frames in %s (%s); they are binned again "
-                                                "on the next run", self.name, path, e.strerror or e)
+            logging.getLogger("dendsn").warning(
+                "could not cache the %s frames in %s (%s); they are binned again on the next run",
+                self.name,
+                path,
+                e.strerror or e,
+            )
 
     # ----------------------------------------------------------------- binning
 
@@ -238,29 +293,41 @@ class TonicEvents:
         except UserError:
             raise
         except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
-            raise UserError(f"{where} is not in {self.name}'s layout ({type(e).__name__}: "
-                            f"{' '.join(str(e).split())[:200]}); {self.source.get}") from e
-        if ds.data:          # tonic lists DVS Gesture's files in the file system's order: sort them by path
+            raise UserError(
+                f"{where} is not in {self.name}'s layout ({type(e).__name__}: "
+                f"{' '.join(str(e).split())[:200]}); {self.source.get}"
+            ) from e
+        if ds.data:  # tonic lists DVS Gesture's files in the file system's order: sort them by path
             order = sorted(range(n), key=lambda i: ds.data[i])
             ds.data, ds.targets = [ds.data[i] for i in order], [ds.targets[i] for i in order]
         to_frame = ToFrame(sensor_size=self.source.sensor, n_time_bins=self.T)
-        x = torch.zeros((n, self.T, *self.frame_shape), dtype=torch.int16)     # [N, T, ...]
+        x = torch.zeros((n, self.T, *self.frame_shape), dtype=torch.int16)  # [N, T, ...]
         y = torch.zeros(n, dtype=torch.int64)
-        empty = np.zeros((self.T, *self.source.sensor[::-1]), dtype=np.int16)   # [T, P, Y, X]
-        for i in tqdm(range(n), desc=f"binning {self.name} {split} into T={self.T} frames (once: cached)",
-                      unit="recording", disable=None, leave=False, mininterval=1.0):
-            shown = ds.data[i] if ds.data else f"{where} (recording {i})"     # SHD: one file of all recordings
+        empty = np.zeros((self.T, *self.source.sensor[::-1]), dtype=np.int16)  # [T, P, Y, X]
+        for i in tqdm(
+            range(n),
+            desc=f"binning {self.name} {split} into T={self.T} frames (once: cached)",
+            unit="recording",
+            disable=None,
+            leave=False,
+            mininterval=1.0,
+        ):
+            shown = ds.data[i] if ds.data else f"{where} (recording {i})"  # SHD: one file of all recordings
             try:
                 events, label = ds[i]
-                frames = to_frame(events) if len(events) else empty            # [T, P, Y, X] int16
+                frames = to_frame(events) if len(events) else empty  # [T, P, Y, X] int16
                 counts = pool_frames(frames, self.source, self.channels, self.size)
             except (OSError, ValueError, KeyError, IndexError, TypeError, AssertionError) as e:
-                raise UserError(f"{shown} is not a valid {self.name} recording ({type(e).__name__}: "
-                                f"{' '.join(str(e).split())[:200]}); replace it with a good copy") from e
+                raise UserError(
+                    f"{shown} is not a valid {self.name} recording ({type(e).__name__}: "
+                    f"{' '.join(str(e).split())[:200]}); replace it with a good copy"
+                ) from e
             label = int(label)
             if not 0 <= label < self.source.n_classes:
-                raise UserError(f"{shown} has label {label}, outside the class indices 0..{self.source.n_classes - 1}"
-                                f" of {self.name}; replace it with a good copy")
+                raise UserError(
+                    f"{shown} has label {label}, outside the class indices 0..{self.source.n_classes - 1}"
+                    f" of {self.name}; replace it with a good copy"
+                )
             x[i] = torch.from_numpy(np.minimum(counts, np.iinfo(np.int16).max).astype(np.int16))
             y[i] = label
         return x, y
@@ -275,15 +342,20 @@ class TonicEvents:
             if got is not None and (sig is None or got["source"] == sig):
                 return got["x"], got["y"]
             if sig is None:
-                raise UserError(f"the cached frames {path} are damaged and the {self.name} files they were made from "
-                                f"are not in {str(self.folder)!r}; delete that file, then {self.source.get}")
-            logging.getLogger("dendsn").info("rebuilding %s: the cache is %s", path,
-                                             "damaged" if got is None else "from other source files")
+                raise UserError(
+                    f"the cached frames {path} are damaged and the {self.name} files they were made from "
+                    f"are not in {str(self.folder)!r}; delete that file, then {self.source.get}"
+                )
+            logging.getLogger("dendsn").info(
+                "rebuilding %s: the cache is %s", path, "damaged" if got is None else "from other source files"
+            )
         if sig is None:
             raise self._missing_error([split])
         x, y = self._bin_split(split, files)
-        self._write_cache(path, {"format": FRAMES_FORMAT, "dataset": self.name, "split": split, "T": self.T,
-                                 "source": sig, "x": x, "y": y})
+        self._write_cache(
+            path,
+            {"format": FRAMES_FORMAT, "dataset": self.name, "split": split, "T": self.T, "source": sig, "x": x, "y": y},
+        )
         return x, y
 
     def _split(self, x: torch.Tensor, y: torch.Tensor, n: int | None, device) -> Split:
@@ -306,9 +378,8 @@ class TonicEvents:
         val = None
         if held is not None:
             val = self._split(x[held], y[held], None, device)
-            x, y = x[~held], y[~held]                                   # the rest, in the original order
-        train = self._split(x, y, self.n_train, device)                # x: [n_train, T, ...]
+            x, y = x[~held], y[~held]  # the rest, in the original order
+        train = self._split(x, y, self.n_train, device)  # x: [n_train, T, ...]
         test = self._split(test_x, test_y, self.n_test, device)
-        info = DataInfo(input_shape=self.frame_shape, n_classes=self.source.n_classes, time_major=True,
-                        name=self.name)
+        info = DataInfo(input_shape=self.frame_shape, n_classes=self.source.n_classes, time_major=True, name=self.name)
         return train, val, test, info

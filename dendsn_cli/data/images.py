@@ -37,8 +37,7 @@ _TORCHVISION_CLASS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
 _IDX_FORMAT = {"images": (2051, 3), "labels": (2049, 1)}
 
 #: What to do about a damaged copy of a Debian package file.
-_DEBIAN_FIX = ("reinstall the package that installed it "
-               "(Debian: apt-get install --reinstall dataset-fashion-mnist)")
+_DEBIAN_FIX = "reinstall the package that installed it (Debian: apt-get install --reinstall dataset-fashion-mnist)"
 
 
 def _idx_kind(name: str) -> str:
@@ -50,8 +49,9 @@ def _hex(data: bytes) -> str:
     return " ".join(f"{b:02x}" for b in data)
 
 
-def check_idx_header(shown: Path, kind: str, head: bytes, size: int, fix: str,
-                     holds: str = "the file holds") -> tuple[int, ...]:
+def check_idx_header(
+    shown: Path, kind: str, head: bytes, size: int, fix: str, holds: str = "the file holds"
+) -> tuple[int, ...]:
     """Check one IDX file of `kind` ('images' or 'labels') from its first 16 bytes and its size.
 
     shown: the file named in the message; head: its first (up to) 16 bytes; size: its byte count
@@ -65,31 +65,36 @@ def check_idx_header(shown: Path, kind: str, head: bytes, size: int, fix: str,
     if size == 0:
         raise UserError(f"{shown} is empty: {holds} 0 bytes, not IDX {kind} data; {fix}")
     if size < 4:
-        raise UserError(f"{shown} is truncated: {holds} {size} bytes, fewer than the 4 of an IDX magic number; "
-                        f"{fix}")
+        raise UserError(f"{shown} is truncated: {holds} {size} bytes, fewer than the 4 of an IDX magic number; {fix}")
     got = int.from_bytes(head[:4], "big")
     if got != magic:
         what = f"{shown} is not valid IDX {kind} data"
         other = next((k for k, (m, _) in _IDX_FORMAT.items() if m == got and k != kind), None)
         expected = f"the IDX magic number {magic} ({_hex(magic.to_bytes(4, 'big'))})"
         if other is not None:
-            raise UserError(f"{what}: its magic number {got} marks an IDX {other} file, {kind} files start with "
-                            f"{magic}; the {other} and {kind} files are swapped or misnamed: put each file under "
-                            f"its own name, or {fix}")
+            raise UserError(
+                f"{what}: its magic number {got} marks an IDX {other} file, {kind} files start with "
+                f"{magic}; the {other} and {kind} files are swapped or misnamed: put each file under "
+                f"its own name, or {fix}"
+            )
         if head[:2] == b"\x1f\x8b" and shown.suffix != ".gz":
-            raise UserError(f"{what}: it is gzip-compressed (it starts with 1f 8b); decompress it (gunzip) or "
-                            f"rename it to {shown.name}.gz, which is decompressed when loaded")
+            raise UserError(
+                f"{what}: it is gzip-compressed (it starts with 1f 8b); decompress it (gunzip) or "
+                f"rename it to {shown.name}.gz, which is decompressed when loaded"
+            )
         text = head[:8]
         if all(32 <= b < 127 or b in (9, 10, 13) for b in text):
             raise UserError(f"{what}: it starts with the text {text.decode('ascii')!r}, not {expected}; {fix}")
         raise UserError(f"{what}: its first 4 bytes are {_hex(head[:4])}, not {expected}; {fix}")
     header = 4 + 4 * ndim
     if size < header:
-        raise UserError(f"{shown} is truncated: {holds} {size} bytes, fewer than the {header}-byte header of an "
-                        f"IDX {kind} file; {fix}")
-    dims = tuple(int.from_bytes(head[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+        raise UserError(
+            f"{shown} is truncated: {holds} {size} bytes, fewer than the {header}-byte header of an "
+            f"IDX {kind} file; {fix}"
+        )
+    dims = tuple(int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected_size = header + math.prod(dims)
-    says = (f"{dims[0]} images of {dims[1]}x{dims[2]}" if kind == "images" else f"{dims[0]} labels")
+    says = f"{dims[0]} images of {dims[1]}x{dims[2]}" if kind == "images" else f"{dims[0]} labels"
     says = f"its header says {says} = {expected_size} bytes"
     if size != expected_size:
         state = "truncated" if size < expected_size else "damaged"
@@ -105,13 +110,16 @@ def check_labels(shown: Path, labels: bytes, n_classes: int, fix: str) -> None:
     bad = np.flatnonzero(values >= n_classes)
     if bad.size:
         i = int(bad[0])
-        raise UserError(f"{shown} holds label {int(values[i])} at index {i}, outside the class indices "
-                        f"0..{n_classes - 1} ({bad.size} of its {values.size} labels are out of range); {fix}")
+        raise UserError(
+            f"{shown} holds label {int(values[i])} at index {i}, outside the class indices "
+            f"0..{n_classes - 1} ({bad.size} of its {values.size} labels are out of range); {fix}"
+        )
 
 
 def _cannot_read(path: Path, e: OSError) -> UserError:
-    return UserError(f"cannot read {path} ({e.strerror or e}); make it readable (chmod u+r) or point dataset.root "
-                     f"at a readable copy")
+    return UserError(
+        f"cannot read {path} ({e.strerror or e}); make it readable (chmod u+r) or point dataset.root at a readable copy"
+    )
 
 
 def read_idx_file(path: Path, n_classes: int, fix: str) -> tuple[int, ...]:
@@ -171,8 +179,11 @@ def install_debian_fashion_mnist(raw_folder: Path, source: Path = DEBIAN_FASHION
     """
     if not all((source / f"{name}.gz").is_file() for name in IDX_FILES):
         return False
-    pending = {raw_folder / name: read_idx_gz(source / f"{name}.gz", 10, _DEBIAN_FIX)[1]
-               for name in IDX_FILES if not (raw_folder / name).is_file()}
+    pending = {
+        raw_folder / name: read_idx_gz(source / f"{name}.gz", 10, _DEBIAN_FIX)[1]
+        for name in IDX_FILES
+        if not (raw_folder / name).is_file()
+    }
     raw_folder.mkdir(parents=True, exist_ok=True)
     for target, data in pending.items():
         _write_atomic(target, data)
@@ -183,7 +194,7 @@ def images_to_split(data: torch.Tensor, targets: torch.Tensor, n: int | None, de
     """uint8 images [N, 28, 28] -> float32 [n, 1, 28, 28] in [0, 1]; labels -> int64 [n]."""
     if n is not None:
         data, targets = data[:n], targets[:n]
-    x = data.to(device=device, dtype=torch.float32).div_(255.0).unsqueeze(1)   # [n, 1, 28, 28]
+    x = data.to(device=device, dtype=torch.float32).div_(255.0).unsqueeze(1)  # [n, 1, 28, 28]
     return Split(x, targets.to(device=device, dtype=torch.int64))
 
 
@@ -206,19 +217,35 @@ class TorchvisionImages:
     of its rows (see the package docstring); ``T`` (the run's) must then be the number of rows.
     """
 
-    provides = "images"     # static [N, 1, 28, 28]; with sequential=rows the config reads "sequences"
+    provides = "images"  # static [N, 1, 28, 28]; with sequential=rows the config reads "sequences"
 
-    def __init__(self, name: str, root: str, download: bool = False,
-                 n_train: int | None = None, n_test: int | None = None, val: float = 5000, seed: int = 0,
-                 sequential: str | None = None, T: int | None = None):
+    def __init__(
+        self,
+        name: str,
+        root: str,
+        download: bool = False,
+        n_train: int | None = None,
+        n_test: int | None = None,
+        val: float = 5000,
+        seed: int = 0,
+        sequential: str | None = None,
+        T: int | None = None,
+    ):
         require(name in _TORCHVISION_CLASS, "dataset.name", name, f"one of {sorted(_TORCHVISION_CLASS)}")
-        require(isinstance(root, (str, os.PathLike)) and str(root) != "", "dataset.root", root,
-                 "a directory path")
-        require(n_train is None or (is_int(n_train) and n_train >= 1), "dataset.n_train", n_train,
-                 "null (all) or an integer >= 1")
-        require(n_test is None or (is_int(n_test) and n_test >= 1), "dataset.n_test", n_test,
-                 "null (all) or an integer >= 1")
-        val_count(val, 1)                                   # type / range check
+        require(isinstance(root, (str, os.PathLike)) and str(root) != "", "dataset.root", root, "a directory path")
+        require(
+            n_train is None or (is_int(n_train) and n_train >= 1),
+            "dataset.n_train",
+            n_train,
+            "null (all) or an integer >= 1",
+        )
+        require(
+            n_test is None or (is_int(n_test) and n_test >= 1),
+            "dataset.n_test",
+            n_test,
+            "null (all) or an integer >= 1",
+        )
+        val_count(val, 1)  # type / range check
         require(is_int(seed) and seed >= 0, "dataset.seed", seed, "an integer >= 0")
         self.name, self.root, self.download = name, Path(root).expanduser(), bool(download)
         self.n_train, self.n_test, self.val, self.seed = n_train, n_test, val, seed
@@ -235,22 +262,29 @@ class TorchvisionImages:
 
     def _missing_error(self, cause: Exception | None, missing: list[str] | None = None) -> UserError:
         if missing and len(missing) < len(IDX_FILES):
-            where = (f"dataset '{self.name}' is incomplete in {str(self.raw_folder)!r}: {', '.join(missing)} "
-                     f"missing (dataset.root={str(self.root)!r})")
+            where = (
+                f"dataset '{self.name}' is incomplete in {str(self.raw_folder)!r}: {', '.join(missing)} "
+                f"missing (dataset.root={str(self.root)!r})"
+            )
         else:
             where = f"dataset '{self.name}' not found in {str(self.raw_folder)!r} (dataset.root={str(self.root)!r})"
         if self.download and cause is not None:
             return UserError(
                 f"{where} and dataset.download=true failed ({' '.join(str(cause).split())}); connect to the "
-                f"internet, point dataset.root at a copy, or use the embedded task dataset=synthetic")
+                f"internet, point dataset.root at a copy, or use the embedded task dataset=synthetic"
+            )
         return UserError(
             f"{where} and dataset.download=false; set dataset.download=true (needs internet), "
-            f"point dataset.root at a copy, or use the embedded task dataset=synthetic")
+            f"point dataset.root at a copy, or use the embedded task dataset=synthetic"
+        )
 
     def _fix(self, path: Path) -> str:
         """What to do about the damaged file `path` in the raw folder."""
-        if self.name == "fashion_mnist" and path.suffix != ".gz" and all(
-                (DEBIAN_FASHION_MNIST / f"{n}.gz").is_file() for n in IDX_FILES):
+        if (
+            self.name == "fashion_mnist"
+            and path.suffix != ".gz"
+            and all((DEBIAN_FASHION_MNIST / f"{n}.gz").is_file() for n in IDX_FILES)
+        ):
             return f"delete it and run again to restore it from {DEBIAN_FASHION_MNIST}"
         return "delete it, then put a good copy there or set dataset.download=true to download it again"
 
@@ -277,8 +311,10 @@ class TorchvisionImages:
             if path.is_file():
                 found[name] = path, read_idx_file(path, n_classes, self._fix(path))
             elif os.path.lexists(path):
-                raise UserError(f"{path} is not a regular file (a directory or a broken link) where the IDX file "
-                                f"{name} belongs; {self._fix(path)}")
+                raise UserError(
+                    f"{path} is not a regular file (a directory or a broken link) where the IDX file "
+                    f"{name} belongs; {self._fix(path)}"
+                )
             elif gz.is_file():
                 dims, pending[path] = read_idx_gz(gz, n_classes, self._fix(gz))
                 found[name] = gz, dims
@@ -290,13 +326,15 @@ class TorchvisionImages:
                 raise UserError(
                     f"{labels[0]} holds {labels[1][0]} labels but {images[0]} holds {images[1][0]} images; each "
                     f"image needs one label: restore matching copies of both files (delete them, then put good "
-                    f"copies there or set dataset.download=true to download them again)")
+                    f"copies there or set dataset.download=true to download them again)"
+                )
         train, test = found.get("train-images-idx3-ubyte"), found.get("t10k-images-idx3-ubyte")
         if train and test and train[1][1:] != test[1][1:]:
             raise UserError(
                 f"{test[0]} holds images of {test[1][1]}x{test[1][2]} but {train[0]} holds images of "
                 f"{train[1][1]}x{train[1][2]}; both splits need the same image size: restore a matching copy of "
-                f"the wrong one ({self._fix(test[0])})")
+                f"the wrong one ({self._fix(test[0])})"
+            )
         return missing, pending
 
     def _check_loaded(self, ds, train: bool, n_classes: int) -> None:
@@ -305,22 +343,26 @@ class TorchvisionImages:
         source = self.raw_folder.parent / "processed" / ("training.pt" if train else "test.pt")
         data, targets = ds.data, ds.targets
         if len(data) != len(targets):
-            raise UserError(f"{source} holds {len(targets)} labels for {len(data)} images; each image needs one "
-                            f"label: {self._fix(source)}")
+            raise UserError(
+                f"{source} holds {len(targets)} labels for {len(data)} images; each image needs one "
+                f"label: {self._fix(source)}"
+            )
         if len(targets) and (int(targets.min()) < 0 or int(targets.max()) >= n_classes):
-            raise UserError(f"{source} holds labels outside 0..{n_classes - 1} (the {n_classes} classes): "
-                            f"{self._fix(source)}")
+            raise UserError(
+                f"{source} holds labels outside 0..{n_classes - 1} (the {n_classes} classes): {self._fix(source)}"
+            )
 
     def _open(self, train: bool, download: bool):
         cls = self._dataset_class()
         try:
             return cls(str(self.root), train=train, download=download)
-        except (RuntimeError, OSError) as e:   # "Dataset not found", URLError, HTTPError, permission
+        except (RuntimeError, OSError) as e:  # "Dataset not found", URLError, HTTPError, permission
             raise self._missing_error(e) from e
-        except (AssertionError, ValueError, TypeError, KeyError) as e:   # torchvision's IDX parser
+        except (AssertionError, ValueError, TypeError, KeyError) as e:  # torchvision's IDX parser
             raise UserError(
                 f"dataset '{self.name}' in {str(self.raw_folder)!r} is not valid IDX data ({type(e).__name__}); "
-                f"delete that folder and set dataset.download=true, or use dataset=synthetic") from e
+                f"delete that folder and set dataset.download=true, or use dataset=synthetic"
+            ) from e
 
     def load(self, device: torch.device) -> tuple[Split, Split, DataInfo]:
         n_classes = len(self._dataset_class().classes)
@@ -328,11 +370,12 @@ class TorchvisionImages:
         if self.name == "fashion_mnist" and not all((self.raw_folder / f).is_file() for f in IDX_FILES):
             try:
                 if install_debian_fashion_mnist(self.raw_folder, DEBIAN_FASHION_MNIST):
-                    download = False   # the Debian files' md5 differs from torchvision's list: never check
+                    download = False  # the Debian files' md5 differs from torchvision's list: never check
             except OSError as e:
                 raise UserError(
                     f"could not write Fashion-MNIST into {str(self.raw_folder)!r} ({e.strerror or e}); "
-                    f"set dataset.root to a writable directory") from e
+                    f"set dataset.root to a writable directory"
+                ) from e
         legacy = self._legacy()
         if not legacy:
             missing, pending = self.check_files(n_classes)
@@ -345,9 +388,10 @@ class TorchvisionImages:
                     raise UserError(
                         f"could not write the decompressed {target.name} into {str(target.parent)!r} "
                         f"({e.strerror or e}); decompress {target.name}.gz there yourself (gunzip -k) or set "
-                        f"dataset.root to a writable copy") from e
+                        f"dataset.root to a writable copy"
+                    ) from e
         train_ds, test_ds = self._open(True, download), self._open(False, download)
-        if legacy:                                  # raw files were checked before torchvision read them
+        if legacy:  # raw files were checked before torchvision read them
             self._check_loaded(train_ds, True, n_classes)
             self._check_loaded(test_ds, False, n_classes)
         data, targets = train_ds.data, train_ds.targets
@@ -355,19 +399,21 @@ class TorchvisionImages:
         val = None
         if held is not None:
             val = images_to_split(data[held], targets[held], None, device)
-            data, targets = data[~held], targets[~held]                 # the rest, in the original order
+            data, targets = data[~held], targets[~held]  # the rest, in the original order
         if self.sequential == "rows" and self.T is not None and self.T != data.shape[1]:
-            raise UserError(f"T={self.T} but dataset.sequential=rows feeds one image row per time step and the "
-                            f"images have {data.shape[1]} rows; set T={data.shape[1]} (or dataset.sequential=none)")
+            raise UserError(
+                f"T={self.T} but dataset.sequential=rows feeds one image row per time step and the "
+                f"images have {data.shape[1]} rows; set T={data.shape[1]} (or dataset.sequential=none)"
+            )
         train = images_to_split(data, targets, self.n_train, device)
         test = images_to_split(test_ds.data, test_ds.targets, self.n_test, device)
         if self.sequential == "rows":
             train, val, test = (None if sp is None else rows_split(sp) for sp in (train, val, test))
-            info = DataInfo(input_shape=tuple(train.x.shape[2:]), n_classes=len(train_ds.classes),
-                            time_major=True, name=self.name)
+            info = DataInfo(
+                input_shape=tuple(train.x.shape[2:]), n_classes=len(train_ds.classes), time_major=True, name=self.name
+            )
             return train, val, test, info
-        info = DataInfo(input_shape=tuple(train.x.shape[1:]), n_classes=len(train_ds.classes),
-                        time_major=False, name=self.name)
+        info = DataInfo(
+            input_shape=tuple(train.x.shape[1:]), n_classes=len(train_ds.classes), time_major=False, name=self.name
+        )
         return train, val, test, info
-
-

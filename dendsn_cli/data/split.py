@@ -53,9 +53,9 @@ class Split:
         stop = n - n % batch_size if drop_last else n
         for start in range(0, stop, batch_size):
             if order is None:
-                yield self.x[start:start + batch_size], self.y[start:start + batch_size]
+                yield self.x[start : start + batch_size], self.y[start : start + batch_size]
             else:
-                idx = order[start:start + batch_size]
+                idx = order[start : start + batch_size]
                 yield self.x[idx], self.y[idx]
 
 
@@ -78,8 +78,12 @@ def val_count(val, n_total: int, key: str = "dataset.val") -> int:
     """A count (int >= 0) or a fraction in [0, 1) of ``n_total`` -> a number of samples."""
     if is_int(val) and val >= 0:
         return int(val)
-    require(isinstance(val, numbers.Real) and not isinstance(val, bool) and 0.0 <= val < 1.0, key, val,
-             "a number of samples (an integer >= 0) or a fraction of the training split in [0, 1); 0 = no validation split")
+    require(
+        isinstance(val, numbers.Real) and not isinstance(val, bool) and 0.0 <= val < 1.0,
+        key,
+        val,
+        "a number of samples (an integer >= 0) or a fraction of the training split in [0, 1); 0 = no validation split",
+    )
     return int(round(val * n_total))
 
 
@@ -92,8 +96,10 @@ def hold_out(n: int, val, seed: int) -> torch.Tensor | None:
     would be left to train on."""
     n_val = val_count(val, n)
     if n_val >= n:
-        raise UserError(f"dataset.val={val!r} holds out {n_val} of the {n} training samples, "
-                        f"leaving none to train on; lower dataset.val")
+        raise UserError(
+            f"dataset.val={val!r} holds out {n_val} of the {n} training samples, "
+            f"leaving none to train on; lower dataset.val"
+        )
     if not n_val:
         return None
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
@@ -106,6 +112,7 @@ def sequential_kind(value) -> str | None:
     """None (static images) or the kind of sequence of ``dataset.sequential``."""
     if value is None or value == "none":
         return None
-    require(value in SEQUENTIAL, "dataset.sequential", value,
-             "none (static images) or rows (one image row per time step)")
+    require(
+        value in SEQUENTIAL, "dataset.sequential", value, "none (static images) or rows (one image row per time step)"
+    )
     return value

@@ -19,8 +19,8 @@ def spike_templates(rng: np.random.Generator, n_classes: int, n_channels: int, T
 
 def corrupt_templates(
     rng: np.random.Generator,
-    templates: np.ndarray,   # [C, N] spike times
-    labels: np.ndarray,      # [M] class of each sample
+    templates: np.ndarray,  # [C, N] spike times
+    labels: np.ndarray,  # [M] class of each sample
     T: int,
     jitter: int,
     p_delete: float,
@@ -33,13 +33,13 @@ def corrupt_templates(
     per channel per step (OR-ed with the template spikes).
     """
     m, n = labels.shape[0], templates.shape[1]
-    times = templates[labels]                                           # [M, N]
+    times = templates[labels]  # [M, N]
     times = np.clip(times + rng.integers(-jitter, jitter + 1, size=(m, n)), 0, T - 1)
-    keep = rng.random((m, n)) >= p_delete                               # [M, N]
-    x = np.zeros((m, T, n), dtype=np.float32)                           # [M, T, N]
+    keep = rng.random((m, n)) >= p_delete  # [M, N]
+    x = np.zeros((m, T, n), dtype=np.float32)  # [M, T, N]
     sample_idx, channel_idx = np.nonzero(keep)
     x[sample_idx, times[sample_idx, channel_idx], channel_idx] = 1.0
-    noise = rng.random((m, T, n)) < noise_rate                          # [M, T, N]
+    noise = rng.random((m, T, n)) < noise_rate  # [M, T, N]
     x[noise] = 1.0
     return x
 
@@ -57,7 +57,7 @@ class SyntheticSpikes:
     tensors bit for bit, and train / test share templates but not noise.
     """
 
-    provides = "spike_trains"     # time-major spikes [N, T, C] (declared for the config's rules)
+    provides = "spike_trains"  # time-major spikes [N, T, C] (declared for the config's rules)
 
     def __init__(
         self,
@@ -74,15 +74,21 @@ class SyntheticSpikes:
         sequential: str | None = None,
     ):
         if sequential_kind(sequential) is not None:
-            raise UserError(f"dataset.sequential={sequential} applies to image datasets (dataset=mnist or "
-                            "dataset=fashion_mnist): the synthetic task is a spike sequence already; drop the override")
+            raise UserError(
+                f"dataset.sequential={sequential} applies to image datasets (dataset=mnist or "
+                "dataset=fashion_mnist): the synthetic task is a spike sequence already; drop the override"
+            )
         require(is_int(n_classes) and n_classes >= 2, "dataset.n_classes", n_classes, "an integer >= 2")
         require(is_int(n_channels) and n_channels >= 1, "dataset.n_channels", n_channels, "an integer >= 1")
         require(is_int(T) and T >= 1, "dataset.T", T, "an integer >= 1")
         require(is_int(jitter) and jitter >= 0, "dataset.jitter", jitter, "an integer >= 0 (time steps)")
         require(is_probability(p_delete), "dataset.p_delete", p_delete, "a probability in [0, 1]")
-        require(is_probability(noise_rate), "dataset.noise_rate", noise_rate,
-                 "a spike probability per channel per step, in [0, 1]")
+        require(
+            is_probability(noise_rate),
+            "dataset.noise_rate",
+            noise_rate,
+            "a spike probability per channel per step, in [0, 1]",
+        )
         require(is_int(n_train) and n_train >= 1, "dataset.n_train", n_train, "an integer >= 1")
         require(is_int(n_test) and n_test >= 1, "dataset.n_test", n_test, "an integer >= 1")
         require(is_int(seed) and seed >= 0, "dataset.seed", seed, "an integer >= 0")
@@ -99,11 +105,8 @@ class SyntheticSpikes:
     def load(self, device: torch.device) -> tuple[Split, Split | None, Split, DataInfo]:
         rng = np.random.default_rng(self.seed)
         templates = spike_templates(rng, self.n_classes, self.n_channels, self.T)
-        train = self._split(rng, templates, self.n_train, device)   # x: [n_train, T, C]
-        test = self._split(rng, templates, self.n_test, device)     # x: [n_test, T, C]
-        val = self._split(rng, templates, self.n_val, device) if self.n_val else None   # drawn last
-        info = DataInfo(input_shape=(self.n_channels,), n_classes=self.n_classes, time_major=True,
-                        name="synthetic")
+        train = self._split(rng, templates, self.n_train, device)  # x: [n_train, T, C]
+        test = self._split(rng, templates, self.n_test, device)  # x: [n_test, T, C]
+        val = self._split(rng, templates, self.n_val, device) if self.n_val else None  # drawn last
+        info = DataInfo(input_shape=(self.n_channels,), n_classes=self.n_classes, time_major=True, name="synthetic")
         return train, val, test, info
-
-

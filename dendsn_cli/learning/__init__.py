@@ -29,4 +29,16 @@ from .readout import Readout
 from .rstdp import RSTDP
 from .stdp import STDP, SemiSTDP
 
-__all__ = ["LearningRule", "RuleContext", "PhaseClock", "BPTT", "LocalRule", "STDP", "SemiSTDP", "DPP", "RSTDP", "Readout", "ExactGradient"]
+__all__ = [
+    "LearningRule",
+    "RuleContext",
+    "PhaseClock",
+    "BPTT",
+    "LocalRule",
+    "STDP",
+    "SemiSTDP",
+    "DPP",
+    "RSTDP",
+    "Readout",
+    "ExactGradient",
+]

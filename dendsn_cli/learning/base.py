@@ -142,7 +142,7 @@ class LearningRule:
         self.scheduler = None
         if lr_schedule == "cosine":
             self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=total_steps)
-        elif lr_schedule == "exp":       # lr e^(-step / lr_decay_steps): down by 1/e every lr_decay_epochs
+        elif lr_schedule == "exp":  # lr e^(-step / lr_decay_steps): down by 1/e every lr_decay_epochs
             decay = float(self.context.lr_decay_steps or total_steps)
             self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=math.exp(-1.0 / decay))
 
@@ -214,12 +214,14 @@ class LearningRule:
         new base rate at the same point of the schedule. Returns the settings that changed, as text."""
         saved_class = sd.get("optimizer_class")
         if self.optimizer is not None and saved_class and saved_class != type(self.optimizer).__name__:
-            raise UserError(f"the checkpoint was trained with the {saved_class} optimizer and this run's is "
-                            f"{type(self.optimizer).__name__}: the optimizer cannot change on resume; drop the optim= "
-                            "override, or start a new run")
+            raise UserError(
+                f"the checkpoint was trained with the {saved_class} optimizer and this run's is "
+                f"{type(self.optimizer).__name__}: the optimizer cannot change on resume; drop the optim= "
+                "override, or start a new run"
+            )
         scales = sd.get("lr_scales")
         if self.optimizer is not None and scales and len(scales) == len(self._params) and scales != self.lr_scales:
-            self.lr_scales = [float(s) for s in scales]     # the groups the saved optimizer state has
+            self.lr_scales = [float(s) for s in scales]  # the groups the saved optimizer state has
             self._build_optimizer()
         changed = []
         if self.optimizer is not None and sd.get("optimizer") is not None:
@@ -227,8 +229,10 @@ class LearningRule:
             try:
                 self.optimizer.load_state_dict(sd["optimizer"])
             except (ValueError, KeyError, TypeError, RuntimeError) as e:
-                raise UserError(f"the checkpoint's optimizer state does not fit this run ({e}); the learning rule "
-                                "and the optimizer cannot change on resume") from None
+                raise UserError(
+                    f"the checkpoint's optimizer state does not fit this run ({e}); the learning rule "
+                    "and the optimizer cannot change on resume"
+                ) from None
             if self.scheduler is not None and sd.get("scheduler") is not None:
                 self.scheduler.load_state_dict(sd["scheduler"])
             changed = self._apply_settings(wanted)

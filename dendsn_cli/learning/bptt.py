@@ -32,7 +32,7 @@ class BPTT(LearningRule):
             loss = self.loss(out.float(), y)
         self.phase("forward")
         self.optimizer.zero_grad(set_to_none=True)
-        scaled = loss * self.loss_scale if self.loss_scale != 1.0 else loss   # DDP averages the ranks' gradients
+        scaled = loss * self.loss_scale if self.loss_scale != 1.0 else loss  # DDP averages the ranks' gradients
         if self.scaler is not None:
             self.scaler.scale(scaled).backward()
             self.scaler.unscale_(self.optimizer)

@@ -52,7 +52,9 @@ from .plasticity import check_choice, check_number, check_tau, correlate, expand
 
 def linear_soma(neuron: nn.Module) -> bool:
     """Does the soma charge h = alpha v + u (dendsn's LIF family, no refractory period)?"""
-    return getattr(neuron, "linear_soma", isinstance(neuron, PointNeuron) and not neuron.refractory) or isinstance(neuron, (DendLIF, DendIF))
+    return getattr(neuron, "linear_soma", isinstance(neuron, PointNeuron) and not neuron.refractory) or isinstance(
+        neuron, (DendLIF, DendIF)
+    )
 
 
 def soma_name(neuron: nn.Module) -> str:
@@ -70,14 +72,14 @@ def steady_soma(neuron: nn.Module, drive: torch.Tensor) -> torch.Tensor:
     if isinstance(alpha, torch.Tensor):
         denom = (1.0 - alpha).to(u.dtype)
         return torch.where(denom.abs() > 1e-6, u / denom.clamp_min(1e-6), u)
-    return u / (1.0 - alpha) if abs(1.0 - alpha) > 1e-6 else u     # IF soma: no fixed point, the drive
+    return u / (1.0 - alpha) if abs(1.0 - alpha) > 1e-6 else u  # IF soma: no fixed point, the drive
 
 
 def predicted_soma(neuron: nn.Module, x_seq: torch.Tensor) -> torch.Tensor:
     """u_pred [T, B, S...] from the neuron's input currents x_seq [T, B, F...] (dendrite from rest)."""
     if isinstance(neuron, DendriticNeuron):
-        x = neuron.split_compartments(x_seq, 2)                          # [T, B, S..., K_in]
-        _, v = neuron.dendrite.multi_step(x)                             # [T, B, S..., K]
+        x = neuron.split_compartments(x_seq, 2)  # [T, B, S..., K_in]
+        _, v = neuron.dendrite.multi_step(x)  # [T, B, S..., K]
         return steady_soma(neuron, neuron.dendrite.output(v))
     return steady_soma(neuron, x_seq)
 
@@ -85,7 +87,7 @@ def predicted_soma(neuron: nn.Module, x_seq: torch.Tensor) -> torch.Tensor:
 def predicted_soma_step(neuron: nn.Module, x: torch.Tensor, state: dict) -> torch.Tensor:
     """One step of `predicted_soma`: x [B, F...]; the dendrite's state is kept in ``state``."""
     if isinstance(neuron, DendriticNeuron):
-        x = neuron.split_compartments(x, 1)                              # [B, S..., K_in]
+        x = neuron.split_compartments(x, 1)  # [B, S..., K_in]
         v_p = state.get("v_p")
         v_p, v = neuron.dendrite.step(x, neuron.dendrite.initial(x) if v_p is None else v_p)
         state["v_p"] = v_p
@@ -149,20 +151,24 @@ class DPP(LocalRule):
         return self.eta
 
     def setup_rule(self, model):
-        for l in self.layers:                        # u_pred is the fixed point of a linear soma
+        for l in self.layers:  # u_pred is the fixed point of a linear soma
             if not getattr(l.neuron, "spiking", True):
-                raise UserError(f"learning=dpp predicts the soma of every layer, the read-out's too, and readout="
-                                f"{self.decoder.name if self.decoder is not None else 'membrane'} makes the read-out a "
-                                "non-spiking integrator; use a spiking read-out (readout=counts, rate, first_spike, ...)")
+                raise UserError(
+                    f"learning=dpp predicts the soma of every layer, the read-out's too, and readout="
+                    f"{self.decoder.name if self.decoder is not None else 'membrane'} makes the read-out a "
+                    "non-spiking integrator; use a spiking read-out (readout=counts, rate, first_spike, ...)"
+                )
             if not linear_soma(l.neuron):
-                raise UserError(f"learning=dpp predicts the soma potential of a linear soma (LIF, IF, PLIF without a "
-                                f"refractory period); {l.name} has a {soma_name(l.neuron)} soma: use learning=bptt or such a neuron")
+                raise UserError(
+                    f"learning=dpp predicts the soma potential of a linear soma (LIF, IF, PLIF without a "
+                    f"refractory period); {l.name} has a {soma_name(l.neuron)} soma: use learning=bptt or such a neuron"
+                )
         ro = self.readout_layer
         n_classes = ro.n_neurons()
         if self.feedback:
             for l in self.layers:
                 if l.learns and not l.is_readout:
-                    B = torch.randn(l.n_neurons(), n_classes) / n_classes ** 0.5
+                    B = torch.randn(l.n_neurons(), n_classes) / n_classes**0.5
                     self._feedback[l.name] = B.to(l.weight.device, l.weight.dtype)
 
     def phi(self, layer: PlasticLayer, u: torch.Tensor) -> torch.Tensor:
@@ -172,10 +178,10 @@ class DPP(LocalRule):
     @torch.no_grad()
     def learn(self, out, y):
         super().learn(out, y)
-        if self.calibrate:                      # hidden layers: mean(phi(u_pred)) follows mean(S)
+        if self.calibrate:  # hidden layers: mean(phi(u_pred)) follows mean(S)
             for l in self.local_layers():
                 if not l.is_readout:
-                    gap = self.phi(l, l.seq("u_pred")).mean() - l.seq("post").mean()    # on the device: no sync
+                    gap = self.phi(l, l.seq("u_pred")).mean() - l.seq("post").mean()  # on the device: no sync
                     self._shift[l.name] = self._shift.get(l.name, 0.0) + self.calibrate * gap
 
     def rule_state(self) -> dict:
@@ -194,7 +200,7 @@ class DPP(LocalRule):
             reset_state(model)
             with torch.no_grad(), self.frozen_intrinsic(every_layer=True):
                 out_free = self.forward(model, x_seq)
-            r_out = out_free.float().mean(0)                                     # [B, C]
+            r_out = out_free.float().mean(0)  # [B, C]
             self._err = nn.functional.one_hot(y, r_out.shape[-1]).to(r_out.dtype) - r_out
         out = self.record_pass(model, x_seq, grad=self.readout_mode == "gradient")
         return out if out_free is None or self.readout_mode == "gradient" else out_free
@@ -202,13 +208,13 @@ class DPP(LocalRule):
     def observe(self, layer, x):
         """Record u_pred of the clean input; add the teacher (read-out) or feedback (hidden) current."""
         if layer.single_step:
-            u_pred = predicted_soma_step(layer.neuron, x, layer.state)           # [B, S...]
+            u_pred = predicted_soma_step(layer.neuron, x, layer.state)  # [B, S...]
         else:
-            u_pred = predicted_soma(layer.neuron, x)                             # [T, B, S...]
+            u_pred = predicted_soma(layer.neuron, x)  # [T, B, S...]
         layer.add("u_pred", u_pred)
         current = self.teacher(layer, u_pred)
         nudged = None if current is None else x + expand(layer.conn, current.to(x.dtype), dim=layer.conn.channel_dim)
-        if self.error == "rate":                 # the nudged soma's steady state: u_pred + G * current
+        if self.error == "rate":  # the nudged soma's steady state: u_pred + G * current
             if nudged is None:
                 u_soma = u_pred
             elif layer.single_step:
@@ -225,15 +231,15 @@ class DPP(LocalRule):
                 return None
             if layer.name not in self._gain:
                 self._gain[layer.name] = drive_gain(layer.neuron, u_pred.device)
-            onehot = nn.functional.one_hot(self._y, u_pred.shape[-1]).to(u_pred.dtype)     # [B, C]
+            onehot = nn.functional.one_hot(self._y, u_pred.shape[-1]).to(u_pred.dtype)  # [B, C]
             u_target = self.u_minus + (self.u_plus - self.u_minus) * onehot
             return self.nudge * (u_target - u_pred) / self._gain[layer.name]
         B = self._feedback.get(layer.name)
         if B is None or self._err is None:
             return None
-        fb = self.feedback * (self._err @ B.t())                                 # [B, S] / [B, C]
+        fb = self.feedback * (self._err @ B.t())  # [B, S] / [B, C]
         if layer.conn.kind == "conv":
-            fb = fb[..., None, None]                                             # [B, C, 1, 1]
+            fb = fb[..., None, None]  # [B, C, 1, 1]
         return fb
 
     # --- the update ---------------------------------------------------------------------------------

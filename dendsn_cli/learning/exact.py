@@ -34,7 +34,7 @@ class ExactGradient(BPTT):
             raise ValueError(f"grad_clip must be a number >= 0 (got grad_clip={grad_clip!r})")
         super().__init__(per_step_loss=False, grad_clip=float(grad_clip))
         self.gamma = float(gamma)
-        self._events = None          # [trials cut at K, most events in a trial] of this epoch (on the device)
+        self._events = None  # [trials cut at K, most events in a trial] of this epoch (on the device)
         self._scalars: dict = {}
 
     def readout_options(self) -> dict:
@@ -43,17 +43,20 @@ class ExactGradient(BPTT):
 
     def train_batch(self, model, x_seq, y, autocast=None):
         result = super().train_batch(model, x_seq, y, None)
-        ev = getattr(getattr(model, "module", model), "last", None)     # (model: DDP's wrapper under torchrun)
+        ev = getattr(getattr(model, "module", model), "last", None)  # (model: DDP's wrapper under torchrun)
         if ev is not None:
             seen = torch.stack([ev.exhausted.sum(), ev.used.max()])
-            self._events = seen if self._events is None else torch.stack(
-                [self._events[0] + seen[0], torch.maximum(self._events[1], seen[1])])
+            self._events = (
+                seen
+                if self._events is None
+                else torch.stack([self._events[0] + seen[0], torch.maximum(self._events[1], seen[1])])
+            )
         return result
 
     def epoch_end(self) -> None:
         self._scalars = {}
         if self._events is not None:
-            events = self._events               # under torchrun: over every process's shard
+            events = self._events  # under torchrun: over every process's shard
             exhausted, used_max = dist.reduce_sum(events[:1]).item(), dist.reduce_max(events[1:]).item()
             self._scalars = {"events/train_exhausted": float(exhausted), "events/train_used_max": float(used_max)}
         self._events = None

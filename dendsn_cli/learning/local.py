@@ -80,12 +80,12 @@ class PlasticLayer:
 
     def __init__(self, name: str, synapse: nn.Module, neuron: nn.Module, is_readout: bool, between: tuple = ()):
         self.name, self.synapse, self.neuron, self.is_readout = name, synapse, neuron, is_readout
-        self.between = tuple(between)    # modules between synapse and neuron (competition)
-        self.module = synapse.module if isinstance(synapse, TimeDistributed) else synapse   # holds W, b
+        self.between = tuple(between)  # modules between synapse and neuron (competition)
+        self.module = synapse.module if isinstance(synapse, TimeDistributed) else synapse  # holds W, b
         self.conn = Connection.of(self.module, int(getattr(neuron, "inputs_per_neuron", 1)))
         self.learns = False
         self.rec: dict = {}
-        self.state: dict = {}            # per-pass state of hooks (e.g. a dendrite's potential, step mode)
+        self.state: dict = {}  # per-pass state of hooks (e.g. a dendrite's potential, step mode)
 
     @property
     def weight(self) -> torch.Tensor:
@@ -156,8 +156,12 @@ class LocalRule(LearningRule):
     ):
         super().__init__(per_step_loss)
         if layers is not None:
-            if isinstance(layers, int) or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 1 for i in layers):
-                raise ValueError(f"layers must be null (all hidden layers) or a list of hidden-layer numbers >= 1 (got layers={layers!r})")
+            if isinstance(layers, int) or not all(
+                isinstance(i, int) and not isinstance(i, bool) and i >= 1 for i in layers
+            ):
+                raise ValueError(
+                    f"layers must be null (all hidden layers) or a list of hidden-layer numbers >= 1 (got layers={layers!r})"
+                )
             layers = sorted(set(layers))
         self.layer_ids = layers
         self.readout_mode = check_choice("readout", readout, self.readout_modes)
@@ -174,12 +178,24 @@ class LocalRule(LearningRule):
             raise ValueError(f"wta must be an integer >= 0 (0 = off) (got wta={wta!r})")
         self.wta = wta
         self.homeostasis = check_number("homeostasis", homeostasis, minimum=0.0)
-        self.target_rate = None if target_rate is None else check_number("target_rate", target_rate, minimum=0.0, maximum=1.0)
-        if not isinstance(pretrain_bptt_epochs, int) or isinstance(pretrain_bptt_epochs, bool) or pretrain_bptt_epochs < 0:
-            raise ValueError(f"pretrain_bptt_epochs must be an integer >= 0 (got pretrain_bptt_epochs={pretrain_bptt_epochs!r})")
+        self.target_rate = (
+            None if target_rate is None else check_number("target_rate", target_rate, minimum=0.0, maximum=1.0)
+        )
+        if (
+            not isinstance(pretrain_bptt_epochs, int)
+            or isinstance(pretrain_bptt_epochs, bool)
+            or pretrain_bptt_epochs < 0
+        ):
+            raise ValueError(
+                f"pretrain_bptt_epochs must be an integer >= 0 (got pretrain_bptt_epochs={pretrain_bptt_epochs!r})"
+            )
         self.pretrain_bptt_epochs = pretrain_bptt_epochs
-        if local_epochs is not None and (not isinstance(local_epochs, int) or isinstance(local_epochs, bool) or local_epochs < 0):
-            raise ValueError(f"local_epochs must be null (every epoch) or an integer >= 0 (got local_epochs={local_epochs!r})")
+        if local_epochs is not None and (
+            not isinstance(local_epochs, int) or isinstance(local_epochs, bool) or local_epochs < 0
+        ):
+            raise ValueError(
+                f"local_epochs must be null (every epoch) or an integer >= 0 (got local_epochs={local_epochs!r})"
+            )
         self.local_epochs = local_epochs
         self.epochs_done = 0
         self.steps_done, self.total_steps, self.schedule = 0, 1, "none"
@@ -234,19 +250,25 @@ class LocalRule(LearningRule):
             self.attach(context)
         if any(isinstance(m, RecurrentSynapse) for m in model.modules()):
             name = re.sub(r"(?<=[a-z])(?=[A-Z])", "_", type(self).__name__).lower()
-            raise UserError(f"learning={name} is a local rule and the network has recurrent synapses "
-                            f"(network.recurrent): local rules learn feed-forward synapses only; use learning=bptt")
+            raise UserError(
+                f"learning={name} is a local rule and the network has recurrent synapses "
+                f"(network.recurrent): local rules learn feed-forward synapses only; use learning=bptt"
+            )
         decoder = self.decoder
         if decoder is not None and not decoder.spiking and self.readout_mode != "gradient":
             name = re.sub(r"(?<=[a-z])(?=[A-Z])", "_", type(self).__name__).lower()
-            raise UserError(f"readout={decoder.name} reads a non-spiking membrane and learning={name} "
-                            f"learning.readout={self.readout_mode} trains the read-out from its spikes; use "
-                            f"learning.readout=gradient, or a spiking read-out (readout=counts, rate, first_spike, ...)")
+            raise UserError(
+                f"readout={decoder.name} reads a non-spiking membrane and learning={name} "
+                f"learning.readout={self.readout_mode} trains the read-out from its spikes; use "
+                f"learning.readout=gradient, or a spiking read-out (readout=counts, rate, first_spike, ...)"
+            )
         if decoder is not None and self.readout_mode == "delta" and decoder.name in ("first_spike", "time_weighted"):
             name = re.sub(r"(?<=[a-z])(?=[A-Z])", "_", type(self).__name__).lower()
-            raise UserError(f"learning={name} learning.readout=delta trains the read-out towards target spike rates, but "
-                            f"readout={decoder.name} predicts from spike times; use learning.readout=gradient (the "
-                            f"read-out's own loss), or readout=counts / rate")
+            raise UserError(
+                f"learning={name} learning.readout=delta trains the read-out towards target spike rates, but "
+                f"readout={decoder.name} predicts from spike times; use learning.readout=gradient (the "
+                f"read-out's own loss), or readout=counts / rate"
+            )
         self.total_steps, self.schedule = max(1, int(total_steps)), lr_schedule
         self.layers = find_layers(model)
         self.check_signs()
@@ -266,8 +288,10 @@ class LocalRule(LearningRule):
         if self.homeostasis:
             for l in self.local_layers():
                 if l.bias is None:
-                    raise UserError("learning.homeostasis adapts thresholds through the synapse bias: "
-                                    "set network.bias=true or learning.homeostasis=0")
+                    raise UserError(
+                        "learning.homeostasis adapts thresholds through the synapse bias: "
+                        "set network.bias=true or learning.homeostasis=0"
+                    )
         self.register_hooks()
         self.setup_rule(model)
 
@@ -281,13 +305,17 @@ class LocalRule(LearningRule):
         for l in self.hidden:
             n_inh, n_exc = inhibitory_units(l.module)
             if n_inh and self.wmin is not None and self.wmin >= 0:
-                raise UserError(f"learning={name} learning.wmin={self.wmin:g} keeps weights >= 0, and {l.name} has {n_inh} "
-                                f"inhibitory inputs (synapse.inhibitory_fraction: weights <= 0): all would be 0; set "
-                                f"learning.wmin below 0 (e.g. learning.wmin=-1.0), or learning.wmin=null")
+                raise UserError(
+                    f"learning={name} learning.wmin={self.wmin:g} keeps weights >= 0, and {l.name} has {n_inh} "
+                    f"inhibitory inputs (synapse.inhibitory_fraction: weights <= 0): all would be 0; set "
+                    f"learning.wmin below 0 (e.g. learning.wmin=-1.0), or learning.wmin=null"
+                )
             if n_exc and self.wmax is not None and self.wmax <= 0:
-                raise UserError(f"learning={name} learning.wmax={self.wmax:g} keeps weights <= 0, and {l.name} has {n_exc} "
-                                f"excitatory inputs (synapse.inhibitory_fraction: weights >= 0): all would be 0; set "
-                                f"learning.wmax above 0, or learning.wmax=null")
+                raise UserError(
+                    f"learning={name} learning.wmax={self.wmax:g} keeps weights <= 0, and {l.name} has {n_exc} "
+                    f"excitatory inputs (synapse.inhibitory_fraction: weights >= 0): all would be 0; set "
+                    f"learning.wmax above 0, or learning.wmax=null"
+                )
 
     @torch.no_grad()
     def prepare_weights(self, layers: list) -> None:
@@ -296,7 +324,7 @@ class LocalRule(LearningRule):
             if self.init == "uniform":
                 l.weight.uniform_(self.wmin, self.wmax)
                 sign = getattr(l.module, "sign", None)
-                if sign is not None:                 # Dale's law: |W| with each presynaptic unit's sign
+                if sign is not None:  # Dale's law: |W| with each presynaptic unit's sign
                     l.weight.abs_().mul_(sign)
                 if l.bias is not None:
                     l.bias.zero_()
@@ -340,6 +368,7 @@ class LocalRule(LearningRule):
             if self.recording and self.records(layer):
                 layer.add("pre", inputs[0])
                 layer.add("cur", output)
+
         return hook
 
     def _neuron_pre_hook(self, layer):
@@ -349,12 +378,14 @@ class LocalRule(LearningRule):
             layer.add("inp", inputs[0])
             x = self.observe(layer, inputs[0])
             return None if x is None else (x, *inputs[1:])
+
         return hook
 
     def _neuron_hook(self, layer):
         def hook(module, inputs, output):
             if self.recording and self.records(layer):
                 layer.add("post", output)
+
         return hook
 
     def records(self, layer: PlasticLayer) -> bool:
@@ -424,7 +455,7 @@ class LocalRule(LearningRule):
             self.optimizer.step()
             if self.scheduler is not None:
                 self.scheduler.step()
-            clamp_weights(self.readout_layer.synapse)      # its bounds, E/I signs, mask
+            clamp_weights(self.readout_layer.synapse)  # its bounds, E/I signs, mask
             self.phase("optimizer")
         with torch.no_grad():
             out_d = out.detach()
@@ -471,7 +502,7 @@ class LocalRule(LearningRule):
     def current_spread(self, layer: PlasticLayer) -> torch.Tensor:
         """sigma: the spread (std over the layer's neurons) of their total synaptic currents, batch mean."""
         cur, b = layer.seq("cur"), layer.bias
-        if b is not None:                                                # W x only: the spread of the drive
+        if b is not None:  # W x only: the spread of the drive
             cur = cur - (b if layer.conn.kind == "linear" else b.view(-1, 1, 1))
         total = neuron_sum(layer.conn, cur)
         return total.std(dim=layer.conn.channel_dim).mean()
@@ -481,7 +512,7 @@ class LocalRule(LearningRule):
         largest input current ``drive`` (the neuron's input, after any network competition)."""
         if not self.wta or layer.is_readout:
             return post
-        score = neuron_sum(layer.conn, drive)                            # [.., S] / [.., C, H, W]
+        score = neuron_sum(layer.conn, drive)  # [.., S] / [.., C, H, W]
         return post * topk_mask(score, self.wta, layer.conn.channel_dim)
 
     def delta_seq(self, layer: PlasticLayer, out: torch.Tensor, y: torch.Tensor):
@@ -508,9 +539,9 @@ class LocalRule(LearningRule):
     def delta_readout(self, out: torch.Tensor, y: torch.Tensor) -> None:
         """The local delta rule on rates: dW = readout_eta (onehot(y) - r_out)^T @ r_pre, db = readout_eta sum e."""
         ro = self.readout_layer
-        r_out = out.float().mean(0)                                      # [B, C]
+        r_out = out.float().mean(0)  # [B, C]
         e = nn.functional.one_hot(y, r_out.shape[-1]).to(r_out.dtype) - r_out
-        r_pre = ro.seq("pre").float().mean(0)                            # [B, I]
+        r_pre = ro.seq("pre").float().mean(0)  # [B, I]
         eta = self.readout_eta * self.rate_factor()
         dW = masked_update(ro.module, eta * expand(ro.conn, correlate(ro.conn, e, r_pre)))
         db = eta * expand(ro.conn, e.sum(0))
@@ -610,7 +641,7 @@ def receptive_fields(layer: PlasticLayer, input_shape: Optional[tuple], n_max: i
     W = layer.weight.detach().float().cpu()
     k = layer.conn.k_in
     if layer.conn.kind == "linear":
-        W = W.view(-1, k, W.shape[1]).sum(1)                            # [S, I]
+        W = W.view(-1, k, W.shape[1]).sum(1)  # [S, I]
         I = W.shape[1]
         if input_shape is not None and math.prod(input_shape) == I and len(input_shape) in (2, 3):
             shape = tuple(input_shape) if len(input_shape) == 3 else (1, *input_shape)
@@ -620,7 +651,7 @@ def receptive_fields(layer: PlasticLayer, input_shape: Optional[tuple], n_max: i
             shape = (1, 1, I)
         tiles = W.view(-1, *shape)
     else:
-        tiles = W.view(k, -1, *W.shape[1:]).sum(0)                      # [C, C_in, kh, kw]
+        tiles = W.view(k, -1, *W.shape[1:]).sum(0)  # [C, C_in, kh, kw]
     tiles = tiles[:n_max]
     if tiles.shape[1] not in (1, 3):
         tiles = tiles.mean(1, keepdim=True)

@@ -41,8 +41,9 @@ WEIGHT_DEPENDENCES = ("additive", "multiplicative")
 
 
 # ---------------------------------------------------------------------------------------- checks
-def check_number(name: str, value, minimum: Optional[float] = None, above: Optional[float] = None,
-                 maximum: Optional[float] = None) -> float:
+def check_number(
+    name: str, value, minimum: Optional[float] = None, above: Optional[float] = None, maximum: Optional[float] = None
+) -> float:
     """A finite float within the given bounds, or ValueError naming ``name``."""
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number (got {name}={value!r})")
@@ -102,8 +103,8 @@ def time_weights(decay: float, T: int, device=None, dtype=torch.float32) -> torc
 class Connection:
     """How a synapse maps presynaptic activity to its features: linear, or a 2-D convolution."""
 
-    kind: str                                  # "linear" | "conv"
-    k_in: int = 1                              # synaptic features per postsynaptic neuron
+    kind: str  # "linear" | "conv"
+    k_in: int = 1  # synaptic features per postsynaptic neuron
     kernel_size: tuple = ()
     stride: tuple = ()
     padding: tuple = ()
@@ -117,9 +118,16 @@ class Connection:
             if module.groups != 1 or module.padding_mode != "zeros" or isinstance(module.padding, str):
                 raise ValueError(
                     f"local rules support Conv2d with groups=1, numeric zero padding (got groups={module.groups}, "
-                    f"padding={module.padding!r}, padding_mode={module.padding_mode!r})")
-            return Connection("conv", k_in, tuple(module.kernel_size), tuple(module.stride),
-                              tuple(module.padding), tuple(module.dilation))
+                    f"padding={module.padding!r}, padding_mode={module.padding_mode!r})"
+                )
+            return Connection(
+                "conv",
+                k_in,
+                tuple(module.kernel_size),
+                tuple(module.stride),
+                tuple(module.padding),
+                tuple(module.dilation),
+            )
         raise ValueError(f"local rules support nn.Linear and nn.Conv2d synapses (got {type(module).__name__})")
 
     @property
@@ -135,16 +143,16 @@ def correlate(conn: Connection, post: torch.Tensor, pre: torch.Tensor) -> torch.
     conv:   post [..., O, H_out, W_out], pre [..., C, H, W]               -> [O, C, kh, kw]
     """
     if conn.kind == "linear":
-        P = post.reshape(-1, post.shape[-1])                                 # [N, O]
-        Q = pre.reshape(-1, pre.shape[-1])                                   # [N, I]
+        P = post.reshape(-1, post.shape[-1])  # [N, O]
+        Q = pre.reshape(-1, pre.shape[-1])  # [N, I]
         return P.t() @ Q
     O = post.shape[-3]
-    P = post.reshape(-1, O, post.shape[-2] * post.shape[-1])               # [N, O, L]
-    Q = pre.reshape(-1, *pre.shape[-3:])                                     # [N, C, H, W]
-    U = F.unfold(Q, conn.kernel_size, conn.dilation, conn.padding, conn.stride)   # [N, C*kh*kw, L]
+    P = post.reshape(-1, O, post.shape[-2] * post.shape[-1])  # [N, O, L]
+    Q = pre.reshape(-1, *pre.shape[-3:])  # [N, C, H, W]
+    U = F.unfold(Q, conn.kernel_size, conn.dilation, conn.padding, conn.stride)  # [N, C*kh*kw, L]
     if U.shape[-1] != P.shape[-1]:
         raise ValueError(f"conv positions disagree: unfold gives {U.shape[-1]}, the layer has {P.shape[-1]}")
-    G = P.transpose(0, 1).reshape(O, -1) @ U.transpose(1, 2).reshape(-1, U.shape[1])   # [O, C*kh*kw]
+    G = P.transpose(0, 1).reshape(O, -1) @ U.transpose(1, 2).reshape(-1, U.shape[1])  # [O, C*kh*kw]
     return G.view(O, Q.shape[1], *conn.kernel_size)
 
 
@@ -152,7 +160,7 @@ def correlate_per_sample(conn: Connection, post: torch.Tensor, pre: torch.Tensor
     """`correlate` for every sample b of post [B, ...], pre [B, ...] separately: [B, O, I] / [B, O, C, kh, kw]."""
     if conn.kind == "linear":
         return torch.einsum("bo,bi->boi", post.reshape(post.shape[0], -1), pre.reshape(pre.shape[0], -1))
-    return torch.stack([correlate(conn, post[b:b + 1], pre[b:b + 1]) for b in range(post.shape[0])])
+    return torch.stack([correlate(conn, post[b : b + 1], pre[b : b + 1]) for b in range(post.shape[0])])
 
 
 def expand(conn: Connection, g: torch.Tensor, dim: int = 0) -> torch.Tensor:
@@ -160,10 +168,10 @@ def expand(conn: Connection, g: torch.Tensor, dim: int = 0) -> torch.Tensor:
     if conn.k_in == 1:
         return g
     if conn.kind == "linear":
-        return g.repeat_interleave(conn.k_in, dim=dim)                     # s * K_in + k <- s
+        return g.repeat_interleave(conn.k_in, dim=dim)  # s * K_in + k <- s
     reps = [1] * g.dim()
     reps[dim] = conn.k_in
-    return g.repeat(*reps)                                                 # k * C + c <- c
+    return g.repeat(*reps)  # k * C + c <- c
 
 
 def neuron_sum(conn: Connection, x: torch.Tensor) -> torch.Tensor:

@@ -39,8 +39,8 @@ class RSTDP(STDP):
         self.reward_correct = check_number("reward_correct", reward_correct)
         self.reward_wrong = check_number("reward_wrong", reward_wrong)
         self.baseline_rate = check_number("baseline_rate", baseline_rate, minimum=0.0, maximum=1.0)
-        self.r_bar = 0.0                            # a float, or a 0-dim tensor on the device once it moves
-        self._reward_sum, self._reward_n = 0.0, 0   # summed on the device, read once per epoch
+        self.r_bar = 0.0  # a float, or a 0-dim tensor on the device once it moves
+        self._reward_sum, self._reward_n = 0.0, 0  # summed on the device, read once per epoch
         self._r = None
 
     def rate(self) -> float:
@@ -57,7 +57,7 @@ class RSTDP(STDP):
     def learn(self, out, y):
         R = self.reward(out, y)
         self._r = R - self.r_bar
-        mean_R = R.mean()                           # no float(): no host sync per batch
+        mean_R = R.mean()  # no float(): no host sync per batch
         self._reward_sum = self._reward_sum + mean_R
         self._reward_n += 1
         super().learn(out, y)
@@ -76,7 +76,7 @@ class RSTDP(STDP):
             post = self.learning_post(layer, post, inp)
             x_pre = trace_step(x_pre, pre, self.tau_pre)
             x_post = trace_step(x_post, post, self.tau_post)
-            g = correlate_per_sample(layer.conn, post, x_pre)                 # [B, O, ...] this step's pairs
+            g = correlate_per_sample(layer.conn, post, x_pre)  # [B, O, ...] this step's pairs
             e_ltp = g if e_ltp is None else e_ltp * d + g
             g = correlate_per_sample(layer.conn, x_post, pre)
             e_ltd = g if e_ltd is None else e_ltd * d + g
@@ -84,8 +84,10 @@ class RSTDP(STDP):
         return self.eta * self.combine(layer, (r * e_ltp).sum(0), (r * e_ltd).sum(0)), None
 
     def extra_scalars(self) -> dict:
-        out = {"plasticity/reward": float(self._reward_sum) / max(self._reward_n, 1),
-               "plasticity/reward_baseline": float(self.r_bar)}
+        out = {
+            "plasticity/reward": float(self._reward_sum) / max(self._reward_n, 1),
+            "plasticity/reward_baseline": float(self.r_bar),
+        }
         self._reward_sum, self._reward_n = 0.0, 0
         return out
 

@@ -57,7 +57,9 @@ class STDP(LocalRule):
         self.a_minus = check_number("a_minus", a_minus, minimum=0.0)
         self.weight_dependence = check_choice("weight_dependence", weight_dependence, WEIGHT_DEPENDENCES)
         if weight_dependence == "multiplicative" and (self.wmin is None or self.wmax is None):
-            raise ValueError("weight_dependence=multiplicative bounds the weights softly in [wmin, wmax]: set both wmin and wmax")
+            raise ValueError(
+                "weight_dependence=multiplicative bounds the weights softly in [wmin, wmax]: set both wmin and wmax"
+            )
 
     def rate(self) -> float:
         return self.a_plus
@@ -118,8 +120,9 @@ class SemiSTDP(STDP):
         for key in ("tau_post", "a_minus"):
             if key in kw:
                 raise ValueError(f"{key} does not apply to semi-STDP (no depression); drop it")
-        super().__init__(tau_pre=tau_pre, tau_post=2.0, a_plus=a_plus, a_minus=0.0,
-                         weight_dependence=weight_dependence, **kw)
+        super().__init__(
+            tau_pre=tau_pre, tau_post=2.0, a_plus=a_plus, a_minus=0.0, weight_dependence=weight_dependence, **kw
+        )
 
 
 def _rows(w: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

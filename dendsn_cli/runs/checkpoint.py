@@ -52,22 +52,30 @@ def save_atomic(obj: dict, path: Path) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except (OSError, RuntimeError) as e:   # torch.save reports a failed write as RuntimeError
+    except (OSError, RuntimeError) as e:  # torch.save reports a failed write as RuntimeError
         tmp.unlink(missing_ok=True)
         code = getattr(e, "errno", None)
         full = code in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(e)
-        what = "the disk is full" if full else (e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0])
+        what = (
+            "the disk is full"
+            if full
+            else (e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0])
+        )
         kept = "the previous checkpoint there is kept" if path.exists() else "no earlier checkpoint was there"
-        raise UserError(f"could not write the checkpoint {path}: {what}; {kept} and the partial file was removed; "
-                        "free space (or raise the limit) and resume") from None
+        raise UserError(
+            f"could not write the checkpoint {path}: {what}; {kept} and the partial file was removed; "
+            "free space (or raise the limit) and resume"
+        ) from None
 
 
 def rng_state() -> dict:
     """Every generator's state as plain data (ints, tuples, tensors): loadable with weights_only."""
     name, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {"python": random.getstate(),
-             "numpy": (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)),
-             "torch": torch.get_rng_state()}
+    state = {
+        "python": random.getstate(),
+        "numpy": (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)),
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -86,17 +94,23 @@ def set_rng_state(state: dict) -> None:
 def find(path: str, key: str) -> Path:
     """A checkpoint file from a run dir (its checkpoints/last.pt) or a file path."""
     if not str(path).strip():
-        raise UserError(f"{key}= is empty (an unset shell variable?): give a run dir or a checkpoint file, "
-                        f"e.g. {key}=outputs/2026-01-01/12-00-00")
+        raise UserError(
+            f"{key}= is empty (an unset shell variable?): give a run dir or a checkpoint file, "
+            f"e.g. {key}=outputs/2026-01-01/12-00-00"
+        )
     try:
         p = Path(path).expanduser()
         if p.is_dir():
             p = p / "checkpoints" / "last.pt" if (p / "checkpoints").is_dir() else p / "last.pt"
         found = p.is_file()
-    except OSError as e:            # a name too long for the file system, a loop of links
-        raise UserError(f"{key}={shorten(path)} cannot be looked up ({e.strerror or e}); give a run dir or a .pt file") from None
+    except OSError as e:  # a name too long for the file system, a loop of links
+        raise UserError(
+            f"{key}={shorten(path)} cannot be looked up ({e.strerror or e}); give a run dir or a .pt file"
+        ) from None
     if not found:
-        raise UserError(f"{key}={shorten(path)}: no checkpoint there (give a run dir with checkpoints/last.pt, or a .pt file)")
+        raise UserError(
+            f"{key}={shorten(path)}: no checkpoint there (give a run dir with checkpoints/last.pt, or a .pt file)"
+        )
     return p
 
 
@@ -110,8 +124,17 @@ def _numpy_globals() -> list:
 
 
 # the keys of a checkpoint, and the types each must have
-_SCHEMA = {"format": str, "overrides": list, "model": dict, "rule": dict, "epoch": int, "batch": int,
-           "history": list, "best": dict, "rng": dict}
+_SCHEMA = {
+    "format": str,
+    "overrides": list,
+    "model": dict,
+    "rule": dict,
+    "epoch": int,
+    "batch": int,
+    "history": list,
+    "best": dict,
+    "rng": dict,
+}
 
 
 def load(path: Path, key: str) -> dict:
@@ -120,30 +143,44 @@ def load(path: Path, key: str) -> dict:
         with torch.serialization.safe_globals(_numpy_globals()):
             ck = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "Unsupported global" in str(e):     # a class or function: data-only loading refuses to build it
+        if "Unsupported global" in str(e):  # a class or function: data-only loading refuses to build it
             raise UserError(
                 f"{key}={shorten(path)} holds Python objects beyond tensors, numbers and strings, which could run code "
                 "when loaded, so it was not loaded; dendsn's own checkpoints never do: use one written by dendsn"
             ) from None
-        raise UserError(f"{key}={shorten(path)} is not a readable checkpoint (UnpicklingError); it may be corrupt or truncated") from None
+        raise UserError(
+            f"{key}={shorten(path)} is not a readable checkpoint (UnpicklingError); it may be corrupt or truncated"
+        ) from None
     except (zipfile.BadZipFile, EOFError, RuntimeError, OSError, ValueError, TypeError, AttributeError, KeyError) as e:
-        raise UserError(f"{key}={shorten(path)} is not a readable checkpoint ({type(e).__name__}); it may be corrupt or truncated") from None
+        raise UserError(
+            f"{key}={shorten(path)} is not a readable checkpoint ({type(e).__name__}); it may be corrupt or truncated"
+        ) from None
     if not isinstance(ck, dict) or ck.get("format") != FORMAT:
         raise UserError(f"{key}={shorten(path)} is not a dendsn checkpoint (format {FORMAT} expected)")
     for name, kind in _SCHEMA.items():
         value = ck.get(name)
         if name not in ck or not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            what = "is missing" if name not in ck else f"is a {type(value).__name__}, where dendsn writes a {kind.__name__}"
-            raise UserError(f"{key}={shorten(path)} is damaged: its '{name}' {what}; use another checkpoint (best.pt or last.pt)")
+            what = (
+                "is missing"
+                if name not in ck
+                else f"is a {type(value).__name__}, where dendsn writes a {kind.__name__}"
+            )
+            raise UserError(
+                f"{key}={shorten(path)} is damaged: its '{name}' {what}; use another checkpoint (best.pt or last.pt)"
+            )
     rng = ck["rng"]
     if not all(k in rng for k in ("python", "numpy", "torch")) or not isinstance(rng["torch"], torch.Tensor):
-        raise UserError(f"{key}={shorten(path)} is damaged: its random-number state is incomplete; "
-                        "use another checkpoint (best.pt or last.pt)")
+        raise UserError(
+            f"{key}={shorten(path)} is damaged: its random-number state is incomplete; "
+            "use another checkpoint (best.pt or last.pt)"
+        )
     bad = next((o for o in ck["overrides"] if not isinstance(o, str)), None)
     tensors = all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in ck["model"].items())
     if bad is not None or not tensors or ck["epoch"] < 0 or ck["batch"] < 0:
-        raise UserError(f"{key}={shorten(path)} is damaged: its overrides, weights or position are not what dendsn writes; "
-                        "use another checkpoint (best.pt or last.pt)")
+        raise UserError(
+            f"{key}={shorten(path)} is damaged: its overrides, weights or position are not what dendsn writes; "
+            "use another checkpoint (best.pt or last.pt)"
+        )
     return ck
 
 
@@ -184,15 +221,17 @@ def check_overrides(stored: list[str], user: list[str], path: Path, key: str) ->
     could otherwise run any code: ``encoder._target_=torch.load``), and refuse stored hydra.* settings."""
     hydra_keys = [o for o in stored if o.lstrip("+~").startswith("hydra")]
     if hydra_keys:
-        raise UserError(f"{key}={shorten(path)} stores the Hydra setting {shorten(hydra_keys[0], 60)!r}, which dendsn never "
-                        "writes; the checkpoint is not used (it may have been crafted)")
+        raise UserError(
+            f"{key}={shorten(path)} stores the Hydra setting {shorten(hydra_keys[0], 60)!r}, which dendsn never "
+            "writes; the checkpoint is not used (it may have been crafted)"
+        )
     user_keys = {o.split("=", 1)[0].lstrip("+~") for o in user}
     merged = [o for o in stored if o.split("=", 1)[0].lstrip("+~") not in user_keys] + list(user)
     allowed = project_targets()
     try:
         allowed |= set(_targets(compose(list(user))).values())
     except UserError:
-        pass                                   # the user's overrides alone do not compose: only their literal targets
+        pass  # the user's overrides alone do not compose: only their literal targets
     allowed |= {o.split("=", 1)[1] for o in user if "=" in o and o.split("=", 1)[0].endswith("_target_")}
     for where, target in _targets(compose(merged)).items():
         if target not in allowed:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 def env_world() -> tuple[int, int, int]:
     """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) outside it."""
+
     def get(name: str, default: int) -> int:
         try:
             return int(os.environ.get(name, default))
@@ -50,8 +51,11 @@ def wanted() -> bool:
 def active() -> bool:
     import torch
 
-    return torch.distributed.is_available() and torch.distributed.is_initialized() and \
-        torch.distributed.get_world_size() > 1
+    return (
+        torch.distributed.is_available()
+        and torch.distributed.is_initialized()
+        and torch.distributed.get_world_size() > 1
+    )
 
 
 def rank() -> int:
@@ -82,8 +86,10 @@ def init(device: str) -> str:
     if cuda:
         local, count = env_world()[2], torch.cuda.device_count()
         if local >= count:
-            raise UserError(f"process {env_world()[0]} wants GPU {local} (LOCAL_RANK) but {count} are visible: start at "
-                            f"most {count} processes per machine (--nproc_per_node={count}), or use device=cpu")
+            raise UserError(
+                f"process {env_world()[0]} wants GPU {local} (LOCAL_RANK) but {count} are visible: start at "
+                f"most {count} processes per machine (--nproc_per_node={count}), or use device=cpu"
+            )
         torch.cuda.set_device(local)
     torch.distributed.init_process_group(backend=backend)
     return backend
@@ -177,7 +183,7 @@ def wrap(model: torch.nn.Module, device: torch.device) -> Optional[torch.nn.Modu
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     ids = [device.index] if device.type == "cuda" else None
-    with warnings.catch_warnings():        # torch 2.14 renames broadcast_buffers; False still means: not synced
+    with warnings.catch_warnings():  # torch 2.14 renames broadcast_buffers; False still means: not synced
         warnings.simplefilter("ignore", FutureWarning)
         return DDP(model, device_ids=ids, broadcast_buffers=False)
 

@@ -10,7 +10,7 @@ def quoted(value: str) -> str:
     '=' and ',' of a sweep job dir (`0_neuron=lif,seed=0`)."""
     if re.fullmatch(r"[\w./\-+@]+", value):
         return value
-    value = re.sub(r"(\\+)(?='|$)", lambda m: m.group(1) * 2, value)   # backslashes before a quote / the end
+    value = re.sub(r"(\\+)(?='|$)", lambda m: m.group(1) * 2, value)  # backslashes before a quote / the end
     return "'" + value.replace("'", "\\'").replace("${", "\\${") + "'"
 
 

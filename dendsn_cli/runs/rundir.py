@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 
 try:
     import fcntl
-except ImportError:      # not POSIX: no lock
+except ImportError:  # not POSIX: no lock
     fcntl = None
 
 from ..errors import UserError, shorten
@@ -30,7 +30,7 @@ from .overrides import quoted, value_of
 from .state import STATE
 
 LOCK_NAME = ".dendsn.lock"
-SAME_SWEEP_IGNORES = ("progress", "profile", "resume", "ckpt")   # keys that do not change what a job learns
+SAME_SWEEP_IGNORES = ("progress", "profile", "resume", "ckpt")  # keys that do not change what a job learns
 
 
 def dir_problem(path: Path, key: str, e: OSError) -> UserError:
@@ -50,7 +50,7 @@ def dir_problem(path: Path, key: str, e: OSError) -> UserError:
 def lock_dir(path: Path, key: str) -> None:
     """Hold an exclusive lock on ``path`` for the life of this process: a second run into it fails in
     one line. The kernel drops the lock when the process ends, however it ends (SIGKILL too)."""
-    if fcntl is None:            # not POSIX: no lock
+    if fcntl is None:  # not POSIX: no lock
         return
     real = os.path.realpath(path)
     if real in STATE.locks:
@@ -65,8 +65,10 @@ def lock_dir(path: Path, key: str) -> None:
         f.seek(0)
         pid = f.read().strip()
         f.close()
-        raise UserError(f"{key}={shorten(path)} is in use by another dendsn run{f' (pid {pid})' if pid.isdigit() else ''}; "
-                        f"wait for it to end, or choose another {key}") from None
+        raise UserError(
+            f"{key}={shorten(path)} is in use by another dendsn run{f' (pid {pid})' if pid.isdigit() else ''}; "
+            f"wait for it to end, or choose another {key}"
+        ) from None
     f.seek(0)
     f.truncate()
     f.write(f"{os.getpid()}\n")
@@ -95,7 +97,9 @@ def is_locked(path: Path) -> bool:
 # ---------------------------------------------------------------- claiming the directory before Hydra
 def holds_run(path: Path, multirun: bool) -> str | None:
     """What in ``path`` shows an earlier run (or sweep) was there, or None."""
-    marks = ["multirun.yaml", "sweep_results.csv"] if multirun else [".hydra", "checkpoints", "metrics.json", "train.log"]
+    marks = (
+        ["multirun.yaml", "sweep_results.csv"] if multirun else [".hydra", "checkpoints", "metrics.json", "train.log"]
+    )
     found = next((m for m in marks if (path / m).exists()), None)
     if found is None and multirun and path.is_dir():
         found = next((c.name for c in sorted(path.iterdir()) if c.is_dir() and (c / ".hydra").is_dir()), None)
@@ -132,11 +136,13 @@ def drop_refused_run(code) -> None:
     d = STATE.created_dir.resolve() if STATE.created_dir is not None else None
     if code != 2 or d is None or not d.is_dir():
         return
-    if any((d / m).exists() for m in ("checkpoints", "metrics.json")) or any(p.is_dir() and (p / ".hydra").is_dir() for p in d.iterdir()):
+    if any((d / m).exists() for m in ("checkpoints", "metrics.json")) or any(
+        p.is_dir() and (p / ".hydra").is_dir() for p in d.iterdir()
+    ):
         return
     shutil.rmtree(d, ignore_errors=True)
     top = STATE.created_top.resolve() if STATE.created_top is not None else d
-    for parent in d.parents:                        # the parents this command made (outputs/<date>/), if empty
+    for parent in d.parents:  # the parents this command made (outputs/<date>/), if empty
         if top not in (parent, *parent.parents) or not parent.is_dir() or any(parent.iterdir()):
             break
         try:
@@ -165,15 +171,23 @@ def claim_dir(overrides: list[str], multirun: bool, cfg: Any, compose: Callable[
         STATE.created_dir, STATE.created_top = (path, made) if made and not resume else (None, None)
         found = None if resume else holds_run(path, multirun)
         if found and multirun and same_sweep(path, overrides):
-            print(f"dendsn: {shorten(path)} holds this sweep: completed jobs are kept, interrupted ones resume from "
-                  "their last.pt, the others train", file=sys.stderr)
+            print(
+                f"dendsn: {shorten(path)} holds this sweep: completed jobs are kept, interrupted ones resume from "
+                "their last.pt, the others train",
+                file=sys.stderr,
+            )
             found = None
         if found:
             what = "sweep" if multirun else "run"
-            hint = ("a different one (only the same -m command, basic sweeper, continues it); " if multirun
-                    else f"continue it with: dendsn train resume={quoted(str(path))}, or ")
-            raise UserError(f"{key}={shorten(path)} already holds a {what} ({found}); nothing there was changed; "
-                            f"{hint}choose another {key}")
+            hint = (
+                "a different one (only the same -m command, basic sweeper, continues it); "
+                if multirun
+                else f"continue it with: dendsn train resume={quoted(str(path))}, or "
+            )
+            raise UserError(
+                f"{key}={shorten(path)} already holds a {what} ({found}); nothing there was changed; "
+                f"{hint}choose another {key}"
+            )
     lock_dir(path, key)
     if given is None:
         overrides = [*overrides, f"{key}={quoted(str(path))}"]
@@ -185,7 +199,7 @@ def claim_dir_once(overrides: list[str], cfg: Any, compose: Callable[..., Any]) 
     its overrides, with Hydra's own record (.hydra/) and log file left to rank 0."""
     try:
         distributed.init(str(cfg.device))
-    except UserError as e:                     # this process's own problem: it says so itself
+    except UserError as e:  # this process's own problem: it says so itself
         if distributed.env_world()[0] != 0:
             print(f"dendsn: error: rank {distributed.env_world()[0]}: {e}", file=sys.stderr)
         raise
@@ -216,8 +230,12 @@ def same_sweep(path: Path, overrides: list[str]) -> bool:
         return False
 
     def key_set(items):
-        return sorted(o for o in items if not o.lstrip("+~").startswith(("hydra.", "hydra/"))
-                      and o.split("=", 1)[0].lstrip("+~") not in SAME_SWEEP_IGNORES)
+        return sorted(
+            o
+            for o in items
+            if not o.lstrip("+~").startswith(("hydra.", "hydra/"))
+            and o.split("=", 1)[0].lstrip("+~") not in SAME_SWEEP_IGNORES
+        )
 
     return key_set(task) == key_set(overrides)
 

@@ -33,11 +33,22 @@ from . import rundir
 from .overrides import quoted
 from .state import STATE
 
-MAX_DIR_NAME = 120       # bytes; file systems allow 255, TensorBoard shows the whole path
+MAX_DIR_NAME = 120  # bytes; file systems allow 255, TensorBoard shows the whole path
 STATUSES = ("completed", "failed", "interrupted", "diverged", "running", "killed")
 SORT_KEY = "best_val_acc"
-COLUMNS = ("job", "status", "best_val_acc", "test_acc_at_best_val", "best_epoch", "final_test_acc",
-           "epochs", "time_s", "overrides", "dir", "error")
+COLUMNS = (
+    "job",
+    "status",
+    "best_val_acc",
+    "test_acc_at_best_val",
+    "best_epoch",
+    "final_test_acc",
+    "epochs",
+    "time_s",
+    "overrides",
+    "dir",
+    "error",
+)
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=,+\-\[\]~@%]")
 _LONG_FLOAT = re.compile(r"(?<=[=,\[])(-?\d+\.\d{5,}(?:[eE][-+]?\d+)?)(?=[,\]]|$)")
@@ -54,7 +65,7 @@ def job_dir_name(num: Any, override_dirname: Any = "") -> str:
     name = f"{num}_{text}" if text else str(num)
     if len(name) > MAX_DIR_NAME:
         digest = hashlib.sha1(name.encode()).hexdigest()[:8]
-        name = f"{name[:MAX_DIR_NAME - 9]}~{digest}"
+        name = f"{name[: MAX_DIR_NAME - 9]}~{digest}"
     return name
 
 
@@ -135,17 +146,18 @@ def read_job(job: Path, sweep_dir: Optional[Path] = None) -> dict:
     error = error_file.read_text().strip() if error_file.exists() else None
     status = metrics.get("status")
     if error is not None and status not in ("interrupted", "diverged"):
-        status = "failed"                      # a failed job may have left a "running" metrics.json
+        status = "failed"  # a failed job may have left a "running" metrics.json
     elif status not in STATUSES:
-        status = "running"                     # no metrics.json yet (or one we cannot read)
+        status = "running"  # no metrics.json yet (or one we cannot read)
     if status == "running" and (job / ".dendsn.lock").exists() and not rundir.is_locked(job):
-        status = "killed"                      # no process holds its lock: it ended without a word (SIGKILL)
+        status = "killed"  # no process holds its lock: it ended without a word (SIGKILL)
     best = metrics.get("best") if isinstance(metrics.get("best"), dict) else {}
     final = metrics.get("final") if isinstance(metrics.get("final"), dict) else {}
     has_val = _number(best.get("val_acc")) is not None
     overrides = read_overrides(job)
     return {
-        "job": job_number(job), "status": status,
+        "job": job_number(job),
+        "status": status,
         "best_val_acc": _number(best.get("val_acc")),
         # old metrics.json: "best" was the best *test* epoch, which is not "test at the best val epoch"
         "test_acc_at_best_val": _number(best.get("test_acc")) if has_val else None,
@@ -153,8 +165,10 @@ def read_job(job: Path, sweep_dir: Optional[Path] = None) -> dict:
         "final_test_acc": _number(final.get("test_acc")),
         "epochs": metrics.get("epochs_completed") if isinstance(metrics.get("epochs_completed"), int) else None,
         "time_s": _number(metrics.get("time_s")),
-        "overrides": ",".join(overrides), "override_list": overrides,
-        "dir": str(job.relative_to(sweep_dir)) if sweep_dir is not None else str(job), "error": error,
+        "overrides": ",".join(overrides),
+        "override_list": overrides,
+        "dir": str(job.relative_to(sweep_dir)) if sweep_dir is not None else str(job),
+        "error": error,
     }
 
 
@@ -191,14 +205,14 @@ def swept_keys(sweep_dir: Path, rows: list[dict], task_overrides: Optional[list[
     try:
         from hydra.core.override_parser.overrides_parser import OverridesParser  # noqa: PLC0415  (slow to import)
 
-        if task_overrides is None:          # the basic sweeper writes multirun.yaml, Optuna's does not
+        if task_overrides is None:  # the basic sweeper writes multirun.yaml, Optuna's does not
             record = yaml.safe_load((sweep_dir / "multirun.yaml").read_text()) or {}
             hydra = record.get("hydra") or {}
             task_overrides = list((hydra.get("overrides") or {}).get("task") or [])
             keys |= {str(k) for k in ((hydra.get("sweeper") or {}).get("params") or {})}
         parsed = OverridesParser.create().parse_overrides(list(task_overrides))
         keys |= {o.key_or_group for o in parsed if o.is_sweep_override()}
-    except Exception:                       # no or unreadable record: the differing keys alone
+    except Exception:  # no or unreadable record: the differing keys alone
         pass
     return keys
 
@@ -208,25 +222,28 @@ def _percent(value: Optional[float]) -> str:
 
 
 def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[:max(width - 3, 0)] + "..."
+    return text if len(text) <= width else text[: max(width - 3, 0)] + "..."
 
 
 def format_table(rows: list[dict], max_overrides: int = 48) -> str:
     """A fixed-width table (80-120 columns): job, overrides (the swept ones, floats to 4 digits, long
     ones cut with '...'), status, best val acc, test acc at that epoch, final test acc, epochs, time."""
-    texts = [_LONG_FLOAT.sub(lambda m: f"{float(m.group(1)):.4g}", r.get("swept", r["overrides"])) or "-"
-             for r in rows]
+    texts = [_LONG_FLOAT.sub(lambda m: f"{float(m.group(1)):.4g}", r.get("swept", r["overrides"])) or "-" for r in rows]
     width = min(max([len("overrides"), *map(len, texts)]), max_overrides)
-    head = (f"{'job':>4}  {'overrides':<{width}}  {'status':<11}  {'best val':>8}  {'test@best':>9}  "
-            f"{'final test':>10}  {'epochs':>6}  {'time (s)':>8}")
+    head = (
+        f"{'job':>4}  {'overrides':<{width}}  {'status':<11}  {'best val':>8}  {'test@best':>9}  "
+        f"{'final test':>10}  {'epochs':>6}  {'time (s)':>8}"
+    )
     lines = [head, "-" * len(head)]
     for row, text in zip(rows, texts):
         job = "?" if row["job"] is None else str(row["job"])
         epochs = "-" if row["epochs"] is None else str(row["epochs"])
         time_s = "-" if row["time_s"] is None else f"{row['time_s']:.1f}"
-        lines.append(f"{job:>4}  {_cut(text, width):<{width}}  {row['status']:<11}  {_percent(row['best_val_acc']):>8}  "
-                     f"{_percent(row['test_acc_at_best_val']):>9}  {_percent(row['final_test_acc']):>10}  "
-                     f"{epochs:>6}  {time_s:>8}")
+        lines.append(
+            f"{job:>4}  {_cut(text, width):<{width}}  {row['status']:<11}  {_percent(row['best_val_acc']):>8}  "
+            f"{_percent(row['test_acc_at_best_val']):>9}  {_percent(row['final_test_acc']):>10}  "
+            f"{epochs:>6}  {time_s:>8}"
+        )
     return "\n".join(lines)
 
 
@@ -241,7 +258,7 @@ def optuna_result(sweep_dir) -> Optional[dict]:
         return None
     value = data.get("best_value")
     if isinstance(value, float) and not math.isfinite(value):
-        data["best_value"] = None           # no trial completed (JSON has no -inf)
+        data["best_value"] = None  # no trial completed (JSON has no -inf)
     return data
 
 
@@ -254,9 +271,13 @@ def write_results(sweep_dir, rows: list[dict], extra: Optional[dict] = None) -> 
     writer.writeheader()
     for row in rows:
         writer.writerow({k: "" if row.get(k) is None else row[k] for k in COLUMNS})
-    doc = {"sweep_dir": str(sweep_dir), "sort_key": SORT_KEY, "order": "descending, missing values last",
-           "rows": [{**{k: row.get(k) for k in COLUMNS}, "override_list": row["override_list"]} for row in rows],
-           **(extra or {})}
+    doc = {
+        "sweep_dir": str(sweep_dir),
+        "sort_key": SORT_KEY,
+        "order": "descending, missing values last",
+        "rows": [{**{k: row.get(k) for k in COLUMNS}, "override_list": row["override_list"]} for row in rows],
+        **(extra or {}),
+    }
     paths = sweep_dir / "sweep_results.csv", sweep_dir / "sweep_results.json"
     for path, text in zip(paths, (buf.getvalue(), json.dumps(doc, indent=2, default=str) + "\n")):
         tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -285,8 +306,10 @@ class SweepInterrupted(KeyboardInterrupt):
             where = f"in job {self.num}"
         else:
             where = f"in job {self.num} before it trained"
-        return (f"interrupted: the sweep stopped {where}; {done} finished job(s) are kept{kept}; the jobs after it "
-                f"did not start; {run_again(root)}")
+        return (
+            f"interrupted: the sweep stopped {where}; {done} finished job(s) are kept{kept}; the jobs after it "
+            f"did not start; {run_again(root)}"
+        )
 
 
 def table_so_far(root: Path) -> tuple[int, str]:
@@ -301,5 +324,7 @@ def table_so_far(root: Path) -> tuple[int, str]:
 
 def run_again(root: Path) -> str:
     """How to finish a stopped sweep (a re-run keeps what finished and resumes what stopped)."""
-    return (f"run the same command again (with hydra.sweep.dir={quoted(str(root))}) to finish it: finished jobs are "
-            "kept and stopped ones resume from their last.pt")
+    return (
+        f"run the same command again (with hydra.sweep.dir={quoted(str(root))}) to finish it: finished jobs are "
+        "kept and stopped ones resume from their last.pt"
+    )

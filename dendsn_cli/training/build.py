@@ -1,7 +1,7 @@
 """Setup of a run: the device, the seed, and the parts built from the config.
 
-    dataset -> device tensors (train, validation, test), encoder, neuron factory -> network, read-out,
-    learning rule; `calibrate`: each layer's synapses scaled to a firing rate (`init_rate`)
+dataset -> device tensors (train, validation, test), encoder, neuron factory -> network, read-out,
+learning rule; `calibrate`: each layer's synapses scaled to a firing rate (`init_rate`)
 """
 
 from __future__ import annotations
@@ -83,13 +83,13 @@ def call_group(factory, group: str):
 class Parts:
     model: torch.nn.Module
     train: object
-    val: object          # the validation split, or None (dataset.val=0)
+    val: object  # the validation split, or None (dataset.val=0)
     test: object
     info: object
     encoder: torch.nn.Module
     rule: object
     layers: list = field(default_factory=list)  # (name, spiking module)
-    decoder: object = None                      # the read-out (`readouts.Readout`): loss and prediction
+    decoder: object = None  # the read-out (`readouts.Readout`): loss and prediction
 
 
 def check_dendrites(model: torch.nn.Module) -> None:
@@ -104,16 +104,17 @@ def check_dendrites(model: torch.nn.Module) -> None:
             raise UserError(
                 f"neuron.coupling_g={g} makes the {type(d.wiring).__name__} dendrite unstable (its potentials grow "
                 f"{rho:.2f}x per step whatever the input); use neuron.coupling_g=null (stable for every wiring) "
-                f"or a value below {d.stable_coupling_limit():.3g}")
+                f"or a value below {d.stable_coupling_limit():.3g}"
+            )
 
 
 def build(cfg: DictConfig, device: torch.device) -> Parts:
     dataset = instantiate_group(cfg.dataset, "dataset")
     train, val, test, info = dataset.load(device)
     encoder = instantiate_group(cfg.encoder, "encoder").to(device)
-    if getattr(encoder, "event_times", False):              # spike times for the event network (spikegd)
+    if getattr(encoder, "event_times", False):  # spike times for the event network (spikegd)
         return build_events(cfg, device, (train, val, test, info), encoder)
-    shape_of = getattr(encoder, "output_shape", None)        # an encoder that changes the input's shape
+    shape_of = getattr(encoder, "output_shape", None)  # an encoder that changes the input's shape
     input_shape = list(shape_of(tuple(info.input_shape)) if callable(shape_of) else info.input_shape)
     neuron = instantiate_group(cfg.neuron, "neuron")
     call_group(neuron, "neuron")  # constructor checks (tau > 1 ...) name the neuron group
@@ -124,14 +125,21 @@ def build(cfg: DictConfig, device: torch.device) -> Parts:
     extra = synapse_argument(cfg, network_cfg)
     try:
         model = instantiate_group(
-            network_cfg, "network", input_shape=input_shape, n_classes=info.n_classes,
-            neuron=neuron, readout=readout, **extra,
+            network_cfg,
+            "network",
+            input_shape=input_shape,
+            n_classes=info.n_classes,
+            neuron=neuron,
+            readout=readout,
+            **extra,
         ).to(device)
     except UserError as e:
         if tuple(input_shape) == tuple(info.input_shape):
             raise
-        raise UserError(f"{e} (encoder={choice_name(cfg, 'encoder')} turns each {tuple(info.input_shape)} sample into "
-                        f"{tuple(input_shape)})") from None
+        raise UserError(
+            f"{e} (encoder={choice_name(cfg, 'encoder')} turns each {tuple(info.input_shape)} sample into "
+            f"{tuple(input_shape)})"
+        ) from None
     check_dendrites(model)
     rule = instantiate_group(cfg.learning, "learning")
     rule.attach(RuleContext(decoder=decoder))
@@ -140,15 +148,17 @@ def build(cfg: DictConfig, device: torch.device) -> Parts:
 
 def synapse_argument(cfg: DictConfig, network_cfg: dict) -> dict:
     """{"synapse": the synapse group's object} when the network takes one; {} without the group."""
-    if cfg.get("synapse") is None:                          # the synapse group: how each layer connects
+    if cfg.get("synapse") is None:  # the synapse group: how each layer connects
         return {}
     synapse = instantiate_group(cfg.synapse, "synapse")
     if takes(network_cfg.get("_target_"), "synapse"):
         return {"synapse": synapse}
-    if not getattr(synapse, "plain", True):                 # a user's network without the argument: plain only
-        raise UserError(f"synapse={choice_name(cfg, 'synapse')}: network._target_={network_cfg.get('_target_')} takes "
-                        "no synapse argument; add `synapse=None` to its constructor (see dendsn.networks.MLP), "
-                        "or use synapse=plain")
+    if not getattr(synapse, "plain", True):  # a user's network without the argument: plain only
+        raise UserError(
+            f"synapse={choice_name(cfg, 'synapse')}: network._target_={network_cfg.get('_target_')} takes "
+            "no synapse argument; add `synapse=None` to its constructor (see dendsn.networks.MLP), "
+            "or use synapse=plain"
+        )
     return {}
 
 
@@ -159,12 +169,15 @@ def build_events(cfg: DictConfig, device: torch.device, data: tuple, encoder) ->
     neuron = instantiate_group(cfg.neuron, "neuron")
     call_group(neuron, "neuron")
     if cfg.get("synapse") is not None and not getattr(instantiate_group(cfg.synapse, "synapse"), "plain", True):
-        raise UserError(f"synapse={choice_name(cfg, 'synapse')} does not apply to the event network (delta-pulse "
-                        "synapses, one weight matrix per layer); use synapse=plain")
+        raise UserError(
+            f"synapse={choice_name(cfg, 'synapse')} does not apply to the event network (delta-pulse "
+            "synapses, one weight matrix per layer); use synapse=plain"
+        )
     network_cfg = OmegaConf.to_container(cfg.network, resolve=True)
     network_cfg.pop("readout", None)
-    model = instantiate_group(network_cfg, "network", input_shape=list(info.input_shape), n_classes=info.n_classes,
-                              neuron=neuron).to(device)
+    model = instantiate_group(
+        network_cfg, "network", input_shape=list(info.input_shape), n_classes=info.n_classes, neuron=neuron
+    ).to(device)
     rule = instantiate_group(cfg.learning, "learning")
     first = build_readout(cfg)
     decoder = EventFirstSpike(T=model.T, temperature=first.temperature, **rule.readout_options())
@@ -176,7 +189,7 @@ def takes(target, name: str) -> bool:
     """Does the callable at the import path ``target`` accept the keyword ``name`` (or **kwargs)?"""
     try:
         params = inspect.signature(get_object(str(target))).parameters.values()
-    except Exception:                                       # not importable: instantiate names the problem
+    except Exception:  # not importable: instantiate names the problem
         return True
     return any(p.name == name or p.kind is p.VAR_KEYWORD for p in params)
 
@@ -187,8 +200,10 @@ def build_readout(cfg: DictConfig):
     decoder = Counts() if node is None else instantiate_group(node, "readout")
     if bool(cfg.learning.get("per_step_loss", False)):
         if type(decoder) not in (Counts, TET):
-            raise UserError(f"learning.per_step_loss=true is the per-step (TET) loss of the spike-count read-out and "
-                            f"readout={decoder.name} has its own loss; use readout=tet, or drop learning.per_step_loss")
+            raise UserError(
+                f"learning.per_step_loss=true is the per-step (TET) loss of the spike-count read-out and "
+                f"readout={decoder.name} has its own loss; use readout=tet, or drop learning.per_step_loss"
+            )
         decoder = TET()
     return decoder
 
@@ -217,20 +232,21 @@ def calibrate(parts: Parts, cfg: DictConfig) -> str:
     try:
         pairs = layer_pairs(parts.model)
     except ValueError:
-        return ""                                   # a user's network without (synapse, neuron) pairs
+        return ""  # a user's network without (synapse, neuron) pairs
     last = len(pairs) - 1
     skip = set(parts.rule.calibration_skip())
     results = []
     try:
         results += calibrate_rates(parts.model, x_seq, cfg.init_rate, skip=skip | {last})
-        spiking_readout = getattr(pairs[last][1], "spiking", True)     # an LI read-out has no rate to set
+        spiking_readout = getattr(pairs[last][1], "spiking", True)  # an LI read-out has no rate to set
         if cfg.init_readout_rate is not None and last not in skip and spiking_readout:
             results += calibrate_rates(parts.model, x_seq, cfg.init_readout_rate, skip=set(range(last)))
     except ValueError as e:
-        raise UserError(f"init_rate={cfg.init_rate}: {e}; set init_rate=null to keep the plain initialisation") from None
+        raise UserError(
+            f"init_rate={cfg.init_rate}: {e}; set init_rate=null to keep the plain initialisation"
+        ) from None
     if cfg.init_lr_scale and results:
-        scales = {p: c.scale for c in results if c.index != last
-                  for p in weight_module(pairs[c.index][0]).parameters()}
+        scales = {p: c.scale for c in results if c.index != last for p in weight_module(pairs[c.index][0]).parameters()}
         parts.rule.scale_lr(scales)
     names = [name for name, _ in parts.layers]
     return describe(results, names) if results else ""
@@ -247,7 +263,7 @@ def named_layer_parameters(model: torch.nn.Module, layers: list) -> dict:
     (e.g. 'layer1/w' of a PLIF, 'layer1/phi'). A synapse and whatever sits between it and its neuron
     (`dendsn.calibrate.layer_pairs`) belong to that neuron's layer; parameters outside every layer keep
     their module path."""
-    own = getattr(model, "layer_parameters", None)          # a network that names its own (the event network)
+    own = getattr(model, "layer_parameters", None)  # a network that names its own (the event network)
     if callable(own):
         return dict(own())
     name_of = {id(m): name for name, m in layers}
@@ -255,7 +271,7 @@ def named_layer_parameters(model: torch.nn.Module, layers: list) -> dict:
     try:
         for synapse, neuron, between in layer_pairs(model):
             owner.update({id(m): name_of[id(neuron)] for m in (synapse, *between) if id(neuron) in name_of})
-    except ValueError:                                  # not a feed-forward stack: the neurons alone
+    except ValueError:  # not a feed-forward stack: the neurons alone
         pass
     out, seen = {}, set()
     for top in model.modules():

@@ -29,8 +29,15 @@ def tallies_of(decoder) -> tuple:
     return tally, (tuple(getattr(decoder, "tally_names", ())) if tally is not None else ())
 
 
-def evaluate(parts: Parts, cfg, split=None, monitor: Optional[Monitor] = None, record: bool = False,
-             confusion: Optional[torch.Tensor] = None, extra: Optional[dict] = None) -> tuple[float, float]:
+def evaluate(
+    parts: Parts,
+    cfg,
+    split=None,
+    monitor: Optional[Monitor] = None,
+    record: bool = False,
+    confusion: Optional[torch.Tensor] = None,
+    extra: Optional[dict] = None,
+) -> tuple[float, float]:
     """(loss, accuracy) on ``split`` (default: the test split) in inference mode. With a ``monitor``, its
     hooks count spikes (and with ``record`` keep what the figures record on the first batch); ``confusion``
     [C, C] (true, predicted) is incremented on the device. ``extra`` receives the read-out's own tallies
@@ -45,7 +52,7 @@ def evaluate(parts: Parts, cfg, split=None, monitor: Optional[Monitor] = None, r
         monitor.start(record)
     with torch.inference_mode():
         for x, y in split.batches(cfg.batch_size, shuffle=False):
-            x, y = dist.part(x, y)                           # under torchrun: this rank's part of the batch
+            x, y = dist.part(x, y)  # under torchrun: this rank's part of the batch
             if y.shape[0] == 0:
                 continue
             model.reset()
@@ -55,7 +62,7 @@ def evaluate(parts: Parts, cfg, split=None, monitor: Optional[Monitor] = None, r
             if names:
                 sums[2:] += tally(out, y)
             if monitor is not None:
-                monitor.stop_recording()                     # the figures' records of the first batch only
+                monitor.stop_recording()  # the figures' records of the first batch only
             if confusion is not None:
                 C = confusion.shape[0]
                 pred = predict(parts, out)

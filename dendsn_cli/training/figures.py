@@ -66,23 +66,26 @@ FIGURES: list = []
 
 def figure(record: Optional[Callable] = None):
     """Register the decorated draw function as a `FigureSpec` (logged after those registered before)."""
+
     def register(draw):
         FIGURES.append(FigureSpec(draw.__name__, draw, record))
         return draw
+
     return register
 
 
 # --------------------------------------------------------------------------- raster
 
+
 def record_raster(layer, module, spikes, monitor):
     k = min(monitor.n_samples, spikes.shape[1])
-    return spikes[:, :k].float().cpu()                                       # [T, k, N]
+    return spikes[:, :k].float().cpu()  # [T, k, N]
 
 
 @figure(record=record_raster)
 def raster(seen: Seen):
     """raster/<layer>: spikes of 3 samples (time x neuron); raster/network: the event network's, continuous."""
-    for name, s in seen.records.get("raster", {}).items():                  # [T, k, N]; the event network: a dict
+    for name, s in seen.records.get("raster", {}).items():  # [T, k, N]; the event network: a dict
         if isinstance(s, dict):
             yield f"raster/{name}", plots.event_raster(s, title=f"event network: {seen.split} samples")
         else:
@@ -90,6 +93,7 @@ def raster(seen: Seen):
 
 
 # --------------------------------------------------------------------------- traces
+
 
 def sample_neurons(spikes: torch.Tensor, n: int) -> torch.Tensor:
     """The sample neurons of a trace: the most active ones of sample 0 (a silent layer: the first)."""
@@ -99,16 +103,19 @@ def sample_neurons(spikes: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def record_traces(layer, module, spikes, monitor):
-    v = getattr(module, "h_seq", None)             # before the reset: it crosses the threshold
+    v = getattr(module, "h_seq", None)  # before the reset: it crosses the threshold
     v = v if isinstance(v, torch.Tensor) else getattr(module, "v_seq", None)
     if not isinstance(v, torch.Tensor):
         return None
     idx = sample_neurons(spikes, monitor.n_neurons)
-    trace = {"v": v.detach().reshape(v.shape[0], v.shape[1], -1)[:, 0, idx].float().cpu(),
-             "spikes": spikes[:, 0, idx].float().cpu(), "neurons": idx.tolist(),
-             "v_threshold": float(getattr(module, "v_threshold", 1.0))}
+    trace = {
+        "v": v.detach().reshape(v.shape[0], v.shape[1], -1)[:, 0, idx].float().cpu(),
+        "spikes": spikes[:, 0, idx].float().cpu(),
+        "neurons": idx.tolist(),
+        "v_threshold": float(getattr(module, "v_threshold", 1.0)),
+    }
     vd = getattr(module, "v_dend_seq", None)
-    if isinstance(vd, torch.Tensor):               # [T, B, S..., K]
+    if isinstance(vd, torch.Tensor):  # [T, B, S..., K]
         trace["v_dend"] = vd.detach().reshape(vd.shape[0], vd.shape[1], -1, vd.shape[-1])[:, 0, idx].float().cpu()
     return trace
 
@@ -118,12 +125,21 @@ def traces(seen: Seen):
     """traces/<layer>: soma potential, threshold and spikes of 4 neurons (and every compartment's potential)."""
     for name, t in seen.records.get("traces", {}).items():
         kind = "soma (before reset) and dendritic compartments" if "v_dend" in t else "soma (before reset)"
-        yield f"traces/{name}", plots.traces(
-            t["v"], t["spikes"], t["v_threshold"], v_dend=t.get("v_dend"), neuron_ids=t["neurons"],
-            title=f"{name}: {kind}, {seen.split} sample 0")
+        yield (
+            f"traces/{name}",
+            plots.traces(
+                t["v"],
+                t["spikes"],
+                t["v_threshold"],
+                v_dend=t.get("v_dend"),
+                neuron_ids=t["neurons"],
+                title=f"{name}: {kind}, {seen.split} sample 0",
+            ),
+        )
 
 
 # --------------------------------------------------------------------------- rates, confusion
+
 
 @figure()
 def rates(seen: Seen):

@@ -53,7 +53,7 @@ from .figures import Seen
 from .monitor import Monitor, grad_norms, weights_finite
 from .tb import SYNC_EVERY, RankLogger, hparams_of
 
-log = logging.getLogger("dendsn")   # records go to <run dir>/train.log (conf/hydra/job_logging/dendsn.yaml)
+log = logging.getLogger("dendsn")  # records go to <run dir>/train.log (conf/hydra/job_logging/dendsn.yaml)
 
 
 @dataclass
@@ -64,31 +64,32 @@ class Run:
     run_dir: Path
     overrides: list
     choices: dict
-    stop: object                      # the process's `StopFlag`
+    stop: object  # the process's `StopFlag`
     device: torch.device
     parts: Parts
     context: RuleContext
-    steps: int                        # batches per epoch
+    steps: int  # batches per epoch
     t_start: float = field(default_factory=time.perf_counter)
     n_params: int = 0
     autocast: object = None
     logger: object = None
     monitor: Optional[Monitor] = None
-    trainer: Optional[torch.nn.Module] = None   # the model, or DistributedDataParallel's wrapper under torchrun
+    trainer: Optional[torch.nn.Module] = None  # the model, or DistributedDataParallel's wrapper under torchrun
     named_params: dict = field(default_factory=dict)
     tally: object = None
     tally_names: tuple = ()
-    init_line: str = ""               # init_rate's calibration, as the start line reports it
-    log_every: int = SYNC_EVERY       # logger.log_every_n_steps
-    times: dict = field(default_factory=lambda: dict.fromkeys(
-        ("data", "train_step", "evaluate", "logging", "checkpoint"), 0.0))
+    init_line: str = ""  # init_rate's calibration, as the start line reports it
+    log_every: int = SYNC_EVERY  # logger.log_every_n_steps
+    times: dict = field(
+        default_factory=lambda: dict.fromkeys(("data", "train_step", "evaluate", "logging", "checkpoint"), 0.0)
+    )
     # progress
     start_epoch: int = 0
     start_batch: int = 0
-    partial: Optional[list] = None    # a resumed epoch's sums so far
+    partial: Optional[list] = None  # a resumed epoch's sums so far
     history: list = field(default_factory=list)
     best: dict = field(default_factory=lambda: {"epoch": 0})
-    stale: int = 0                    # epochs since the selected metric last improved
+    stale: int = 0  # epochs since the selected metric last improved
     early_stopped: bool = False
     status: str = "running"
     samples_seen: int = 0
@@ -98,15 +99,15 @@ class Run:
     epoch: int = 0
     sums: Optional[torch.Tensor] = None
     n_epoch: int = 0
-    t_step: float = 0.0               # when the batch at hand entered the rule
-    lr_now: float = math.nan          # the rate the epoch's last step applied
+    t_step: float = 0.0  # when the batch at hand entered the rule
+    lr_now: float = math.nan  # the rate the epoch's last step applied
     epoch_train_s: float = 0.0
     rule_scalars: dict = field(default_factory=dict)
     row: dict = field(default_factory=dict)
     rates: dict = field(default_factory=dict)
     neuron_rates: dict = field(default_factory=dict)
     potentials: dict = field(default_factory=dict)
-    drawn: object = None              # the figures being drawn for this epoch (`TensorBoardLogger.draw_figures`)
+    drawn: object = None  # the figures being drawn for this epoch (`TensorBoardLogger.draw_figures`)
 
     @property
     def main(self) -> bool:
@@ -125,7 +126,7 @@ class Run:
         return "val_acc" if self.parts.val is not None else "train_acc"
 
     def save(self, obj: dict, path: Path) -> None:
-        if self.main:                                     # rank 0 writes the files
+        if self.main:  # rank 0 writes the files
             checkpoint.save_atomic(obj, path)
 
     def write_json(self, path: Path, obj: dict) -> None:
@@ -134,19 +135,33 @@ class Run:
 
     def checkpoint(self, epoch: int, batch: int, progress) -> dict:
         return {
-            "format": checkpoint.FORMAT, "overrides": self.overrides, "model": self.parts.model.state_dict(),
-            "rule": self.parts.rule.state_dict(), "epoch": epoch, "batch": batch, "batch_size": self.cfg.batch_size,
-            "progress": progress, "history": self.history, "best": self.best, "rng": checkpoint.rng_state(),
+            "format": checkpoint.FORMAT,
+            "overrides": self.overrides,
+            "model": self.parts.model.state_dict(),
+            "rule": self.parts.rule.state_dict(),
+            "epoch": epoch,
+            "batch": batch,
+            "batch_size": self.cfg.batch_size,
+            "progress": progress,
+            "history": self.history,
+            "best": self.best,
+            "rng": checkpoint.rng_state(),
         }
 
     def summary(self, status: str) -> dict:
         last = self.history[-1] if self.history else {}
         return {
-            "status": status, "epochs_completed": len(self.history), "final": last,
-            "best": self.best, "selected_on": self.select_on, "early_stopped": self.early_stopped,
+            "status": status,
+            "epochs_completed": len(self.history),
+            "final": last,
+            "best": self.best,
+            "selected_on": self.select_on,
+            "early_stopped": self.early_stopped,
             "time_s": round(time.perf_counter() - self.t_start, 2),
             "train_samples_per_s": round(self.samples_seen / self.train_time, 1) if self.train_time else None,
-            "device": str(self.device), "params": self.n_params, "history": self.history,
+            "device": str(self.device),
+            "params": self.n_params,
+            "history": self.history,
         }
 
     def hparams(self) -> tuple:
@@ -169,12 +184,12 @@ def fit(cfg: DictConfig, run_dir: Path, overrides: list, choices: Optional[dict]
             if end_epoch(run):
                 break
         run.status = "completed"
-    except (Interrupted, KeyboardInterrupt) as e:   # KeyboardInterrupt: a second Ctrl-C stopped the run at once
+    except (Interrupted, KeyboardInterrupt) as e:  # KeyboardInterrupt: a second Ctrl-C stopped the run at once
         stopped(run, e)
     except Diverged as e:
         diverged(run, e)
     except BaseException:
-        end_early(run, "failed")                    # whatever else ends the run: metrics.json says so
+        end_early(run, "failed")  # whatever else ends the run: metrics.json says so
         raise
     finally:
         run.monitor.remove()
@@ -182,6 +197,7 @@ def fit(cfg: DictConfig, run_dir: Path, overrides: list, choices: Optional[dict]
 
 
 # --------------------------------------------------------------------------- setup
+
 
 def setup(cfg: DictConfig, run_dir: Path, overrides: list, choices: Optional[dict], stop) -> Run:
     """The parts, the rule's optimizer and context, `init_rate`'s calibration and AMP."""
@@ -194,13 +210,16 @@ def setup(cfg: DictConfig, run_dir: Path, overrides: list, choices: Optional[dic
     if dist.active():
         check_distributed(cfg, parts)
     steps = math.ceil(len(parts.train) / cfg.batch_size)
-    context = RuleContext(decoder=parts.decoder, lr_decay_steps=cfg.get("lr_decay_epochs", 100.0) * steps,
-                          clock=PhaseClock(device) if cfg.profile else None)
+    context = RuleContext(
+        decoder=parts.decoder,
+        lr_decay_steps=cfg.get("lr_decay_epochs", 100.0) * steps,
+        clock=PhaseClock(device) if cfg.profile else None,
+    )
     parts.rule.setup(parts.model, instantiate_group(cfg.optim, "optim"), cfg.epochs * steps, cfg.lr_schedule, context)
     run = Run(cfg, run_dir, overrides, choices, stop, device, parts, context, steps, t_start=t_start)
     run.n_params = sum(p.numel() for p in parts.model.parameters())
     event_based = bool(getattr(parts.model, "event_based", False))
-    if cfg.init_rate is not None and not cfg.resume and not event_based:   # an event network starts as the paper's
+    if cfg.init_rate is not None and not cfg.resume and not event_based:  # an event network starts as the paper's
         run.init_line = calibrate(parts, cfg)
     if cfg.amp != "none":
         if device.type == "cuda":
@@ -213,16 +232,22 @@ def setup(cfg: DictConfig, run_dir: Path, overrides: list, choices: Optional[dic
 def check_distributed(cfg: DictConfig, parts: Parts) -> None:
     """What torchrun's processes cannot share: a local rule, a batch or a split smaller than the world."""
     if isinstance(parts.rule, LocalRule):
-        raise UserError(f"learning={choice_name(cfg, 'learning')} updates weights by a local rule, which torchrun's "
-                        "processes would each apply to their own shard (the weights would drift apart): train it in "
-                        "one process, or use a gradient rule (learning=bptt or exact) under torchrun")
+        raise UserError(
+            f"learning={choice_name(cfg, 'learning')} updates weights by a local rule, which torchrun's "
+            "processes would each apply to their own shard (the weights would drift apart): train it in "
+            "one process, or use a gradient rule (learning=bptt or exact) under torchrun"
+        )
     if cfg.batch_size < dist.world_size():
-        raise UserError(f"batch_size={cfg.batch_size} is the global batch, split over {dist.world_size()} processes: "
-                        f"it must be at least {dist.world_size()}")
+        raise UserError(
+            f"batch_size={cfg.batch_size} is the global batch, split over {dist.world_size()} processes: "
+            f"it must be at least {dist.world_size()}"
+        )
     for name, split in (("validation", parts.val), ("test", parts.test)):
         if split is not None and len(split) < dist.world_size():
-            raise UserError(f"the {name} split has {len(split)} samples, fewer than the {dist.world_size()} processes "
-                            "that evaluate it in parts; use more samples (dataset.val, dataset.n_test) or fewer processes")
+            raise UserError(
+                f"the {name} split has {len(split)} samples, fewer than the {dist.world_size()} processes "
+                "that evaluate it in parts; use more samples (dataset.val, dataset.n_test) or fewer processes"
+            )
 
 
 def resume(run: Run) -> None:
@@ -232,9 +257,11 @@ def resume(run: Run) -> None:
     ck = checkpoint.load(path, "resume")
     saved_bs = ck.get("batch_size")
     if ck["batch"] and isinstance(saved_bs, int) and saved_bs != cfg.batch_size:
-        raise UserError(f"resume={shorten(path)}: the run stopped inside epoch {ck['epoch'] + 1}, after {ck['batch']} "
-                        f"batches of batch_size={saved_bs}; with batch_size={cfg.batch_size} that position would skip "
-                        f"or repeat samples: resume with batch_size={saved_bs} (a new batch size can start with a new run)")
+        raise UserError(
+            f"resume={shorten(path)}: the run stopped inside epoch {ck['epoch'] + 1}, after {ck['batch']} "
+            f"batches of batch_size={saved_bs}; with batch_size={cfg.batch_size} that position would skip "
+            f"or repeat samples: resume with batch_size={saved_bs} (a new batch size can start with a new run)"
+        )
     checkpoint.load_model_state(run.parts.model, ck["model"], path, "resume")
     try:
         changed = rule.load_state_dict(ck["rule"]) or []
@@ -250,7 +277,9 @@ def resume(run: Run) -> None:
     run.history, run.best, run.partial = ck["history"], ck["best"], ck.get("progress")
     run.stale = len(run.history) - int(run.best.get("epoch", 0)) if run.history else 0
     if run.start_epoch >= cfg.epochs:
-        raise UserError(f"resume={cfg.resume}: that run already finished {run.start_epoch} epochs; raise epochs= to train further")
+        raise UserError(
+            f"resume={cfg.resume}: that run already finished {run.start_epoch} epochs; raise epochs= to train further"
+        )
     print(f"dendsn: resuming {path} at epoch {run.start_epoch + 1}, batch {run.start_batch}", file=sys.stderr)
     log.info("resuming %s at epoch %d, batch %d", path, run.start_epoch + 1, run.start_batch)
 
@@ -260,17 +289,27 @@ def start(run: Run) -> None:
     cfg, parts = run.cfg, run.parts
     n_val = len(parts.val) if parts.val else 0
     if not cfg.resume:
-        log.info("training on %s: %d parameters, %d train / %d validation / %d test samples, %d batches per epoch",
-                 run.device, run.n_params, len(parts.train), n_val, len(parts.test), run.steps)
+        log.info(
+            "training on %s: %d parameters, %d train / %d validation / %d test samples, %d batches per epoch",
+            run.device,
+            run.n_params,
+            len(parts.train),
+            n_val,
+            len(parts.test),
+            run.steps,
+        )
     shown = shown_path(run.run_dir)
-    print(f"dendsn: {shown} | {run.device} | {run.n_params:,} parameters | "
-          f"{len(parts.train)} train / {n_val} val / {len(parts.test)} test | "
-          f"watch: tensorboard --logdir {shown}", file=sys.stderr)
+    print(
+        f"dendsn: {shown} | {run.device} | {run.n_params:,} parameters | "
+        f"{len(parts.train)} train / {n_val} val / {len(parts.test)} test | "
+        f"watch: tensorboard --logdir {shown}",
+        file=sys.stderr,
+    )
     if run.init_line:
         print(f"dendsn: init_rate={cfg.init_rate}: {run.init_line}", file=sys.stderr)
         log.info("init_rate=%s: %s", cfg.init_rate, run.init_line)
     logger = instantiate_group(cfg.logger, "logger")
-    run.logger = logger if run.main else RankLogger(logger)    # under torchrun only rank 0 writes TensorBoard
+    run.logger = logger if run.main else RankLogger(logger)  # under torchrun only rank 0 writes TensorBoard
     run.logger.open(str(run.run_dir), purge_step=run.start_epoch + 1 if cfg.resume else None)
     if not cfg.resume:
         run.logger.config(OmegaConf.to_yaml(cfg, resolve=True), run.overrides)
@@ -279,12 +318,13 @@ def start(run: Run) -> None:
     run.tally, run.tally_names = tallies_of(parts.decoder)
     run.named_params = named_layer_parameters(parts.model, parts.layers)
     run.log_every = max(1, int(getattr(run.logger, "log_every_n_steps", SYNC_EVERY) or SYNC_EVERY))
-    run.trainer = dist.wrap(parts.model, run.device) or parts.model     # DistributedDataParallel under torchrun
-    if dist.rank() > 0:                                  # noise inside a step (Poisson codes, dropout): each
-        torch.manual_seed(cfg.seed * 1_000_003 + 7919 * dist.rank())   # process draws its own, rank 0 the run's
+    run.trainer = dist.wrap(parts.model, run.device) or parts.model  # DistributedDataParallel under torchrun
+    if dist.rank() > 0:  # noise inside a step (Poisson codes, dropout): each
+        torch.manual_seed(cfg.seed * 1_000_003 + 7919 * dist.rank())  # process draws its own, rank 0 the run's
 
 
 # --------------------------------------------------------------------------- train
+
 
 def train_epoch(run: Run) -> None:
     """One pass over the training split (from the saved position when resumed), then the rule's epoch end."""
@@ -294,12 +334,22 @@ def train_epoch(run: Run) -> None:
     parts.encoder.train()
     run.sums = torch.zeros(3 + len(run.tally_names), device=run.device)  # loss * B, correct, samples, tallies
     first = run.start_batch if epoch == run.start_epoch else 0
-    if first and run.partial is not None and run.main:     # (the saved sums are already over all ranks)
+    if first and run.partial is not None and run.main:  # (the saved sums are already over all ranks)
         run.sums += torch.tensor(run.partial, device=run.device)
-    sized = terminal_sized()          # False: a pipe, or a terminal that reports 0 x 0
-    bar = tqdm(total=run.steps, initial=first, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
-               disable=not cfg.progress, leave=False, file=sys.stderr, dynamic_ncols=sized,
-               ncols=None if sized else 80, nrows=None if sized else 20, mininterval=0.2)
+    sized = terminal_sized()  # False: a pipe, or a terminal that reports 0 x 0
+    bar = tqdm(
+        total=run.steps,
+        initial=first,
+        desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        unit="batch",
+        disable=not cfg.progress,
+        leave=False,
+        file=sys.stderr,
+        dynamic_ncols=sized,
+        ncols=None if sized else 80,
+        nrows=None if sized else 20,
+        mininterval=0.2,
+    )
     t_epoch, run.n_epoch, t_train = time.perf_counter(), 0, 0.0
     t0 = time.perf_counter()
     for b, (x, y) in enumerate(parts.train.batches(cfg.batch_size, shuffle=True, generator=gen)):
@@ -314,7 +364,7 @@ def train_epoch(run: Run) -> None:
         log_batch(run, bar, b, first, loss, t_train)
         t0 = time.perf_counter()
         run.times["logging"] += t0 - t2
-        if dist.agree(run.stop.requested, run.device):       # under torchrun every rank stops at the same batch
+        if dist.agree(run.stop.requested, run.device):  # under torchrun every rank stops at the same batch
             t_batch = time.perf_counter()
             run.save(run.checkpoint(epoch, b + 1, dist.reduce_sum(run.sums).tolist()), run.ckpt_dir / "last.pt")
             run.samples_seen += dist.total(run.n_epoch, run.device)
@@ -322,10 +372,10 @@ def train_epoch(run: Run) -> None:
             bar.close()
             raise Interrupted(f"epoch {epoch + 1}, batch {b + 1}/{run.steps}")
     bar.close()
-    run.lr_now = parts.rule.lr()          # the rate the epoch's last step applied (before epoch_end)
+    run.lr_now = parts.rule.lr()  # the rate the epoch's last step applied (before epoch_end)
     run.epoch_train_s = time.perf_counter() - t_epoch
     run.train_time += run.epoch_train_s
-    run.n_epoch = dist.total(run.n_epoch, run.device)          # under torchrun: every rank's samples
+    run.n_epoch = dist.total(run.n_epoch, run.device)  # under torchrun: every rank's samples
     run.samples_seen += run.n_epoch
     end_training(run)
 
@@ -333,10 +383,10 @@ def train_epoch(run: Run) -> None:
 def train_step(run: Run, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """One batch: this rank's part, encode, reset, the rule's step; the sums on the device."""
     parts, clock = run.parts, run.context.clock
-    x, y, counted, run.context.loss_scale = dist.shard(x, y)    # under torchrun: this rank's part
+    x, y, counted, run.context.loss_scale = dist.shard(x, y)  # under torchrun: this rank's part
     x_seq = parts.encoder(x, run.cfg.T, time_major=parts.info.time_major)
     if clock is not None:
-        clock.start()                 # on CUDA: waits for the data's kernels first
+        clock.start()  # on CUDA: waits for the data's kernels first
     run.t_step = time.perf_counter()
     parts.model.reset()
     loss, out = parts.rule.train_batch(run.trainer, x_seq, y, run.autocast)
@@ -348,7 +398,7 @@ def train_step(run: Run, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             run.sums[3:] += run.tally(out, y)
     run.n_epoch += counted
     if clock is not None:
-        clock.mark("other")           # after the rule's own phases; on CUDA: waits for the step
+        clock.mark("other")  # after the rule's own phases; on CUDA: waits for the step
     return loss
 
 
@@ -367,9 +417,14 @@ def log_batch(run: Run, bar, b: int, first: int, loss: torch.Tensor, t_train: fl
         raise Diverged(f"loss became {loss_sum} at epoch {epoch + 1}, batch {b + 1}")
     if not weights_finite(run.parts.model):
         raise Diverged(f"weights became nan/inf at epoch {epoch + 1}, batch {b + 1}")
-    bar.set_postfix({"loss": f"{loss_sum / n:.3f}", "acc": f"{correct / n:.3f}",
-                     "samples/s": f"{run.n_epoch * dist.world_size() / max(t_train, 1e-9):.0f}"},
-                    refresh=b == first)
+    bar.set_postfix(
+        {
+            "loss": f"{loss_sum / n:.3f}",
+            "acc": f"{correct / n:.3f}",
+            "samples/s": f"{run.n_epoch * dist.world_size() / max(t_train, 1e-9):.0f}",
+        },
+        refresh=b == first,
+    )
 
 
 def end_training(run: Run) -> None:
@@ -390,6 +445,7 @@ def end_training(run: Run) -> None:
 
 # --------------------------------------------------------------------------- evaluate
 
+
 def evaluate_epoch(run: Run) -> None:
     """The validation split (watched: rates, the figures' records, confusion), then the test split while
     the figures draw; the row joins the history; potentials checked."""
@@ -398,14 +454,17 @@ def evaluate_epoch(run: Run) -> None:
     t0 = time.perf_counter()
     n_classes = parts.info.n_classes
     confusion = torch.zeros(n_classes, n_classes, dtype=torch.long, device=run.device) if figures else None
-    watched = parts.val if parts.val is not None else parts.test   # rates, pictures, confusion
+    watched = parts.val if parts.val is not None else parts.test  # rates, pictures, confusion
     extra: dict = {}
     loss_acc = evaluate(parts, cfg, watched, run.monitor, record=figures, confusion=confusion, extra=extra)
     run.rates, run.neuron_rates = run.monitor.stop(), run.monitor.neuron_rates()
     if figures:
-        seen = Seen(dict(run.monitor.records), run.neuron_rates,
-                    confusion.cpu().clone() if confusion is not None else None,
-                    "validation" if parts.val is not None else "test")
+        seen = Seen(
+            dict(run.monitor.records),
+            run.neuron_rates,
+            confusion.cpu().clone() if confusion is not None else None,
+            "validation" if parts.val is not None else "test",
+        )
         run.drawn = run.logger.draw_figures(seen)
     if parts.val is not None:
         row["val_loss"], row["val_acc"] = loss_acc
@@ -436,6 +495,7 @@ def end_epoch(run: Run) -> bool:
 
 
 # --------------------------------------------------------------------------- finish
+
 
 def finish(run: Run) -> dict:
     """After the last epoch: every callback's `finish` (hparams, metrics.json, profile, the summary line)."""
@@ -469,7 +529,11 @@ def stopped(run: Run, e: BaseException) -> None:
 def diverged(run: Run, e: Diverged) -> None:
     end_early(run, "diverged")
     last = run.ckpt_dir / "last.pt"
-    kept = f"the last good checkpoint is kept at {last}" if last.exists() else "no epoch finished, so no checkpoint was written"
+    kept = (
+        f"the last good checkpoint is kept at {last}"
+        if last.exists()
+        else "no epoch finished, so no checkpoint was written"
+    )
     log.error("%s; stopped (%s)", e, kept)
     raise UserError(f"{e}; stopped ({kept}); lower optim.lr or set learning.grad_clip") from None
 

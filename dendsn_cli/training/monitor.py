@@ -19,15 +19,16 @@ class Monitor:
 
     def __init__(self, layers, n_samples: int = 3, n_neurons: int = 4, events=None, figures=None):
         self.layers = layers
-        self.events = events            # an event network (`dendsn.events.EventMLP`): its own statistics
+        self.events = events  # an event network (`dendsn.events.EventMLP`): its own statistics
         self.event_stats = None
         self.n_samples, self.n_neurons = n_samples, n_neurons
         self.recorders = [f for f in (FIGURES if figures is None else figures) if f.record is not None]
         self.active = self.record = False
         self.counts: dict = {}
-        self.records: dict = {}         # figure name -> layer -> what its record function kept
-        self.handles = [m.register_forward_hook(self.hook(name)) for name, m in layers
-                        if getattr(m, "spiking", True)]           # not a non-spiking LI read-out
+        self.records: dict = {}  # figure name -> layer -> what its record function kept
+        self.handles = [
+            m.register_forward_hook(self.hook(name)) for name, m in layers if getattr(m, "spiking", True)
+        ]  # not a non-spiking LI read-out
 
     @property
     def rasters(self) -> dict:
@@ -44,9 +45,9 @@ class Monitor:
             if not self.active:
                 return
             o = out.detach()
-            if o.dim() < 3:                                 # single-step modules: no time axis to report
+            if o.dim() < 3:  # single-step modules: no time axis to report
                 return
-            flat = o.reshape(o.shape[0], o.shape[1], -1)    # [T, B, N]
+            flat = o.reshape(o.shape[0], o.shape[1], -1)  # [T, B, N]
             c, n = self.counts.get(name, (0.0, 0))
             self.counts[name] = (c + flat.float().sum((0, 1)), n + flat.shape[0] * flat.shape[1])
             if self.record and name not in self.recorded:
@@ -55,6 +56,7 @@ class Monitor:
                     data = spec.record(name, module, flat, self)
                     if data is not None:
                         self.records.setdefault(spec.name, {})[name] = data
+
         return hook
 
     def start(self, record: bool = False):
@@ -70,7 +72,7 @@ class Monitor:
             if on and hasattr(m, "store_seq"):
                 m.store_seq = True
             elif "store_seq" in vars(m):
-                del m.store_seq                              # back to the class default (off)
+                del m.store_seq  # back to the class default (off)
 
     def stop_recording(self) -> None:
         if self.record:
@@ -86,11 +88,14 @@ class Monitor:
                 stats.all_reduce(self.events)
             self.event_stats = stats
             if stats.raster is not None:
-                self.records.setdefault("raster", {})["network"] = stats.raster   # continuous-time event raster
+                self.records.setdefault("raster", {})["network"] = stats.raster  # continuous-time event raster
             return stats.scalars(self.events)
-        if dist.active():                   # every rank counted its shard: the sums over all of them
-            self.counts = {name: self.reduced(name) for name, m in self.layers        # the same layers on every
-                           if getattr(m, "spiking", True) and name in self.counts}      # rank (each saw a batch)
+        if dist.active():  # every rank counted its shard: the sums over all of them
+            self.counts = {
+                name: self.reduced(name)
+                for name, m in self.layers  # the same layers on every
+                if getattr(m, "spiking", True) and name in self.counts
+            }  # rank (each saw a batch)
         return {f"rate/{k}": float(c.sum() / (max(n, 1) * c.numel())) for k, (c, n) in self.counts.items()}
 
     def reduced(self, name: str) -> tuple:

@@ -49,27 +49,37 @@ from torch.utils.tensorboard.summary import image as image_summary
 from .. import figures as plots
 from .figures import FIGURES, Seen
 
-SYNC_EVERY = 20                 # the loop reads its sums back every N batches (and logs no more often)
+SYNC_EVERY = 20  # the loop reads its sums back every N batches (and logs no more often)
 
 
 class TensorBoardLogger:
-    def __init__(self, histograms: bool = True, rasters: bool = True, flush_secs: int = 30,
-                 figures_every: int = 5, log_every_n_steps: int = 20):
+    def __init__(
+        self,
+        histograms: bool = True,
+        rasters: bool = True,
+        flush_secs: int = 30,
+        figures_every: int = 5,
+        log_every_n_steps: int = 20,
+    ):
         if not isinstance(figures_every, int) or isinstance(figures_every, bool) or figures_every < 0:
-            raise ValueError(f"figures_every must be an integer >= 0 (0 = only the first and last epoch), got {figures_every!r}")
+            raise ValueError(
+                f"figures_every must be an integer >= 0 (0 = only the first and last epoch), got {figures_every!r}"
+            )
         if not isinstance(log_every_n_steps, int) or isinstance(log_every_n_steps, bool) or log_every_n_steps < 1:
             raise ValueError(f"log_every_n_steps must be an integer >= 1, got {log_every_n_steps!r}")
         self.histograms, self.rasters, self.flush_secs = histograms, rasters, flush_secs
         self.figures_every, self.log_every_n_steps = figures_every, log_every_n_steps
         self.writer = None
-        self.drawer: Optional[ThreadPoolExecutor] = None      # the figures' worker thread, made when first needed
+        self.drawer: Optional[ThreadPoolExecutor] = None  # the figures' worker thread, made when first needed
 
     def open(self, log_dir: str, purge_step: int | None = None) -> None:
         self.writer = SummaryWriter(log_dir=log_dir, flush_secs=self.flush_secs, purge_step=purge_step)
 
     def config(self, text: str, overrides: list | None = None) -> None:
         given = "\n".join(overrides) if overrides else "(none)"
-        self.writer.add_text("config", f"command-line overrides:\n\n```\n{given}\n```\n\ncomposed config:\n\n```\n{text}\n```", 0)
+        self.writer.add_text(
+            "config", f"command-line overrides:\n\n```\n{given}\n```\n\ncomposed config:\n\n```\n{text}\n```", 0
+        )
 
     def scalars(self, values: dict, step: int) -> None:
         for k, v in values.items():
@@ -117,10 +127,14 @@ class TensorBoardLogger:
         ``given`` (those set on the command line, swept ones among them) first, marked as differing,
         then the rest; its metrics are only ``metrics``' tags. Every run of a sweep writes the same record,
         so whichever one TensorBoard reads shows the sweep's keys without ticking boxes."""
+
         def record(tag, **content):
             data = plugin_data_pb2.HParamsPluginData(version=metadata.PLUGIN_DATA_VERSION, **content)
-            meta = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(
-                plugin_name=metadata.PLUGIN_NAME, content=data.SerializeToString()))
+            meta = SummaryMetadata(
+                plugin_data=SummaryMetadata.PluginData(
+                    plugin_name=metadata.PLUGIN_NAME, content=data.SerializeToString()
+                )
+            )
             return Summary(value=[Summary.Value(tag=tag, metadata=meta)])
 
         start = plugin_data_pb2.SessionStartInfo()
@@ -134,12 +148,17 @@ class TensorBoardLogger:
                 start.hparams[key].string_value, kind = str(value), api_pb2.DATA_TYPE_STRING
             infos.append(api_pb2.HParamInfo(name=key, type=kind, differs=key in given))
         experiment = api_pb2.Experiment(
-            hparam_infos=infos, metric_infos=[api_pb2.MetricInfo(name=api_pb2.MetricName(tag=k)) for k in metrics])
+            hparam_infos=infos, metric_infos=[api_pb2.MetricInfo(name=api_pb2.MetricName(tag=k)) for k in metrics]
+        )
         fw = self.writer._get_file_writer()
         fw.add_summary(record(metadata.EXPERIMENT_TAG, experiment=experiment))
         fw.add_summary(record(metadata.SESSION_START_INFO_TAG, session_start_info=start))
-        fw.add_summary(record(metadata.SESSION_END_INFO_TAG,
-                              session_end_info=plugin_data_pb2.SessionEndInfo(status=api_pb2.STATUS_SUCCESS)))
+        fw.add_summary(
+            record(
+                metadata.SESSION_END_INFO_TAG,
+                session_end_info=plugin_data_pb2.SessionEndInfo(status=api_pb2.STATUS_SUCCESS),
+            )
+        )
         for k, v in metrics.items():
             self.writer.add_scalar(k, v, 0)
 
@@ -197,8 +216,9 @@ def hparams_of(cfg: DictConfig, choices: dict, overrides: list) -> tuple[dict, t
     swept on the command line (its composed value, with its own type: bool, int, float or str; lists
     as text), and the names of those set on the command line. Not the 60-odd keys that stay at their
     defaults: the HParams tab shows what varied."""
-    flat: dict = {k: str(v) for k, v in sorted(choices.items())
-                  if v is not None and not k.startswith(("hydra", "logger"))}
+    flat: dict = {
+        k: str(v) for k, v in sorted(choices.items()) if v is not None and not k.startswith(("hydra", "logger"))
+    }
     flat["seed"] = int(cfg.seed)
     given = []
     for o in overrides:

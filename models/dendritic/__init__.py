@@ -10,5 +10,15 @@ from . import compartments, dendrite, wiring
 from .neuron import DendIF, DendLIF, Dendritic, DendriticNeuron
 from .soma import FORWARD_ACTIVATIONS, total_strength, weighted_sum
 
-__all__ = ["FORWARD_ACTIVATIONS", "DendIF", "DendLIF", "Dendritic", "DendriticNeuron", "compartments", "dendrite",
-           "total_strength", "weighted_sum", "wiring"]
+__all__ = [
+    "FORWARD_ACTIVATIONS",
+    "DendIF",
+    "DendLIF",
+    "Dendritic",
+    "DendriticNeuron",
+    "compartments",
+    "dendrite",
+    "total_strength",
+    "weighted_sum",
+    "wiring",
+]

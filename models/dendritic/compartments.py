@@ -60,7 +60,7 @@ def passive_step(v_p: torch.Tensor, current: torch.Tensor, a: float, gain: float
     return w + v_rest if v_rest != 0.0 else w
 
 
-ACTIVATIONS = ("none", "sigmoid", "tanh", "softplus", "threshold_linear")   # an Active compartment's f
+ACTIVATIONS = ("none", "sigmoid", "tanh", "softplus", "threshold_linear")  # an Active compartment's f
 
 
 def plateau(v_p: torch.Tensor, strength, beta: float, theta_d: float) -> torch.Tensor:
@@ -93,7 +93,7 @@ def _check_tau_d(tau_d) -> float:
 class Passive(nn.Module):
     """Passive compartments: leaky integrators with time constant ``tau_d`` and rest ``v_rest``."""
 
-    linear = True                  # v is a linear function of the inputs: the dendrite may solve it at once
+    linear = True  # v is a linear function of the inputs: the dendrite may solve it at once
 
     def __init__(self, tau_d: float = 2.0, decay_input: bool = True, v_rest: float = 0.0):
         super().__init__()

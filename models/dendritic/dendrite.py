@@ -73,11 +73,11 @@ def coupled_operator(P: torch.Tensor, gain: float, T: int, input_index: torch.Te
     op[(t, j), (s, k)] = gain * P^(t-s)[input_index[k], j] for t >= s;  init[i, (t, j)] = P^(t+1)[i, j].
     """
     K = P.shape[0]
-    pw = power_stack(P, T)                                          # [T+1, K, K]
+    pw = power_stack(P, T)  # [T+1, K, K]
     t = torch.arange(T, device=P.device)
-    d = t[:, None] - t[None, :]                                     # [T, T] = t - s
-    blocks = pw[d.clamp(min=0)] * (d >= 0).to(P.dtype)[..., None, None]   # [T, T, K, K] (t, s, i, j)
-    blocks = blocks.index_select(2, input_index)                    # [T, T, K_in, K]
+    d = t[:, None] - t[None, :]  # [T, T] = t - s
+    blocks = pw[d.clamp(min=0)] * (d >= 0).to(P.dtype)[..., None, None]  # [T, T, K, K] (t, s, i, j)
+    blocks = blocks.index_select(2, input_index)  # [T, T, K_in, K]
     op = gain * blocks.permute(0, 3, 1, 2).reshape(T * K, T * input_index.numel())
     init = pw[1:].permute(1, 0, 2).reshape(K, T * K)
     return op, init
@@ -88,8 +88,8 @@ def coupled_scan(x_seq: torch.Tensor, op: torch.Tensor, init: torch.Tensor, w0: 
     T, K_in = x_seq.shape[0], x_seq.shape[-1]
     K = init.shape[0]
     lead = x_seq.shape[1:-1]
-    X = x_seq.reshape(T, -1, K_in).transpose(1, 2).reshape(T * K_in, -1)   # [T*K_in, N]
-    W = torch.matmul(op, X).view(T, K, -1).transpose(1, 2)                  # [T, N, K]
+    X = x_seq.reshape(T, -1, K_in).transpose(1, 2).reshape(T * K_in, -1)  # [T*K_in, N]
+    W = torch.matmul(op, X).view(T, K, -1).transpose(1, 2)  # [T, N, K]
     if w0 is not None:
         W = W + torch.matmul(w0.reshape(-1, K), init).view(-1, T, K).transpose(0, 1)
     return W.reshape(T, *lead, K)
@@ -111,9 +111,9 @@ def readout_factors(P: torch.Tensor, gain: float, T: int, input_index: torch.Ten
     (float64, max |q| = 1; geo = (ell[0], rho) or None), or None when r has rank > 1.
     """
     P, c = P.double(), c.double()
-    pw = power_stack(P, T)                                          # [T+1, K, K]
-    r = gain * (pw[:T].index_select(1, input_index.to(P.device)) @ c)   # [T, K_in]
-    m0 = (pw[1:] @ c).T.contiguous()                                # [K, T]
+    pw = power_stack(P, T)  # [T+1, K, K]
+    r = gain * (pw[:T].index_select(1, input_index.to(P.device)) @ c)  # [T, K_in]
+    m0 = (pw[1:] @ c).T.contiguous()  # [K, T]
     peak = r.abs().amax(1)
     i = int(peak.argmax())
     if peak[i] == 0:
@@ -124,7 +124,7 @@ def readout_factors(P: torch.Tensor, gain: float, T: int, input_index: torch.Ten
         if (r - ell[:, None] * q).abs().amax() > 1e-10 * peak[i]:
             return None
         if (q - 1.0).abs().amax() < 1e-12:
-            q = torch.ones_like(q)                                  # exactly uniform: a plain sum
+            q = torch.ones_like(q)  # exactly uniform: a plain sum
     t = torch.arange(T, device=P.device)
     d = t[:, None] - t[None, :]
     Ell = torch.where(d >= 0, ell[d.clamp(min=0)], torch.zeros((), dtype=ell.dtype, device=ell.device))
@@ -226,7 +226,7 @@ class Dendrite(nn.Module):
         if self.path() == "loop":
             v_p = self.initial(x_seq[0]) if v_p0 is None else v_p0
             vp_list, v_list = [], []
-            for x_t in x_seq.unbind(0):                             # one backward node, not T slices
+            for x_t in x_seq.unbind(0):  # one backward node, not T slices
                 v_p, v = self.step(x_t, v_p)
                 vp_list.append(v_p)
                 v_list.append(v)
@@ -241,13 +241,13 @@ class Dendrite(nn.Module):
         if self.path() == "segregated":
             if x_seq.device.type == "cpu":
                 a, gain = self.compartment.terms()
-                w = leaky_recurrence(x_seq, a, gain, w0)            # [T, ..., K]
+                w = leaky_recurrence(x_seq, a, gain, w0)  # [T, ..., K]
             else:
                 L, p = self._segregated_operator(T, x_seq)
-                w = leaky_scan(x_seq, L, p, w0)                      # [T, ..., K]
+                w = leaky_scan(x_seq, L, p, w0)  # [T, ..., K]
         else:
             op, init = self._coupled_operator(T, x_seq)
-            w = coupled_scan(x_seq, op, init, w0)                   # [T, ..., K]
+            w = coupled_scan(x_seq, op, init, w0)  # [T, ..., K]
         return w + v_rest if v_rest != 0.0 else w
 
     def readout(self, x_seq: torch.Tensor, factors, w0: Optional[torch.Tensor] = None, dim: int = -1):
@@ -258,8 +258,8 @@ class Dendrite(nn.Module):
         memory for compartment-major (conv) inputs."""
         Ell, q, q_list, m0, geo = factors
         T = x_seq.shape[0]
-        z = fused.CompartmentSum.apply(x_seq, q, q_list, dim)             # [T, ...]
-        init = None if w0 is None else (w0.reshape(-1, m0.shape[0]) @ m0).T.reshape(z.shape)   # w[-1] @ m0
+        z = fused.CompartmentSum.apply(x_seq, q, q_list, dim)  # [T, ...]
+        init = None if w0 is None else (w0.reshape(-1, m0.shape[0]) @ m0).T.reshape(z.shape)  # w[-1] @ m0
         if geo is not None and x_seq.device.type == "cpu":
             scale, rho = geo
             y = leaky_recurrence(z, rho)
@@ -273,7 +273,7 @@ class Dendrite(nn.Module):
         comp = self.compartment
         T, K_in, K = x_seq.shape[0], x_seq.shape[-1], self.wiring.n_compartments
         lead = x_seq.shape[1:-1]
-        X = x_seq.movedim(-1, 1).reshape(T, K_in, -1)               # [T, K_in, N] compartment-major
+        X = x_seq.movedim(-1, 1).reshape(T, K_in, -1)  # [T, K_in, N] compartment-major
         idx = self.wiring.input_index
         inputs = slice(idx[0], idx[0] + K_in) if idx == list(range(idx[0], idx[0] + K_in)) else self.input_index
         v_rest = comp.v_rest
@@ -285,14 +285,26 @@ class Dendrite(nn.Module):
         strength = 1.0
         if kind != "none":
             s = comp.strength.detach().to(dtype)
-            strength = s.view(K, 1) if s.dim() == 1 else s         # a tensor: no host sync
+            strength = s.view(K, 1) if s.dim() == 1 else s  # a tensor: no host sync
         C = self.coupling()
         C = torch.zeros(K, K, dtype=dtype, device=x_seq.device) if C is None else C.detach().to(dtype)
         beta, theta_d = getattr(comp, "beta", 1.0), getattr(comp, "theta_d", 0.0)
         a, gain = comp.terms()
         with torch.autocast(x_seq.device.type, enabled=False):
-            y, w_last = fused.CoupledLoop.apply(X.to(dtype), None if w0 is None else w0.to(dtype), C, c.to(dtype), inputs,
-                                           a, gain, v_rest, kind, strength, beta, theta_d)
+            y, w_last = fused.CoupledLoop.apply(
+                X.to(dtype),
+                None if w0 is None else w0.to(dtype),
+                C,
+                c.to(dtype),
+                inputs,
+                a,
+                gain,
+                v_rest,
+                kind,
+                strength,
+                beta,
+                theta_d,
+            )
         w_last = w_last.T.reshape(*lead, K)
         return y.view(T, *lead), (w_last + v_rest if v_rest != 0.0 else w_last)
 
@@ -303,20 +315,20 @@ class Dendrite(nn.Module):
         path = self.path()
         if path == "segregated":
             L, p = self._segregated_operator(T, x_seq)
-            w = torch.tensordot(L[T - 1], x_seq, dims=([0], [0]))   # sum_s L[T-1, s] x[s]
+            w = torch.tensordot(L[T - 1], x_seq, dims=([0], [0]))  # sum_s L[T-1, s] x[s]
             if w0 is not None:
                 w = w + p[T - 1] * w0
         elif path == "coupled":
             op, init = self._coupled_operator(T, x_seq)
             K_in = x_seq.shape[-1]
-            rows = op[(T - 1) * K:].view(K, T, K_in)                # [(j), (s, k)] of the last step
+            rows = op[(T - 1) * K :].view(K, T, K_in)  # [(j), (s, k)] of the last step
             X = x_seq.reshape(T, -1, K_in)
             w = X[0] @ rows[:, 0].T
             for s in range(1, T):
                 w = torch.addmm(w, X[s], rows[:, s].T)
             w = w.view(*x_seq.shape[1:-1], K)
             if w0 is not None:
-                w = w + (w0.reshape(-1, K) @ init[:, (T - 1) * K:]).view(w.shape)
+                w = w + (w0.reshape(-1, K) @ init[:, (T - 1) * K :]).view(w.shape)
         else:
             return self.multi_step(x_seq, v_p0)[0][-1]
         return w + v_rest if v_rest != 0.0 else w
@@ -332,15 +344,19 @@ class Dendrite(nn.Module):
         a, gain = self.compartment.terms()
         K = self.wiring.n_compartments
         if self.g is None:
-            build = lambda: coupled_operator(a * torch.eye(K, dtype=like.dtype, device=like.device), gain, T, self.input_index)
+            build = lambda: coupled_operator(
+                a * torch.eye(K, dtype=like.dtype, device=like.device), gain, T, self.input_index
+            )
             key = ("coupled", T, like.dtype, like.device, a, gain)
         else:
             build = lambda: coupled_operator(
                 a * torch.eye(K, dtype=like.dtype, device=like.device) + gain * self.coupling().to(like.dtype),
-                gain, T, self.input_index,
+                gain,
+                T,
+                self.input_index,
             )
             if self.g.requires_grad and torch.is_grad_enabled():
-                return build()                                       # differentiable in g, not cached
+                return build()  # differentiable in g, not cached
             key = ("coupled", T, like.dtype, like.device, a, gain, self.g.data_ptr(), self.g._version)
         if key not in self._ops:
             self._ops = {key: build()}
@@ -391,9 +407,15 @@ def _check_coupling(coupling_g, n_edges: int) -> torch.Tensor:
         try:
             values = [float(v) for v in coupling_g]
         except (TypeError, ValueError):
-            raise ValueError(f"coupling_g must be a number or a list of numbers (got coupling_g={coupling_g!r})") from None
+            raise ValueError(
+                f"coupling_g must be a number or a list of numbers (got coupling_g={coupling_g!r})"
+            ) from None
         if len(values) != n_edges:
-            raise ValueError(f"coupling_g has {len(values)} values but the wiring has {n_edges} edges (got coupling_g={coupling_g!r})")
+            raise ValueError(
+                f"coupling_g has {len(values)} values but the wiring has {n_edges} edges (got coupling_g={coupling_g!r})"
+            )
     if not all(v >= 0 for v in values):
         raise ValueError(f"coupling_g must be >= 0 (got coupling_g={coupling_g!r})")
-    return torch.tensor(values[0]) if len(values) == 1 and isinstance(coupling_g, (int, float)) else torch.tensor(values)
+    return (
+        torch.tensor(values[0]) if len(values) == 1 and isinstance(coupling_g, (int, float)) else torch.tensor(values)
+    )

@@ -33,7 +33,7 @@ from torch import nn
 from ..kernels import compartments as fused_compartments
 from . import compartments, dendrite
 
-CACHE: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()   # neuron -> (key, terms)
+CACHE: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()  # neuron -> (key, terms)
 
 
 def drive_at_once(neuron: nn.Module, x: torch.Tensor, v_p0: Optional[torch.Tensor]):
@@ -42,8 +42,11 @@ def drive_at_once(neuron: nn.Module, x: torch.Tensor, v_p0: Optional[torch.Tenso
     compartment state after the last step, (v_p, v), or None when the neuron is left to compute it."""
     d = neuron.dendrite
     comp, g = d.compartment, d.g
-    if (neuron.store_seq or d.method == "loop"
-            or (neuron.forward_mode == "activation" and neuron.forward_activation != "identity")):
+    if (
+        neuron.store_seq
+        or d.method == "loop"
+        or (neuron.forward_mode == "activation" and neuron.forward_activation != "identity")
+    ):
         return None
     if comp.linear:
         mode = "readout"
@@ -51,16 +54,31 @@ def drive_at_once(neuron: nn.Module, x: torch.Tensor, v_p0: Optional[torch.Tenso
         mode = "active" if d.path() == "segregated" else "loop"
     else:
         return None
-    if torch.is_grad_enabled() and (neuron.phi.requires_grad or (g is not None and g.requires_grad)
-                                    or (mode != "readout" and comp.strength.requires_grad)):
+    if torch.is_grad_enabled() and (
+        neuron.phi.requires_grad
+        or (g is not None and g.requires_grad)
+        or (mode != "readout" and comp.strength.requires_grad)
+    ):
         return None
     alpha0, u0 = neuron.leak_and_drive(0.0)
     if isinstance(alpha0, torch.Tensor) or isinstance(u0, torch.Tensor):
         return None
     T = x.shape[0]
-    key = (mode, T, x.dtype, x.device, repr(comp), alpha0, u0, neuron.input_gain, neuron.forward_mode,
-           neuron.phi.data_ptr(), neuron.phi._version, None if g is None else (g.data_ptr(), g._version),
-           (comp.strength.data_ptr(), comp.strength._version) if mode != "readout" else None)
+    key = (
+        mode,
+        T,
+        x.dtype,
+        x.device,
+        repr(comp),
+        alpha0,
+        u0,
+        neuron.input_gain,
+        neuron.forward_mode,
+        neuron.phi.data_ptr(),
+        neuron.phi._version,
+        None if g is None else (g.data_ptr(), g._version),
+        (comp.strength.data_ptr(), comp.strength._version) if mode != "readout" else None,
+    )
     cached = CACHE.get(neuron)
     if cached is None or cached[0] != key:
         cached = (key, readout_terms(neuron, T, x, alpha0, u0, mode))
@@ -69,11 +87,13 @@ def drive_at_once(neuron: nn.Module, x: torch.Tensor, v_p0: Optional[torch.Tenso
     if terms is None:
         return None
     gain = 1.0
-    if mode == "active":                                        # segregated: x [T, B, S..., K]
+    if mode == "active":  # segregated: x [T, B, S..., K]
         v_rest = comp.v_rest
         w0 = None if v_p0 is None else (v_p0 - v_rest if v_rest != 0.0 else v_p0)
         a, gain_d = comp.terms()
-        u, w = fused_compartments.active_scan(x, w0, a, gain_d, *terms, comp.activation, comp.beta, comp.theta_d - v_rest)
+        u, w = fused_compartments.active_scan(
+            x, w0, a, gain_d, *terms, comp.activation, comp.beta, comp.theta_d - v_rest
+        )
         v_p = w + v_rest if v_rest != 0.0 else w
         state = (v_p, comp.potential(v_p))
     elif mode == "loop":
@@ -83,7 +103,7 @@ def drive_at_once(neuron: nn.Module, x: torch.Tensor, v_p0: Optional[torch.Tenso
         w0 = None
         if v_p0 is not None:
             w0 = v_p0 - comp.v_rest if comp.v_rest != 0.0 else v_p0
-        u, gain = d.readout(x, terms, w0, dim=2)                # u' = gain * u [T, B, S...]
+        u, gain = d.readout(x, terms, w0, dim=2)  # u' = gain * u [T, B, S...]
         state = None
     if const != 0.0:
         u = u + const / gain
@@ -109,9 +129,9 @@ def readout_terms(neuron: nn.Module, T: int, like: torch.Tensor, alpha0: float, 
     ig = neuron.input_gain
     alpha = alpha0 - ig * Phi if neuron.forward_mode == "voltage_difference" else alpha0
     cast = dict(dtype=like.dtype, device=like.device)
-    if mode == "loop":                                          # a = sum_k c_k v_k, v_rest included
+    if mode == "loop":  # a = sum_k c_k v_k, v_rest included
         return (c * ig).to(**cast), alpha, u0
-    if mode == "active":                                        # y = a - v_rest Phi (see kernels.compartments.active_scan)
+    if mode == "active":  # y = a - v_rest Phi (see kernels.compartments.active_scan)
         s = comp.strength.detach().to("cpu", torch.float64)
         c = c * ig
         cs = c * s

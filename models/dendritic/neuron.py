@@ -78,7 +78,9 @@ class DendriticNeuron(SpikingModule):
         cell = soma_cell(soma, forward_mode, bap_psi, firing)
         super().__init__(step_mode)
         if forward_mode not in ("voltage_difference", "activation"):
-            raise ValueError(f"forward_mode must be 'voltage_difference' or 'activation' (got forward_mode={forward_mode!r})")
+            raise ValueError(
+                f"forward_mode must be 'voltage_difference' or 'activation' (got forward_mode={forward_mode!r})"
+            )
         if forward_activation not in FORWARD_ACTIVATIONS:
             raise ValueError(
                 f"forward_activation must be one of {sorted(FORWARD_ACTIVATIONS)} (got forward_activation={forward_activation!r})"
@@ -94,7 +96,7 @@ class DendriticNeuron(SpikingModule):
             self.phi = nn.Parameter(p)
         else:
             self.register_buffer("phi", p)
-        self.bap_psi = check_number("bap_psi", bap_psi)        # negative: a hyperpolarising back-propagating spike
+        self.bap_psi = check_number("bap_psi", bap_psi)  # negative: a hyperpolarising back-propagating spike
         bap_mask = torch.zeros(wiring.n_compartments)
         bap_mask[wiring.output_index] = 1.0
         self.register_buffer("bap_mask", bap_mask, persistent=False)
@@ -107,14 +109,20 @@ class DendriticNeuron(SpikingModule):
 
     # --- the soma ------------------------------------------------------------------------------
     # the soma's threshold, reset and firing, read and set through the neuron
-    v_threshold = property(lambda self: getattr(self.soma, "v_threshold", 1.0),
-                           lambda self, value: setattr(self.soma, "v_threshold", value))
-    v_reset = property(lambda self: getattr(self.soma, "v_reset", 0.0),
-                       lambda self, value: setattr(self.soma, "v_reset", value))
-    surrogate = property(lambda self: getattr(self.soma, "surrogate", None),
-                         lambda self, value: setattr(self.soma, "surrogate", value))
-    detach_reset = property(lambda self: getattr(self.soma, "detach_reset", False),
-                            lambda self, value: setattr(self.soma, "detach_reset", value))
+    v_threshold = property(
+        lambda self: getattr(self.soma, "v_threshold", 1.0),
+        lambda self, value: setattr(self.soma, "v_threshold", value),
+    )
+    v_reset = property(
+        lambda self: getattr(self.soma, "v_reset", 0.0), lambda self, value: setattr(self.soma, "v_reset", value)
+    )
+    surrogate = property(
+        lambda self: getattr(self.soma, "surrogate", None), lambda self, value: setattr(self.soma, "surrogate", value)
+    )
+    detach_reset = property(
+        lambda self: getattr(self.soma, "detach_reset", False),
+        lambda self, value: setattr(self.soma, "detach_reset", value),
+    )
 
     # the soma's charge: the point soma's own (linear somas), else the identity (the soma's own
     # multi-step reads the dendrite's a[t] through it)
@@ -129,7 +137,11 @@ class DendriticNeuron(SpikingModule):
 
     @property
     def feedback(self) -> float:
-        return float(total_strength(self.phi.detach(), self.wiring.n_output)) if self.forward_mode == "voltage_difference" else 0.0
+        return (
+            float(total_strength(self.phi.detach(), self.wiring.n_output))
+            if self.forward_mode == "voltage_difference"
+            else 0.0
+        )
 
     def soma_terms(self, v_out: torch.Tensor):
         """(alpha', u') of the soma charge from the output compartments' v_out [..., K_out] (`soma`)."""
@@ -143,11 +155,13 @@ class DendriticNeuron(SpikingModule):
     def split_compartments(self, x: torch.Tensor, n_lead: int) -> torch.Tensor:
         """Synaptic currents -> [lead..., S..., K_in] (n_lead = 2 for [T, B], 1 for [B])."""
         K_in = self.inputs_per_neuron
-        if x.dim() == n_lead + 1:                                   # linear, neuron-major
+        if x.dim() == n_lead + 1:  # linear, neuron-major
             if x.shape[-1] % K_in:
-                raise ValueError(f"input has {x.shape[-1]} features, not a multiple of K_in={K_in} (shape {tuple(x.shape)})")
+                raise ValueError(
+                    f"input has {x.shape[-1]} features, not a multiple of K_in={K_in} (shape {tuple(x.shape)})"
+                )
             return x.unflatten(-1, (x.shape[-1] // K_in, K_in))
-        if x.dim() >= n_lead + 2:                                   # conv, compartment-major
+        if x.dim() >= n_lead + 2:  # conv, compartment-major
             c = x.shape[n_lead]
             if c % K_in:
                 raise ValueError(f"input has {c} channels, not a multiple of K_in={K_in} (shape {tuple(x.shape)})")
@@ -182,7 +196,7 @@ class DendriticNeuron(SpikingModule):
         self._set_dend(None, None)
         self.v_seq: Optional[torch.Tensor] = None
         self.v_dend_seq: Optional[torch.Tensor] = None
-        self.h_seq: Optional[torch.Tensor] = None          # the soma's charge before each reset (store_seq)
+        self.h_seq: Optional[torch.Tensor] = None  # the soma's charge before each reset (store_seq)
         if "soma" in self._modules:
             self.soma.reset()
 
@@ -237,7 +251,7 @@ class DendriticNeuron(SpikingModule):
         -> (s, h, soma state, v_p, v_dend)."""
         v_p, v_dend = self.dendrite.step(x, v_p)
         s, h, state = self.soma_step(self.dendrite.output(v_dend), state)
-        if self.bap_psi != 0.0:                                     # back-propagating spike
+        if self.bap_psi != 0.0:  # back-propagating spike
             v_p = v_p + (self.bap_psi * s).unsqueeze(-1) * self.bap_mask.to(v_p.dtype)
             v_dend = self.dendrite.compartment.potential(v_p)
         return s, h, state, v_p, v_dend
@@ -245,7 +259,7 @@ class DendriticNeuron(SpikingModule):
     def single_step(self, x: torch.Tensor) -> torch.Tensor:
         if not self.linear_soma and not hasattr(self.soma, "step"):
             raise ValueError(f"the {type(self.soma).__name__} soma runs whole sequences only (step_mode='m')")
-        x = self.split_compartments(x, 1)                           # [B, S..., K_in]
+        x = self.split_compartments(x, 1)  # [B, S..., K_in]
         v_p = self._dend_v0(x)
         v_p = self.dendrite.initial(x) if v_p is None else v_p
         s, _, state, v_p, v_dend = self.step(x, self._soma_state0(x[..., 0]), v_p)
@@ -254,16 +268,16 @@ class DendriticNeuron(SpikingModule):
         return s
 
     def multi_step(self, x_seq: torch.Tensor) -> torch.Tensor:
-        x = self.split_compartments(x_seq, 2)                       # [T, B, S..., K_in]
+        x = self.split_compartments(x_seq, 2)  # [T, B, S..., K_in]
         if self.linear_soma:
             v = self._soma_v0(x[0, ..., 0])
         else:
             self.soma.store_seq = self.store_seq
         v_p = self._dend_v0(x[0])
-        if self.bap_psi != 0.0:                                     # soma -> dendrite: step together
+        if self.bap_psi != 0.0:  # soma -> dendrite: step together
             return self._step_loop(x, v_p)
         alpha, u, gain = self.drive(x, v_p)
-        if not self.linear_soma:                                    # the soma's own multi-step on a[t]
+        if not self.linear_soma:  # the soma's own multi-step on a[t]
             a = u if gain == 1.0 else u * gain
             s = self.soma.run(a, self.feedback) if hasattr(self.soma, "run") else self.soma(a)
             self.v = getattr(self.soma, "v", None)
@@ -271,8 +285,16 @@ class DendriticNeuron(SpikingModule):
                 self.v_seq, self.h_seq = self.soma.v_seq, self.soma.h_seq
             return s
         s, self.v, h, v_seq = soma_kernel.multi_step(
-            u, v, alpha, self.v_threshold, self.v_reset, self.surrogate, self.detach_reset, self.training,
-            keep_v=self.store_seq, gain=gain,
+            u,
+            v,
+            alpha,
+            self.v_threshold,
+            self.v_reset,
+            self.surrogate,
+            self.detach_reset,
+            self.training,
+            keep_v=self.store_seq,
+            gain=gain,
         )
         if self.store_seq:
             self.v_seq, self.h_seq = v_seq, h
@@ -283,7 +305,7 @@ class DendriticNeuron(SpikingModule):
         v_p = self.dendrite.initial(x[0]) if v_p is None else v_p
         state = self._soma_state0(x[0, ..., 0])
         out, vs, vds, hs = [], [], [], []
-        for x_t in x.unbind(0):                                     # one backward node, not T slices
+        for x_t in x.unbind(0):  # one backward node, not T slices
             s, h, state, v_p, v_dend = self.step(x_t, state, v_p)
             out.append(s)
             if self.store_seq:
@@ -301,9 +323,9 @@ class DendriticNeuron(SpikingModule):
         v_p: its charge is h[t] = alpha' v[t-1] + gain * u'[t] (any other soma reads a[t] = gain * u'[t]).
         The dendrite's state after the last step is kept (and ``v_dend_seq`` with ``store_seq``)."""
         fast = readout.drive_at_once(self, x, v_p)
-        if fast is None:                                            # the reference: every compartment
-            vp_seq, vd_seq = self.dendrite.multi_step(x, v_p)       # [T, B, S..., K]
-            alpha, u = self.soma_terms(self.dendrite.output(vd_seq))   # u [T, B, S...]
+        if fast is None:  # the reference: every compartment
+            vp_seq, vd_seq = self.dendrite.multi_step(x, v_p)  # [T, B, S..., K]
+            alpha, u = self.soma_terms(self.dendrite.output(vd_seq))  # u [T, B, S...]
             self._set_dend(vp_seq[-1], vd_seq[-1])
             if self.store_seq:
                 self.v_dend_seq = vd_seq
@@ -324,8 +346,10 @@ class DendriticNeuron(SpikingModule):
         if not self.linear_soma:
             raise ValueError(f"soma_input needs a linear soma (LIF, IF, PLIF), not {type(self.soma).__name__}")
         if self.bap_psi != 0.0:
-            raise ValueError("soma_input needs bap_psi = 0: a back-propagating spike couples the soma back into the dendrite")
-        x = self.split_compartments(x_seq, 2)                       # [T, B, S..., K_in]
+            raise ValueError(
+                "soma_input needs bap_psi = 0: a back-propagating spike couples the soma back into the dendrite"
+            )
+        x = self.split_compartments(x_seq, 2)  # [T, B, S..., K_in]
         v_p = self._dend_v0(x[0])
         fast = readout.drive_at_once(self, x, v_p)
         if fast is not None:
@@ -347,33 +371,56 @@ def soma_cell(soma, forward_mode: str, bap_psi: float, firing) -> SpikingModule:
         raise ValueError(f"soma must be a point neuron, not a dendritic one (got {type(cell).__name__})")
     iterative = isinstance(cell, StepNeuron)
     if not iterative and forward_mode == "voltage_difference":
-        raise ValueError(f"the {type(cell).__name__} soma has no membrane potential for forward_mode=voltage_difference; "
-                         "use neuron.forward_mode=activation")
+        raise ValueError(
+            f"the {type(cell).__name__} soma has no membrane potential for forward_mode=voltage_difference; "
+            "use neuron.forward_mode=activation"
+        )
     if not iterative and bap_psi != 0.0:
-        raise ValueError(f"the {type(cell).__name__} soma is not iterative, so it cannot take a back-propagating spike; use bap_psi=0")
+        raise ValueError(
+            f"the {type(cell).__name__} soma is not iterative, so it cannot take a back-propagating spike; use bap_psi=0"
+        )
     if not iterative and firing is not None:
-        raise ValueError(f"the {type(cell).__name__} soma fires all steps at once, so it cannot take stochastic firing; "
-                         "use neuron.firing.kind=deterministic")
+        raise ValueError(
+            f"the {type(cell).__name__} soma fires all steps at once, so it cannot take stochastic firing; "
+            "use neuron.firing.kind=deterministic"
+        )
     return cell
 
 
-Dendritic = DendriticNeuron      # the config's name (neuron=dendritic)
+Dendritic = DendriticNeuron  # the config's name (neuron=dendritic)
 
 
 class DendLIF(DendriticNeuron):
     """`DendriticNeuron` with a LIF soma, from flat keys: h = v + (J - (v - v_reset))/tau (decay_input)
     or v - (v - v_reset)/tau + J. Other keywords: `DendriticNeuron`'s."""
 
-    def __init__(self, wiring: Wiring, tau: float = 2.0, decay_input: bool = True, v_threshold: float = 1.0,
-                 v_reset: Optional[float] = 0.0, surrogate: Optional[Surrogate] = None, detach_reset: bool = False, **kw):
+    def __init__(
+        self,
+        wiring: Wiring,
+        tau: float = 2.0,
+        decay_input: bool = True,
+        v_threshold: float = 1.0,
+        v_reset: Optional[float] = 0.0,
+        surrogate: Optional[Surrogate] = None,
+        detach_reset: bool = False,
+        **kw,
+    ):
         if check_number("tau", tau) <= 1:
             raise ValueError(f"tau must be > 1 (got tau={tau!r})")
-        soma = LIF(tau, bool(decay_input), v_threshold=v_threshold, v_reset=v_reset, surrogate=surrogate,
-                   detach_reset=detach_reset)
+        soma = LIF(
+            tau,
+            bool(decay_input),
+            v_threshold=v_threshold,
+            v_reset=v_reset,
+            surrogate=surrogate,
+            detach_reset=detach_reset,
+        )
         super().__init__(wiring, soma, **kw)
 
     tau = property(lambda self: self.soma.tau, lambda self, value: setattr(self.soma, "tau", value))
-    decay_input = property(lambda self: self.soma.decay_input, lambda self, value: setattr(self.soma, "decay_input", value))
+    decay_input = property(
+        lambda self: self.soma.decay_input, lambda self, value: setattr(self.soma, "decay_input", value)
+    )
 
     @property
     def input_gain(self) -> float:
@@ -385,7 +432,14 @@ class DendLIF(DendriticNeuron):
 class DendIF(DendriticNeuron):
     """`DendriticNeuron` with an IF soma, from flat keys: h = v + J. Other keywords: `DendriticNeuron`'s."""
 
-    def __init__(self, wiring: Wiring, v_threshold: float = 1.0, v_reset: Optional[float] = 0.0,
-                 surrogate: Optional[Surrogate] = None, detach_reset: bool = False, **kw):
+    def __init__(
+        self,
+        wiring: Wiring,
+        v_threshold: float = 1.0,
+        v_reset: Optional[float] = 0.0,
+        surrogate: Optional[Surrogate] = None,
+        detach_reset: bool = False,
+        **kw,
+    ):
         soma = IF(v_threshold=v_threshold, v_reset=v_reset, surrogate=surrogate, detach_reset=detach_reset)
         super().__init__(wiring, soma, **kw)

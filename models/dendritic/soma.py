@@ -35,8 +35,13 @@ import torch
 
 Phi = Union[float, Sequence[float]]
 
-FORWARD_ACTIVATIONS = {"sigmoid": torch.sigmoid, "identity": lambda v: v, "relu": torch.relu, "tanh": torch.tanh,
-                       "softplus": torch.nn.functional.softplus}
+FORWARD_ACTIVATIONS = {
+    "sigmoid": torch.sigmoid,
+    "identity": lambda v: v,
+    "relu": torch.relu,
+    "tanh": torch.tanh,
+    "softplus": torch.nn.functional.softplus,
+}
 
 
 def weighted_sum(v: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
@@ -70,7 +75,9 @@ def check_phi(phi, n_output: int, nonnegative: bool) -> torch.Tensor:
         except TypeError:
             raise ValueError(f"phi must be a number or a list of numbers (got phi={phi!r})") from None
         if len(values) != n_output:
-            raise ValueError(f"phi has {len(values)} values but the wiring has {n_output} output compartments (got phi={phi!r})")
+            raise ValueError(
+                f"phi has {len(values)} values but the wiring has {n_output} output compartments (got phi={phi!r})"
+            )
     for v in values:
         check_number("phi", v, minimum=0.0 if nonnegative else None)
     return torch.tensor(float(values[0])) if scalar else torch.tensor([float(v) for v in values])

@@ -82,7 +82,7 @@ class Wiring:
             pairs.append(e)
         if bidirectional:
             pairs += [(d, s) for s, d in pairs]
-        self.edges: List[Tuple[int, int]] = list(dict.fromkeys(pairs))        # unique, in order
+        self.edges: List[Tuple[int, int]] = list(dict.fromkeys(pairs))  # unique, in order
         self.n_compartments = K
         self.input_index = _index_list("input_index", input_index, K, owner)
         self.output_index = _index_list("output_index", output_index, K, owner)
@@ -160,11 +160,11 @@ class Tree(Wiring):
                     f"Tree: parents[{i}]={p!r} must be -1 (a root) or the index of another compartment "
                     f"in [0, {K}) (got parents={parents})"
                 )
-        for i in range(K):                           # every path to the soma must end at a root
+        for i in range(K):  # every path to the soma must end at a root
             path, j = [i], parents[i]
             while j != -1:
                 if j in path:
-                    cyc = " -> ".join(map(str, path[path.index(j):] + [j]))
+                    cyc = " -> ".join(map(str, path[path.index(j) :] + [j]))
                     raise ValueError(f"Tree: parents={parents} has a cycle ({cyc})")
                 path.append(j)
                 j = parents[j]

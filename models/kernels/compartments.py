@@ -16,8 +16,10 @@ import torch
 def decay_operator(a: float, T: int, gain: float = 1.0, dtype=None, device=None):
     """(L, p): L [T, T] with L[t, s] = gain * a^(t-s) for t >= s (else 0); p [T] with p[t] = a^(t+1)."""
     t = torch.arange(T, dtype=torch.float64)
-    d = t[:, None] - t[None, :]                                   # [T, T] = t - s
-    L = torch.where(d >= 0, gain * torch.tensor(a, dtype=torch.float64) ** d.clamp(min=0), torch.zeros((), dtype=torch.float64))
+    d = t[:, None] - t[None, :]  # [T, T] = t - s
+    L = torch.where(
+        d >= 0, gain * torch.tensor(a, dtype=torch.float64) ** d.clamp(min=0), torch.zeros((), dtype=torch.float64)
+    )
     p = torch.tensor(a, dtype=torch.float64) ** (t + 1)
     return L.to(dtype=dtype, device=device), p.to(dtype=dtype, device=device)
 
@@ -66,7 +68,9 @@ class LeakyRecurrence(torch.autograd.Function):
         return G, None, None, g_h0
 
 
-def leaky_recurrence(x_seq: torch.Tensor, a: float, gain: float = 1.0, h0: Optional[torch.Tensor] = None) -> torch.Tensor:
+def leaky_recurrence(
+    x_seq: torch.Tensor, a: float, gain: float = 1.0, h0: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """h[t] = a h[t-1] + gain x[t] for x_seq [T, ...] (h0 [...] or None = 0): the same result as
     `leaky_scan`, by T in-place steps in one autograd node (O(T N) work; the [T, T] operator is
     O(T^2 N)). The faster of the two on CPU; on GPU one matmul beats T small kernels."""
@@ -86,11 +90,11 @@ def fhat_(f: torch.Tensor, activation: str, beta: float) -> torch.Tensor:
 
 def fhat_slope(F: torch.Tensor, activation: str, beta: float, out: torch.Tensor) -> torch.Tensor:
     """d fhat / dz from the kept F = fhat(z), into ``out``."""
-    if activation == "sigmoid":                       # beta F (1 - F)
+    if activation == "sigmoid":  # beta F (1 - F)
         return torch.addcmul(F, F, F, value=-1.0, out=out).mul_(beta)
-    if activation == "tanh":                          # beta (1 - F^2)
+    if activation == "tanh":  # beta (1 - F^2)
         return torch.mul(F, F, out=out).neg_().add_(1.0).mul_(beta)
-    if activation == "softplus":                      # sigmoid(beta z) = 1 - exp(-beta F)
+    if activation == "softplus":  # sigmoid(beta z) = 1 - exp(-beta F)
         return torch.mul(F, -beta, out=out).exp_().neg_().add_(1.0)
     return torch.gt(F, 0.0, out=out)
 
@@ -127,8 +131,8 @@ class ActiveScan(torch.autograd.Function):
                 torch.add(x[t], prev, alpha=a, out=w)
             else:
                 torch.mul(x[t], gain, out=w).add_(prev, alpha=a)
-            f = fhat_(torch.sub(w, theta, out=F[t]), activation, beta)   # theta = theta_d - v_rest
-            if uniform:                                              # y = c (w + (cs / c) F) summed over k
+            f = fhat_(torch.sub(w, theta, out=F[t]), activation, beta)  # theta = theta_d - v_rest
+            if uniform:  # y = c (w + (cs / c) F) summed over k
                 torch.add(w, f, alpha=cs / c if c != 0.0 else 0.0, out=E)
                 torch.mv(E, vec(c), out=y[t])
             else:
@@ -148,10 +152,10 @@ class ActiveScan(torch.autograd.Function):
         D = torch.empty_like(F[0])
         if g_y is None:
             G = torch.zeros_like(F)
-        else:                                                        # g_y broadcast over k, one copy
+        else:  # g_y broadcast over k, one copy
             G = g_y.unsqueeze(-1).expand(F.shape).contiguous()
         for t in range(T - 1, -1, -1):
-            if g_y is not None:                                      # D = c + cs fhat'(v_p)
+            if g_y is not None:  # D = c + cs fhat'(v_p)
                 fhat_slope(F[t], ctx.activation, beta, D).mul_(cs).add_(c)
                 G[t].mul_(D)
             if t < T - 1:
@@ -167,6 +171,7 @@ class ActiveScan(torch.autograd.Function):
 def active_scan(x: torch.Tensor, w0, a: float, gain: float, c, cs, activation: str, beta: float, theta: float):
     """`ActiveScan` on x [T, ..., K] (w0 [..., K] or None): (y [T, ...], w[T-1] [..., K])."""
     T, K = x.shape[0], x.shape[-1]
-    y, w_last = ActiveScan.apply(x.reshape(T, -1, K), None if w0 is None else w0.reshape(-1, K),
-                                  a, gain, c, cs, activation, beta, theta)
+    y, w_last = ActiveScan.apply(
+        x.reshape(T, -1, K), None if w0 is None else w0.reshape(-1, K), a, gain, c, cs, activation, beta, theta
+    )
     return y.view(x.shape[:-1]), w_last.view(x.shape[1:])

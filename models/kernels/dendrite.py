@@ -39,7 +39,7 @@ class CompartmentSum(torch.autograd.Function):
             else:
                 g_x = g2 * ctx.q.to(g.dtype)
             return g_x.view(*g.shape, K), None, None, None
-        g_x = torch.stack([g * v for v in q_list], dim=ctx.dim)   # compartment-major memory layout
+        g_x = torch.stack([g * v for v in q_list], dim=ctx.dim)  # compartment-major memory layout
         return g_x.movedim(ctx.dim, -1), None, None, None
 
 
@@ -67,8 +67,8 @@ class CoupledLoop(torch.autograd.Function):
         T, _, N = x.shape
         K = C.shape[0]
         new = lambda *lead: torch.empty(*lead, K, N, dtype=x.dtype, device=x.device)
-        gCt = (gain * C).T.contiguous()                            # I_int = C^T v, scaled by gain
-        F_seq = new(T) if kind != "none" else None                  # fhat(v_p[t]), kept for f'
+        gCt = (gain * C).T.contiguous()  # I_int = C^T v, scaled by gain
+        F_seq = new(T) if kind != "none" else None  # fhat(v_p[t]), kept for f'
         y = torch.empty(T, N, dtype=x.dtype, device=x.device)
         V, F0 = new(), new()
         ws = [new(), new()]
@@ -76,7 +76,7 @@ class CoupledLoop(torch.autograd.Function):
         potential_into(W, v_rest, kind, strength, beta, theta_d, V, F0)
         for t in range(T):
             Wt = ws[t % 2]
-            torch.addmm(W, gCt, V, beta=a, out=Wt)                  # a w + gain C^T v
+            torch.addmm(W, gCt, V, beta=a, out=Wt)  # a w + gain C^T v
             if isinstance(inputs, slice):
                 Wt[inputs].add_(x[t], alpha=gain)
             else:
@@ -84,10 +84,11 @@ class CoupledLoop(torch.autograd.Function):
             potential_into(Wt, v_rest, kind, strength, beta, theta_d, V, None if F_seq is None else F_seq[t])
             torch.mv(V.T, c, out=y[t])
             W = Wt
-        ctx.save_for_backward(F_seq, F0 if w0 is not None else None, C, c,
-                              strength if isinstance(strength, torch.Tensor) else None)
+        ctx.save_for_backward(
+            F_seq, F0 if w0 is not None else None, C, c, strength if isinstance(strength, torch.Tensor) else None
+        )
         ctx.inputs, ctx.a, ctx.gain, ctx.shape = inputs, a, gain, (T, K, N)
-        ctx.x_layout = (x.shape, x.stride())                        # the gradient is written in x's layout
+        ctx.x_layout = (x.shape, x.stride())  # the gradient is written in x's layout
         ctx.kind, ctx.strength_f, ctx.beta = kind, strength, beta
         ctx.set_materialize_grads(False)
         return y, W.clone()
@@ -103,7 +104,7 @@ class CoupledLoop(torch.autograd.Function):
         g_x = torch.empty_strided(*ctx.x_layout, dtype=C.dtype, device=C.device)
         GV, Z = new(), new()
         bufs = [new(), new()]
-        G_next = None                                               # dL/dw[t+1]
+        G_next = None  # dL/dw[t+1]
         for t in range(T - 1, -1, -1):
             if G_next is None:
                 if g_y is None:

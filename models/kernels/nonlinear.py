@@ -25,8 +25,18 @@ def nonlinear_if(model, kind, params, x_seq, state, feedback):
     fb = float_feedback(feedback)
     if fb is None:
         return None
-    s, v = NonlinearIFScan.apply(x_seq, state[0].to(x_seq.dtype), kind, params, model.v_threshold, model.v_reset,
-                                  model.surrogate, model.detach_reset, model.training, fb)
+    s, v = NonlinearIFScan.apply(
+        x_seq,
+        state[0].to(x_seq.dtype),
+        kind,
+        params,
+        model.v_threshold,
+        model.v_reset,
+        model.surrogate,
+        model.detach_reset,
+        model.training,
+        fb,
+    )
     return s, (v,)
 
 
@@ -106,7 +116,7 @@ class KLIFScan(torch.autograd.Function):
             m.add_(v, alpha=a1)
             torch.mul(m, k_f, out=F).relu_()
             soma.fire_into(F, theta, firing, training, s)
-            if scale_reset:                                          # reset(F / k, s) with threshold theta / k
+            if scale_reset:  # reset(F / k, s) with threshold theta / k
                 v = torch.div(F, k_f, out=v_buf)
                 if v_reset is None:
                     v.add_(s, alpha=-theta / k_f)
@@ -125,17 +135,28 @@ class KLIFScan(torch.autograd.Function):
     def backward(ctx, g_s, g_v):
         m_seq, F_seq, s_seq = ctx.saved_tensors
         k_f, a1, gain, scale_reset, theta, v_reset, firing, detach = ctx.args
-        on = torch.gt(F_seq, 0.0).to(F_seq.dtype)                    # relu's slope
+        on = torch.gt(F_seq, 0.0).to(F_seq.dtype)  # relu's slope
         alpha = torch.mul(on, k_f * a1)
         keep = scale_reset and ctx.needs_input_grad[2]
-        g_F, g_v0, carries = soma.backprop_reset(F_seq, s_seq, alpha, theta, v_reset, firing, detach, g_s, g_v,
-                                             c=1.0 / k_f if scale_reset else 1.0, keep_carry=keep,
-                                                  per_step=True)
-        g_F.mul_(on)                                                 # dL/d(k m)
+        g_F, g_v0, carries = soma.backprop_reset(
+            F_seq,
+            s_seq,
+            alpha,
+            theta,
+            v_reset,
+            firing,
+            detach,
+            g_s,
+            g_v,
+            c=1.0 / k_f if scale_reset else 1.0,
+            keep_carry=keep,
+            per_step=True,
+        )
+        g_F.mul_(on)  # dL/d(k m)
         g_k = None
         if ctx.needs_input_grad[2]:
             g_k = torch.dot(g_F.flatten(), m_seq.flatten())
-            if keep:                                                 # v = reset(F / k, s): the direct dv/dk
+            if keep:  # v = reset(F / k, s): the direct dv/dk
                 if v_reset is None:
                     direct = torch.add(F_seq, s_seq, alpha=-theta)
                 else:
@@ -160,7 +181,7 @@ class LIAFScan(torch.autograd.Function):
             v = soma.reset_into(h, s_seq[t], theta, v_reset, v_buf)
         y = torch.sub(h_seq, theta) if tr else h_seq.clone()
         if act != "identity":
-            getattr(y, act + "_")()                                  # relu_, sigmoid_, tanh_ in place
+            getattr(y, act + "_")()  # relu_, sigmoid_, tanh_ in place
         ctx.save_for_backward(h_seq, s_seq, y if act != "identity" else None)
         ctx.args = (a1, gain, theta, v_reset, firing, detach, act, tr)
         ctx.set_materialize_grads(False)
@@ -171,7 +192,7 @@ class LIAFScan(torch.autograd.Function):
         h_seq, s_seq, y = ctx.saved_tensors
         a1, gain, theta, v_reset, firing, detach, act, tr = ctx.args
         g_h = None
-        if g_y is not None:                                          # dL/dy act'(z), one pass from y
+        if g_y is not None:  # dL/dy act'(z), one pass from y
             if act == "relu":
                 g_h = torch.ops.aten.threshold_backward(g_y, y, 0.0)
             elif act == "sigmoid":
@@ -215,8 +236,8 @@ class PSNFn(torch.autograd.Function):
         buf = torch.empty_like(x[:, :C])
         for i in range(0, N, C):
             cols = slice(i, i + C)
-            if fast_sg:                                              # g = g_s y (1 - y), y = sig(a h)
-                g = torch.mul(h[:, cols], a, out=buf[:, :min(C, N - i)]).sigmoid_()
+            if fast_sg:  # g = g_s y (1 - y), y = sig(a h)
+                g = torch.mul(h[:, cols], a, out=buf[:, : min(C, N - i)]).sigmoid_()
                 torch.ops.aten.sigmoid_backward(g_s[:, cols], g, grad_input=g)
             else:
                 g = firing.grad(h[:, cols]).mul_(g_s[:, cols])

@@ -143,20 +143,21 @@ def surrogate_slope(H: torch.Tensor, s: torch.Tensor, theta: float, firing, buf:
     return sg.addcmul_(sg, sg, value=-1.0)
 
 
-def through_reset(g, carry, gs_t, H, s, theta: float, v_reset: Optional[float], c: float, detach: bool, sg,
-                  a_sg: float, tmp) -> None:
+def through_reset(
+    g, carry, gs_t, H, s, theta: float, v_reset: Optional[float], c: float, detach: bool, sg, a_sg: float, tmp
+) -> None:
     """dL/dH[t] into ``g`` from dL/dv[t] (``carry``) and dL/ds[t] (``gs_t``), through the reset of
     `backprop_reset`'s docstring; ``sg`` the firing function's slope (times ``a_sg``)."""
     hard = v_reset is not None
     if detach:
         term = gs_t
-    elif hard:                                                       # g_s + carry (v_reset - c H)
+    elif hard:  # g_s + carry (v_reset - c H)
         term = torch.addcmul(gs_t, carry, H, value=-c, out=tmp)
         if v_reset != 0.0:
             term.add_(carry, alpha=v_reset)
-    else:                                                            # g_s - c theta carry
+    else:  # g_s - c theta carry
         term = torch.add(gs_t, carry, alpha=-c * theta, out=tmp)
-    if hard:                                                         # c carry (1 - s) + a_sg sg term
+    if hard:  # c carry (1 - s) + a_sg sg term
         torch.addcmul(carry, carry, s, value=-1.0, out=g)
         if c != 1.0:
             g.mul_(c)
@@ -168,8 +169,22 @@ def through_reset(g, carry, gs_t, H, s, theta: float, v_reset: Optional[float], 
         g.addcmul_(term, sg, value=a_sg)
 
 
-def backprop_reset(H_seq, s_seq, alpha, theta, v_reset, firing, detach, g_s, g_v_last, g_H=None, c=1.0,
-                   keep_carry=False, per_step=False, g_v_seq=None):
+def backprop_reset(
+    H_seq,
+    s_seq,
+    alpha,
+    theta,
+    v_reset,
+    firing,
+    detach,
+    g_s,
+    g_v_last,
+    g_H=None,
+    c=1.0,
+    keep_carry=False,
+    per_step=False,
+    g_v_seq=None,
+):
     """The reverse recurrence of a one-state soma (module docstring): ``v[t] = c H[t] (1 - s[t]) +
     v_reset s[t]`` (hard) or ``c (H[t] - theta s[t])`` (soft), ``s[t] = F(H[t] - theta)``, and
     ``dH[t]/dv[t-1] = alpha`` (a float, a tensor for every step, or [T, ...] with ``per_step``). ``g_H``
@@ -177,14 +192,14 @@ def backprop_reset(H_seq, s_seq, alpha, theta, v_reset, firing, detach, g_s, g_v
 
     Returns (dL/dH [T, ...], dL/dv0, dL/dv [T, ...] after each reset when ``keep_carry``, else None)."""
     T = H_seq.shape[0]
-    fast_sg = type(firing).grad is Sigmoid.grad                      # sg in place: a sig(a x) (1 - sig(a x))
+    fast_sg = type(firing).grad is Sigmoid.grad  # sg in place: a sig(a x) (1 - sig(a x))
     a_sg = firing.alpha if fast_sg else 1.0
     g_seq = torch.empty_like(H_seq)
     sg_buf = torch.empty_like(H_seq[0]) if fast_sg else None
     tmp = torch.empty_like(H_seq[0])
     zero = torch.zeros((), dtype=H_seq.dtype, device=H_seq.device)
     carries = torch.zeros_like(H_seq) if keep_carry else None
-    carry, own = g_v_last, False                                     # dL/dv[t]
+    carry, own = g_v_last, False  # dL/dv[t]
     for t in range(T - 1, -1, -1):
         H = H_seq[t]
         if g_v_seq is not None:
@@ -201,15 +216,15 @@ def backprop_reset(H_seq, s_seq, alpha, theta, v_reset, firing, detach, g_s, g_v
         else:
             if keep_carry:
                 carries[t].copy_(carry)
-            through_reset(g, carry, zero if g_s is None else g_s[t], H, s_seq[t], theta, v_reset, c, detach,
-                          sg, a_sg, tmp)
+            through_reset(
+                g, carry, zero if g_s is None else g_s[t], H, s_seq[t], theta, v_reset, c, detach, sg, a_sg, tmp
+            )
         if g_H is not None:
             g.add_(g_H[t])
-        if not own:                                                  # never write into a given gradient
+        if not own:  # never write into a given gradient
             carry, own = torch.empty_like(g), True
         torch.mul(g, alpha[t] if per_step else alpha, out=carry)
     return g_seq, carry, carries
-
 
 
 class SomaScan(torch.autograd.Function):
@@ -232,7 +247,7 @@ class SomaScan(torch.autograd.Function):
         v = v0
         for t in range(T):
             h, s = h_seq[t], s_seq[t]
-            if gain != 1.0:                                          # h = gain * x[t] + alpha * v
+            if gain != 1.0:  # h = gain * x[t] + alpha * v
                 torch.mul(u_seq[t], gain, out=h)
                 if alpha_t is None:
                     h.add_(v, alpha=alpha_f)
@@ -248,7 +263,7 @@ class SomaScan(torch.autograd.Function):
         ctx.save_for_backward(h_seq, s_seq, v0, alpha_t)
         ctx.alpha_f, ctx.gain, ctx.theta, ctx.v_reset = alpha_f, gain, theta, v_reset
         ctx.firing, ctx.detach_reset = firing, detach_reset
-        ctx.set_materialize_grads(False)                             # unused outputs: None, not zeros
+        ctx.set_materialize_grads(False)  # unused outputs: None, not zeros
         return s_seq, v_last, h_seq, v_seq
 
     @staticmethod
@@ -256,8 +271,9 @@ class SomaScan(torch.autograd.Function):
         h_seq, s_seq, v0, alpha_t = ctx.saved_tensors
         theta, v_reset, gain = ctx.theta, ctx.v_reset, ctx.gain
         alpha = ctx.alpha_f if alpha_t is None else alpha_t
-        g_u, g_v0, _ = backprop_reset(h_seq, s_seq, alpha, theta, v_reset, ctx.firing, ctx.detach_reset, g_s, g_v_last,
-                                      g_H=g_h, g_v_seq=g_v_seq)
+        g_u, g_v0, _ = backprop_reset(
+            h_seq, s_seq, alpha, theta, v_reset, ctx.firing, ctx.detach_reset, g_s, g_v_last, g_H=g_h, g_v_seq=g_v_seq
+        )
         g_alpha = None
         if alpha_t is not None and ctx.needs_input_grad[2]:
             v_prev = torch.cat([v0.expand_as(h_seq[:1]), reset(h_seq[:-1], s_seq[:-1], theta, v_reset)])

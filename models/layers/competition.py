@@ -51,7 +51,9 @@ def split_neurons(x: torch.Tensor, k_in: int):
         return x.unflatten(-1, (-1, k_in)), -2, -1
     if x.dim() in (4, 5):
         return x.unflatten(-3, (k_in, -1)), -3, -4
-    raise ValueError(f"competition expects linear [.., S*K_in] or conv [.., C, H, W] currents (got shape {tuple(x.shape)})")
+    raise ValueError(
+        f"competition expects linear [.., S*K_in] or conv [.., C, H, W] currents (got shape {tuple(x.shape)})"
+    )
 
 
 def winners(total: torch.Tensor, dim: int, k: int) -> torch.Tensor:
@@ -76,11 +78,17 @@ class LateralInhibition(nn.Module):
         k_in: int = 1,
     ):
         super().__init__()
-        self.strength, self.divisive, self.gain = _check_float("strength", strength), bool(divisive), _check_float("gain", gain)
+        self.strength, self.divisive, self.gain = (
+            _check_float("strength", strength),
+            bool(divisive),
+            _check_float("gain", gain),
+        )
         self.k, self.adapt = _check_int("k", k, allow_none=True), _check_float("adapt", adapt)
         self.k_in = _check_int("k_in", k_in)
         if self.adapt and n_neurons is None:
-            raise ValueError("adapt > 0 keeps one threshold per neuron: n_neurons is needed (the network builders pass it)")
+            raise ValueError(
+                "adapt > 0 keeps one threshold per neuron: n_neurons is needed (the network builders pass it)"
+            )
         n = _check_int("n_neurons", n_neurons, allow_none=True)
         self.register_buffer("theta", torch.zeros(n) if n is not None else None)
 
@@ -109,8 +117,10 @@ class LateralInhibition(nn.Module):
         self.theta += (self.adapt * steps) * (w - self.k / S).to(self.theta.dtype)
 
     def extra_repr(self) -> str:
-        return (f"strength={self.strength}, divisive={self.divisive}, gain={self.gain}, k={self.k}, "
-                f"adapt={self.adapt}, k_in={self.k_in}")
+        return (
+            f"strength={self.strength}, divisive={self.divisive}, gain={self.gain}, k={self.k}, "
+            f"adapt={self.adapt}, k_in={self.k_in}"
+        )
 
 
 class KWinnerTakeAll(nn.Module):

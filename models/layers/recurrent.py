@@ -38,27 +38,36 @@ KINDS = ("learned", "inhibition")
 class RecurrentSynapse(nn.Module):
     """W_rec of one layer of ``n_neurons`` neurons with ``k_in`` input compartments each (see the module docstring)."""
 
-    def __init__(self, n_neurons: int, k_in: int = 1, kind: str = "learned", inhibition: float = 0.5,
-                 init_scale: float = 0.0):
+    def __init__(
+        self, n_neurons: int, k_in: int = 1, kind: str = "learned", inhibition: float = 0.5, init_scale: float = 0.0
+    ):
         super().__init__()
         if kind not in KINDS:
             raise ValueError(f"recurrent kind must be one of {', '.join(KINDS)} (got {kind!r})")
         S, K = int(n_neurons), int(k_in)
         self.kind, self.n_neurons, self.k_in = kind, S, K
         if kind == "inhibition":
-            if not (isinstance(inhibition, (int, float)) and not isinstance(inhibition, bool)
-                    and math.isfinite(inhibition) and inhibition >= 0):
+            if not (
+                isinstance(inhibition, (int, float))
+                and not isinstance(inhibition, bool)
+                and math.isfinite(inhibition)
+                and inhibition >= 0
+            ):
                 raise ValueError(f"inhibition must be a finite number >= 0 (got inhibition={inhibition!r})")
             self.inhibition = float(inhibition)
-            cross = 1.0 - torch.eye(S)                                  # [S, S]: j -> i for j != i
-            self.register_buffer("weight", (-self.inhibition * cross).repeat_interleave(K, dim=0))   # [S*K, S]
+            cross = 1.0 - torch.eye(S)  # [S, S]: j -> i for j != i
+            self.register_buffer("weight", (-self.inhibition * cross).repeat_interleave(K, dim=0))  # [S*K, S]
         else:
-            if not (isinstance(init_scale, (int, float)) and not isinstance(init_scale, bool)
-                    and math.isfinite(init_scale) and init_scale >= 0):
+            if not (
+                isinstance(init_scale, (int, float))
+                and not isinstance(init_scale, bool)
+                and math.isfinite(init_scale)
+                and init_scale >= 0
+            ):
                 raise ValueError(f"recurrent_init must be a finite number >= 0 (got recurrent_init={init_scale!r})")
             a = float(init_scale) / math.sqrt(S)
             self.weight = nn.Parameter(torch.empty(S * K, S).uniform_(-a, a) if a else torch.zeros(S * K, S))
-        self.s: Optional[torch.Tensor] = None                           # [B, S] spikes of the last step
+        self.s: Optional[torch.Tensor] = None  # [B, S] spikes of the last step
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
         """The recurrent current W_rec s: [B, S] -> [B, S*K_in]."""
@@ -71,7 +80,7 @@ class RecurrentSynapse(nn.Module):
             keep = bool(getattr(neuron, "store_seq", False))
             s = self.s if self.s is not None and self.s.shape[0] == x_seq.shape[1] else None
             out, kept = [], {}
-            for x in x_seq.unbind(0):                                   # [B, S*K_in]
+            for x in x_seq.unbind(0):  # [B, S*K_in]
                 s = neuron.single_step(x if s is None else x + self(s))
                 out.append(s)
                 if keep:
@@ -81,12 +90,12 @@ class RecurrentSynapse(nn.Module):
                             kept.setdefault(name, []).append(v)
             self.s = s
             if keep:
-                neuron.h_seq = None                                     # single steps keep no charged potential
+                neuron.h_seq = None  # single steps keep no charged potential
                 for name, vs in kept.items():
                     setattr(neuron, f"{name}_seq", torch.stack(vs))
             return torch.stack(out)
 
-        neuron.forward = loop                                           # one call: the hooks see the sequence
+        neuron.forward = loop  # one call: the hooks see the sequence
         try:
             return neuron(x_seq)
         finally:
@@ -103,9 +112,11 @@ class RecurrentSynapse(nn.Module):
 def check_steps(neuron: nn.Module) -> None:
     """A recurrent layer runs its neuron one step at a time: refuse a multi-step-only neuron (PSN)."""
     if getattr(type(neuron), "single_step", None) is SpikingModule.single_step:
-        raise ValueError(f"{type(neuron).__name__} runs all T steps at once and has no single step, so it cannot "
-                         "sit in a recurrent layer (each step needs the spikes of the step before); use another neuron or "
-                         "recurrent=false")
+        raise ValueError(
+            f"{type(neuron).__name__} runs all T steps at once and has no single step, so it cannot "
+            "sit in a recurrent layer (each step needs the spikes of the step before); use another neuron or "
+            "recurrent=false"
+        )
 
 
 def recurrent_kind(recurrent) -> Optional[str]:
@@ -116,5 +127,7 @@ def recurrent_kind(recurrent) -> Optional[str]:
         return "learned"
     if recurrent == "inhibition":
         return "inhibition"
-    raise ValueError(f"recurrent must be false, true (learned recurrent synapses) or inhibition (fixed "
-                     f"cross-inhibition) (got recurrent={recurrent!r})")
+    raise ValueError(
+        f"recurrent must be false, true (learned recurrent synapses) or inhibition (fixed "
+        f"cross-inhibition) (got recurrent={recurrent!r})"
+    )

@@ -87,8 +87,8 @@ class _Synapse:
     def _apply_seq(self, fn, x: torch.Tensor) -> torch.Tensor:
         if self.step_mode == "s":
             return fn(x)
-        y = fn(x.flatten(0, 1))                                 # [T*B, ...]
-        return y.unflatten(0, x.shape[:2])                      # [T, B, ...]
+        y = fn(x.flatten(0, 1))  # [T*B, ...]
+        return y.unflatten(0, x.shape[:2])  # [T, B, ...]
 
     @torch.no_grad()
     def clamp_(self) -> None:
@@ -199,7 +199,10 @@ class DendConv2d(_Synapse, nn.Conv2d):
         return self._apply_seq(super().forward, x)
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", n_channels={self.n_channels}, k_in={self.k_in}, wmin={self.wmin}, wmax={self.wmax}, step_mode={self.step_mode!r}"
+        return (
+            super().extra_repr()
+            + f", n_channels={self.n_channels}, k_in={self.k_in}, wmin={self.wmin}, wmax={self.wmax}, step_mode={self.step_mode!r}"
+        )
 
 
 class SynapticFilter(nn.Module):
@@ -291,21 +294,21 @@ class _Constrained:
         self.wmin, self.wmax = _check_bounds(wmin, wmax)
         W = self.weight
         mask = None
-        if self.sparsity > 0:                               # torch's global RNG: the run's seed
+        if self.sparsity > 0:  # torch's global RNG: the run's seed
             off = torch.randperm(W.numel())[: int(round(self.sparsity * W.numel()))]
             mask = torch.ones(W.numel(), dtype=torch.bool)
             mask[off] = False
             mask = mask.view_as(W)
-        self.register_buffer("mask", mask)                  # None: no state_dict entry
+        self.register_buffer("mask", mask)  # None: no state_dict entry
         sign = None
         if inhibitory_fraction is not None:
-            n_pre = W.shape[1]                              # input features / input channels
+            n_pre = W.shape[1]  # input features / input channels
             inhibitory = torch.randperm(n_pre)[: int(round(float(inhibitory_fraction) * n_pre))]
             sign = torch.ones(n_pre)
             sign[inhibitory] = -1.0
-            sign = sign.view(1, n_pre, *([1] * (W.dim() - 2)))      # [1, in] / [1, C_in, 1, 1]
+            sign = sign.view(1, n_pre, *([1] * (W.dim() - 2)))  # [1, in] / [1, C_in, 1, 1]
             with torch.no_grad():
-                W.copy_(W.abs() * sign)                     # the fan-in init, each column with its sign
+                W.copy_(W.abs() * sign)  # the fan-in init, each column with its sign
         self.register_buffer("sign", sign)
         self.clamp_()
 
@@ -324,16 +327,25 @@ class _Constrained:
             W.mul_(self.mask)
 
     def _constraint_repr(self) -> str:
-        return (f"sparsity={self.sparsity}, inhibitory_fraction={self.inhibitory_fraction}, "
-                f"wmin={self.wmin}, wmax={self.wmax}")
+        return (
+            f"sparsity={self.sparsity}, inhibitory_fraction={self.inhibitory_fraction}, "
+            f"wmin={self.wmin}, wmax={self.wmax}"
+        )
 
 
 class SynapticLinear(_Constrained, nn.Linear):
     """nn.Linear with a fixed mask, E/I signs and bounds: y = x (W * M)^T + b, on [..., in] (any leading dims)."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, sparsity: float = 0.0,
-                 inhibitory_fraction: Optional[float] = None, wmin: Optional[float] = None,
-                 wmax: Optional[float] = None):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        sparsity: float = 0.0,
+        inhibitory_fraction: Optional[float] = None,
+        wmin: Optional[float] = None,
+        wmax: Optional[float] = None,
+    ):
         nn.Linear.__init__(self, in_features, out_features, bias=bias)
         self._constrain(sparsity, inhibitory_fraction, wmin, wmax)
 
@@ -347,9 +359,18 @@ class SynapticLinear(_Constrained, nn.Linear):
 class SynapticConv2d(_Constrained, nn.Conv2d):
     """nn.Conv2d with a fixed mask, E/I signs (per input channel) and bounds: y = conv(x, W * M) + b."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, padding=0, bias: bool = True,
-                 sparsity: float = 0.0, inhibitory_fraction: Optional[float] = None,
-                 wmin: Optional[float] = None, wmax: Optional[float] = None):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        padding=0,
+        bias: bool = True,
+        sparsity: float = 0.0,
+        inhibitory_fraction: Optional[float] = None,
+        wmin: Optional[float] = None,
+        wmax: Optional[float] = None,
+    ):
         nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size, padding=padding, bias=bias)
         self._constrain(sparsity, inhibitory_fraction, wmin, wmax)
 
@@ -393,20 +414,26 @@ class Synapse:
             if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v)):
                 raise ValueError(f"{name} must be null or a finite number (got {name}={v!r})")
         self.wmin, self.wmax = _check_bounds(wmin, wmax)
-        self.inhibitory_fraction = (None if inhibitory_fraction is None else
-                                    _check_fraction("inhibitory_fraction", inhibitory_fraction, upper_open=False))
+        self.inhibitory_fraction = (
+            None
+            if inhibitory_fraction is None
+            else _check_fraction("inhibitory_fraction", inhibitory_fraction, upper_open=False)
+        )
         f = self.inhibitory_fraction
         if f is not None and f > 0 and self.wmin is not None and self.wmin >= 0:
             raise ValueError(f"inhibitory_fraction={f} needs negative weights: set wmin < 0 (got wmin={self.wmin})")
         if f is not None and f < 1 and self.wmax is not None and self.wmax <= 0:
-            raise ValueError(f"inhibitory_fraction={f} leaves excitatory units, which need positive weights: "
-                             f"set wmax > 0 (got wmax={self.wmax})")
+            raise ValueError(
+                f"inhibitory_fraction={f} leaves excitatory units, which need positive weights: "
+                f"set wmax > 0 (got wmax={self.wmax})"
+            )
 
     @property
     def constrained(self) -> bool:
         """Whether the weights carry a mask, signs or bounds (a `SynapticLinear` / `SynapticConv2d`)."""
-        return (self.sparsity > 0 or self.inhibitory_fraction is not None
-                or self.wmin is not None or self.wmax is not None)
+        return (
+            self.sparsity > 0 or self.inhibitory_fraction is not None or self.wmin is not None or self.wmax is not None
+        )
 
     @property
     def plain(self) -> bool:
@@ -414,8 +441,9 @@ class Synapse:
         return not self.constrained and self.tau_s is None
 
     def _keys(self) -> dict:
-        return dict(sparsity=self.sparsity, inhibitory_fraction=self.inhibitory_fraction,
-                    wmin=self.wmin, wmax=self.wmax)
+        return dict(
+            sparsity=self.sparsity, inhibitory_fraction=self.inhibitory_fraction, wmin=self.wmin, wmax=self.wmax
+        )
 
     def linear(self, n_in: int, n_out: int, bias: bool = True) -> nn.Module:
         if not self.constrained:

@@ -5,4 +5,14 @@
 
 from .networks import MLP, As2d, Conv1dNet, ConvNet, NeuronFactory, SampleDropout, SpikingNet, Synapse, TimeDistributed
 
-__all__ = ["MLP", "As2d", "Conv1dNet", "ConvNet", "NeuronFactory", "SampleDropout", "SpikingNet", "Synapse", "TimeDistributed"]
+__all__ = [
+    "MLP",
+    "As2d",
+    "Conv1dNet",
+    "ConvNet",
+    "NeuronFactory",
+    "SampleDropout",
+    "SpikingNet",
+    "Synapse",
+    "TimeDistributed",
+]

@@ -53,7 +53,9 @@ def layer_pairs(model: nn.Module) -> list:
     """
     seq = getattr(model, "layers", model)
     if not isinstance(seq, nn.Sequential):
-        raise ValueError(f"expected a feed-forward network (an nn.Sequential or a model with .layers), got {type(model).__name__}")
+        raise ValueError(
+            f"expected a feed-forward network (an nn.Sequential or a model with .layers), got {type(model).__name__}"
+        )
     pairs, synapse, between = [], None, []
     for m in seq.children():
         if _is_synapse(m):
@@ -74,10 +76,10 @@ def layer_pairs(model: nn.Module) -> list:
 class Calibration:
     """What `calibrate_rates` did to one layer."""
 
-    index: int            # 0-based position of the layer, input side first
-    scale: float          # c: the factor applied to W and b
-    rate_before: float    # spikes per neuron and step at c = 1
-    rate_after: float     # ... at the chosen c
+    index: int  # 0-based position of the layer, input side first
+    scale: float  # c: the factor applied to W and b
+    rate_before: float  # spikes per neuron and step at c = 1
+    rate_after: float  # ... at the chosen c
 
 
 @torch.no_grad()
@@ -125,7 +127,7 @@ def _calibrate_layer(model, x_seq, index, synapse, neuron, target, tol, max_iter
         synapse.weight.copy_(W0 * c)
         if b0 is not None:
             synapse.bias.copy_(b0 * c)
-        if callable(clamp):                              # bounded synapses stay within [wmin, wmax]
+        if callable(clamp):  # bounded synapses stay within [wmin, wmax]
             clamp()
 
     def rate(c: float) -> float:
@@ -136,7 +138,7 @@ def _calibrate_layer(model, x_seq, index, synapse, neuron, target, tol, max_iter
 
     lo_ok, hi_ok = target / (1.0 + tol), target * (1.0 + tol)
     c, r = 1.0, rate(1.0)
-    lo = hi = None                                       # log2 c with rate below / above the band
+    lo = hi = None  # log2 c with rate below / above the band
     for _ in range(max_iter):
         if lo_ok <= r <= hi_ok:
             break
@@ -152,7 +154,7 @@ def _calibrate_layer(model, x_seq, index, synapse, neuron, target, tol, max_iter
             nxt = hi - 1.0
         if not -10.0 <= nxt <= 10.0 or (lo is not None and hi is not None and hi - lo < 1e-3):
             break
-        c = 2.0 ** nxt
+        c = 2.0**nxt
         r = rate(c)
     best = min(seen, key=lambda k: (abs(math.log((seen[k] + 1e-6) / target)), k != 1.0))
     if abs(math.log((seen[best] + 1e-6) / target)) >= abs(math.log((seen[1.0] + 1e-6) / target)):

@@ -72,7 +72,7 @@ class SampleDropout(nn.Module):
         if not self.training or self.p == 0.0:
             return x
         if self.step_mode == "m":
-            return x * self._draw(x[0])                       # m [B, ...] broadcast over T
+            return x * self._draw(x[0])  # m [B, ...] broadcast over T
         if self._mask is None or self._mask.shape != x.shape:
             self._mask = self._draw(x)
         return x * self._mask
@@ -97,8 +97,10 @@ def _synapse(synapse: Optional[Synapse]) -> Synapse:
         return Synapse()
     for attr in ("linear", "conv", "filters"):
         if not callable(getattr(synapse, attr, None)):
-            raise ValueError(f"synapse must be a dendsn.synapses.Synapse (with linear, conv and filters); "
-                             f"got {type(synapse).__name__}")
+            raise ValueError(
+                f"synapse must be a dendsn.synapses.Synapse (with linear, conv and filters); "
+                f"got {type(synapse).__name__}"
+            )
     return synapse
 
 
@@ -152,21 +154,26 @@ class MLP(SpikingNet):
         for d in input_shape:
             n_in *= int(d)
         layers: list[nn.Module] = [nn.Flatten(2)] if len(input_shape) > 1 else []
-        recurrences = {}                                    # index of a hidden neuron in layers -> its W_rec
+        recurrences = {}  # index of a hidden neuron in layers -> its W_rec
         for width in hidden:
             cell = neuron()
-            layers += [syn.linear(n_in, width * _k_in(cell), bias=bias), *syn.filters(_step_mode(cell)),
-                       *_compete(competition, width, cell), cell]
+            layers += [
+                syn.linear(n_in, width * _k_in(cell), bias=bias),
+                *syn.filters(_step_mode(cell)),
+                *_compete(competition, width, cell),
+                cell,
+            ]
             if kind is not None:
                 check_steps(cell)
-                recurrences[str(len(layers) - 1)] = RecurrentSynapse(width, _k_in(cell), kind, inhibition,
-                                                                     recurrent_init)
+                recurrences[str(len(layers) - 1)] = RecurrentSynapse(
+                    width, _k_in(cell), kind, inhibition, recurrent_init
+                )
             if dropout:
                 layers.append(SampleDropout(dropout, _step_mode(cell)))
             n_in = width
         layers += _readout_layers(syn, readout, n_in, n_classes, bias)
         super().__init__(layers)
-        self.recurrent = nn.ModuleDict(recurrences)        # empty for a feed-forward net: no state_dict keys
+        self.recurrent = nn.ModuleDict(recurrences)  # empty for a feed-forward net: no state_dict keys
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         if not self.recurrent:
@@ -177,12 +184,26 @@ class MLP(SpikingNet):
         return x_seq
 
 
-def _conv_stage(syn: Synapse, neuron: NeuronFactory, competition, c_in: int, c: int, kernel_size, padding,
-                bias: bool, pool: nn.Module) -> list:
+def _conv_stage(
+    syn: Synapse,
+    neuron: NeuronFactory,
+    competition,
+    c_in: int,
+    c: int,
+    kernel_size,
+    padding,
+    bias: bool,
+    pool: nn.Module,
+) -> list:
     """One conv stage: conv (c_in -> c * K_in) -> synaptic filters -> competition -> neuron -> pool."""
     cell = neuron()
-    return [syn.conv(c_in, int(c) * _k_in(cell), kernel_size, padding=padding, bias=bias),
-            *syn.filters(_step_mode(cell)), *_compete(competition, c, cell), cell, TimeDistributed(pool)]
+    return [
+        syn.conv(c_in, int(c) * _k_in(cell), kernel_size, padding=padding, bias=bias),
+        *syn.filters(_step_mode(cell)),
+        *_compete(competition, c, cell),
+        cell,
+        TimeDistributed(pool),
+    ]
 
 
 def _readout_layers(syn: Synapse, readout: NeuronFactory, n_in: int, n_classes: int, bias: bool) -> list:
@@ -191,12 +212,26 @@ def _readout_layers(syn: Synapse, readout: NeuronFactory, n_in: int, n_classes: 
     return [syn.linear(n_in, n_classes * _k_in(out), bias=bias), *syn.filters(_step_mode(out)), out]
 
 
-def _fc_head(syn: Synapse, neuron: NeuronFactory, readout: NeuronFactory, competition, n_in: int, fc: int,
-             n_classes: int, bias: bool) -> list:
+def _fc_head(
+    syn: Synapse,
+    neuron: NeuronFactory,
+    readout: NeuronFactory,
+    competition,
+    n_in: int,
+    fc: int,
+    n_classes: int,
+    bias: bool,
+) -> list:
     """After the conv stages: flatten -> fc layer of ``fc`` neurons -> the read-out."""
     cell = neuron()
-    return [nn.Flatten(2), syn.linear(n_in, fc * _k_in(cell), bias=bias), *syn.filters(_step_mode(cell)),
-            *_compete(competition, fc, cell), cell, *_readout_layers(syn, readout, fc, n_classes, bias)]
+    return [
+        nn.Flatten(2),
+        syn.linear(n_in, fc * _k_in(cell), bias=bias),
+        *syn.filters(_step_mode(cell)),
+        *_compete(competition, fc, cell),
+        cell,
+        *_readout_layers(syn, readout, fc, n_classes, bias),
+    ]
 
 
 class ConvNet(SpikingNet):
@@ -217,10 +252,14 @@ class ConvNet(SpikingNet):
     ):
         syn = _synapse(synapse)
         if recurrent_kind(recurrent) is not None:
-            raise ValueError(f"network=conv has no recurrent layers (got recurrent={str(recurrent).lower()}); use "
-                             "network=mlp for recurrent=true or recurrent=inhibition")
+            raise ValueError(
+                f"network=conv has no recurrent layers (got recurrent={str(recurrent).lower()}); use "
+                "network=mlp for recurrent=true or recurrent=inhibition"
+            )
         if len(input_shape) != 3:
-            raise ValueError(f"conv needs image inputs [C, H, W] (got input shape {tuple(input_shape)}); use network=mlp")
+            raise ValueError(
+                f"conv needs image inputs [C, H, W] (got input shape {tuple(input_shape)}); use network=mlp"
+            )
         c_in, h, w = (int(d) for d in input_shape)
         layers: list[nn.Module] = []
         for c in channels:
@@ -237,12 +276,12 @@ class As2d(nn.Module):
 
     def __init__(self, n_signal_dims: int):
         super().__init__()
-        self.n_signal_dims = n_signal_dims                    # 1: [L], 2: [C, L]
+        self.n_signal_dims = n_signal_dims  # 1: [L], 2: [C, L]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.n_signal_dims == 1:
-            return x.unsqueeze(-2).unsqueeze(-2)               # [..., L] -> [..., 1, 1, L]
-        return x.unsqueeze(-2)                                 # [..., C, L] -> [..., C, 1, L]
+            return x.unsqueeze(-2).unsqueeze(-2)  # [..., L] -> [..., 1, 1, L]
+        return x.unsqueeze(-2)  # [..., C, L] -> [..., C, 1, L]
 
 
 class Conv1dNet(SpikingNet):
@@ -271,11 +310,15 @@ class Conv1dNet(SpikingNet):
     ):
         syn = _synapse(synapse)
         if recurrent_kind(recurrent) is not None:
-            raise ValueError(f"network=conv1d has no recurrent layers (got recurrent={str(recurrent).lower()}); use "
-                             "network=mlp for recurrent=true or recurrent=inhibition")
+            raise ValueError(
+                f"network=conv1d has no recurrent layers (got recurrent={str(recurrent).lower()}); use "
+                "network=mlp for recurrent=true or recurrent=inhibition"
+            )
         if len(input_shape) not in (1, 2):
-            raise ValueError(f"conv1d needs 1-D inputs [C, L] or [L] per step (got input shape {tuple(input_shape)}); "
-                             "use network=conv for images or network=mlp")
+            raise ValueError(
+                f"conv1d needs 1-D inputs [C, L] or [L] per step (got input shape {tuple(input_shape)}); "
+                "use network=conv for images or network=mlp"
+            )
         if not isinstance(kernel_size, int) or isinstance(kernel_size, bool) or kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be an odd integer >= 1 (got kernel_size={kernel_size!r})")
         if not channels or any(int(c) < 1 for c in channels):
@@ -285,9 +328,12 @@ class Conv1dNet(SpikingNet):
         for c in channels:
             length //= 2
             if length < 1:
-                raise ValueError(f"too many conv1d stages ({len(channels)}) for input {tuple(input_shape)}: each halves L")
-            layers += _conv_stage(syn, neuron, competition, c_in, c, (1, kernel_size), (0, kernel_size // 2), bias,
-                                  nn.AvgPool2d((1, 2)))
+                raise ValueError(
+                    f"too many conv1d stages ({len(channels)}) for input {tuple(input_shape)}: each halves L"
+                )
+            layers += _conv_stage(
+                syn, neuron, competition, c_in, c, (1, kernel_size), (0, kernel_size // 2), bias, nn.AvgPool2d((1, 2))
+            )
             c_in = int(c)
         layers += _fc_head(syn, neuron, readout, competition, c_in * length, fc, n_classes, bias)
         super().__init__(layers)

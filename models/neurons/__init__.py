@@ -8,5 +8,15 @@ functions are `dendsn.surrogate`.
 from .base import PointNeuron, SpikingModule, StepNeuron, check_range, check_threshold, outer_spiking
 from .lif import IF, LI, LIF, PLIF
 
-__all__ = ["IF", "LI", "LIF", "PLIF", "PointNeuron", "SpikingModule", "StepNeuron", "check_range",
-           "check_threshold", "outer_spiking"]
+__all__ = [
+    "IF",
+    "LI",
+    "LIF",
+    "PLIF",
+    "PointNeuron",
+    "SpikingModule",
+    "StepNeuron",
+    "check_range",
+    "check_threshold",
+    "outer_spiking",
+]

@@ -105,7 +105,7 @@ class _TwoState(StepNeuron):
             w_m = w + (self.a * (v_m - self.v_rest) - w) / (n * self.tau_w)
             if m == 0:
                 v, w = v_m, w_m
-            else:                                                    # the spike came at an earlier sub-step: hold
+            else:  # the spike came at an earlier sub-step: hold
                 held = v.detach() >= self.v_threshold
                 v, w = torch.where(held, v, v_m), torch.where(held, w, w_m)
         return v, (w,)
@@ -132,9 +132,20 @@ class AdEx(_TwoState):
 
     kind = "exponential"
 
-    def __init__(self, tau: float = 2.0, delta_T: float = 0.1, theta_rh: float = 0.8, v_rest: float = 0.0,
-                 tau_w: float = 10.0, a: float = 0.1, b: float = 0.1, input_scale: float = 1.0,
-                 v_threshold: float = 1.0, v_reset: Optional[float] = -0.1, **kw):
+    def __init__(
+        self,
+        tau: float = 2.0,
+        delta_T: float = 0.1,
+        theta_rh: float = 0.8,
+        v_rest: float = 0.0,
+        tau_w: float = 10.0,
+        a: float = 0.1,
+        b: float = 0.1,
+        input_scale: float = 1.0,
+        v_threshold: float = 1.0,
+        v_reset: Optional[float] = -0.1,
+        **kw,
+    ):
         super().__init__(v_threshold=v_threshold, v_reset=v_reset, **kw)
         self._init_adaptation(tau, tau_w, a, b, v_rest, input_scale)
         self.delta_T = check_range("delta_T", delta_T, 0.0, low_open=True)
@@ -143,11 +154,15 @@ class AdEx(_TwoState):
             raise ValueError(f"theta_rh must be above v_rest (got theta_rh={theta_rh}, v_rest={v_rest})")
 
     def q(self, v):
-        return self.delta_T * torch.exp(((v - self.theta_rh) / self.delta_T).clamp(max=fused.EXP_CAP)) - (v - self.v_rest)
+        return self.delta_T * torch.exp(((v - self.theta_rh) / self.delta_T).clamp(max=fused.EXP_CAP)) - (
+            v - self.v_rest
+        )
 
     def extra_repr(self):
-        return (f"tau={self.tau}, delta_T={self.delta_T}, theta_rh={self.theta_rh}, v_rest={self.v_rest}, "
-                f"tau_w={self.tau_w}, a={self.a}, b={self.b}, " + super().extra_repr())
+        return (
+            f"tau={self.tau}, delta_T={self.delta_T}, theta_rh={self.theta_rh}, v_rest={self.v_rest}, "
+            f"tau_w={self.tau_w}, a={self.a}, b={self.b}, " + super().extra_repr()
+        )
 
 
 # Izhikevich (2003) parameter sets (a_i, b_i, c [mV], d), Fig. 2 of the paper; the one place the names live.
@@ -158,7 +173,7 @@ IZHIKEVICH_PRESETS = {
     "chattering": (0.02, 0.2, -50.0, 2.0),
 }
 IZHIKEVICH_ALIASES = {"bursting": "intrinsically_bursting"}
-IZHIKEVICH_CURRENT = 10.0   # I (the 2003 model's units) of a unit input x: I = 10 drives all four presets to fire
+IZHIKEVICH_CURRENT = 10.0  # I (the 2003 model's units) of a unit input x: I = 10 drives all four presets to fire
 _DEFAULT = "default"
 
 
@@ -168,10 +183,20 @@ def izhikevich_2003(a_i: float, b_i: float, c: float, d: float, dt: float = 1.0,
     disc = (5.0 - b_i) ** 2 - 4 * 0.04 * 140.0
     if disc < 0:
         raise ValueError(f"izhikevich b must leave the neuron a resting state (b <= 0.267; got b={b_i})")
-    V_r = (-(5.0 - b_i) - math.sqrt(disc)) / 0.08                     # the rest, -70 mV for b = 0.2
+    V_r = (-(5.0 - b_i) - math.sqrt(disc)) / 0.08  # the rest, -70 mV for b = 0.2
     S = v_peak - V_r
-    return dict(tau=1.0 / dt, a0=0.04 * S, v_c=(-125.0 - 2 * V_r) / S, v_rest=0.0, v_threshold=1.0,
-                v_reset=(c - V_r) / S, a=b_i, b=d / S, tau_w=1.0 / (a_i * dt), input_scale=IZHIKEVICH_CURRENT / S)
+    return dict(
+        tau=1.0 / dt,
+        a0=0.04 * S,
+        v_c=(-125.0 - 2 * V_r) / S,
+        v_rest=0.0,
+        v_threshold=1.0,
+        v_reset=(c - V_r) / S,
+        a=b_i,
+        b=d / S,
+        tau_w=1.0 / (a_i * dt),
+        input_scale=IZHIKEVICH_CURRENT / S,
+    )
 
 
 class Izhikevich(_TwoState):
@@ -189,26 +214,59 @@ class Izhikevich(_TwoState):
 
     kind = "quadratic"
 
-    def __init__(self, tau: Optional[float] = None, v_c: Optional[float] = None, a0: Optional[float] = None,
-                 v_rest: Optional[float] = None, tau_w: Optional[float] = None, a: Optional[float] = None,
-                 b: Optional[float] = None, input_scale: Optional[float] = None, v_threshold: Optional[float] = None,
-                 v_reset=_DEFAULT, preset: Optional[str] = None, dt: Optional[float] = None,
-                 substeps: Optional[int] = None, **kw):
+    def __init__(
+        self,
+        tau: Optional[float] = None,
+        v_c: Optional[float] = None,
+        a0: Optional[float] = None,
+        v_rest: Optional[float] = None,
+        tau_w: Optional[float] = None,
+        a: Optional[float] = None,
+        b: Optional[float] = None,
+        input_scale: Optional[float] = None,
+        v_threshold: Optional[float] = None,
+        v_reset=_DEFAULT,
+        preset: Optional[str] = None,
+        dt: Optional[float] = None,
+        substeps: Optional[int] = None,
+        **kw,
+    ):
         if preset is None:
             if dt is not None:
                 raise ValueError(f"izhikevich dt applies to a preset only (got dt={dt!r}, preset=None)")
-            p = dict(tau=2.0, v_c=0.8, a0=1.0, v_rest=0.0, v_threshold=1.0, v_reset=-0.1, tau_w=2.0, a=0.1, b=0.2,
-                     input_scale=1.0)
+            p = dict(
+                tau=2.0,
+                v_c=0.8,
+                a0=1.0,
+                v_rest=0.0,
+                v_threshold=1.0,
+                v_reset=-0.1,
+                tau_w=2.0,
+                a=0.1,
+                b=0.2,
+                input_scale=1.0,
+            )
             n = 1
         else:
             name = IZHIKEVICH_ALIASES.get(preset, preset)
             if name not in IZHIKEVICH_PRESETS:
                 names = ", ".join(list(IZHIKEVICH_PRESETS) + list(IZHIKEVICH_ALIASES))
                 raise ValueError(f"izhikevich preset must be one of {names} (got preset={preset!r})")
-            p = izhikevich_2003(*IZHIKEVICH_PRESETS[name], dt=check_range("dt", 1.0 if dt is None else dt, 0.0, low_open=True))
+            p = izhikevich_2003(
+                *IZHIKEVICH_PRESETS[name], dt=check_range("dt", 1.0 if dt is None else dt, 0.0, low_open=True)
+            )
             n = 2
-        given = dict(tau=tau, v_c=v_c, a0=a0, v_rest=v_rest, v_threshold=v_threshold, tau_w=tau_w, a=a, b=b,
-                     input_scale=input_scale)
+        given = dict(
+            tau=tau,
+            v_c=v_c,
+            a0=a0,
+            v_rest=v_rest,
+            v_threshold=v_threshold,
+            tau_w=tau_w,
+            a=a,
+            b=b,
+            input_scale=input_scale,
+        )
         p.update({key: val for key, val in given.items() if val is not None})
         if not (isinstance(v_reset, str) and v_reset == _DEFAULT):
             p["v_reset"] = v_reset
@@ -226,8 +284,11 @@ class Izhikevich(_TwoState):
 
     def extra_repr(self):
         pre = f"preset={self.preset!r}, " if self.preset else ""
-        return (pre + f"tau={self.tau:g}, v_c={self.v_c:g}, a0={self.a0:g}, v_rest={self.v_rest:g}, tau_w={self.tau_w:g}, "
-                f"a={self.a:g}, b={self.b:g}, input_scale={self.input_scale:g}, substeps={self.substeps}, " + super().extra_repr())
+        return (
+            pre + f"tau={self.tau:g}, v_c={self.v_c:g}, a0={self.a0:g}, v_rest={self.v_rest:g}, tau_w={self.tau_w:g}, "
+            f"a={self.a:g}, b={self.b:g}, input_scale={self.input_scale:g}, substeps={self.substeps}, "
+            + super().extra_repr()
+        )
 
 
 # --- adaptive thresholds ----------------------------------------------------------------------------
@@ -319,9 +380,23 @@ class GLIF(StepNeuron):
 
     state_names = ("v", "i1", "i2", "theta_s", "theta_v")
 
-    def __init__(self, tau: float = 2.0, k1: float = 0.5, k2: float = 0.05, f1: float = 1.0, f2: float = 1.0,
-                 delta_i1: float = 0.1, delta_i2: float = -0.05, b_s: float = 0.1, delta_theta_s: float = 0.1,
-                 a_v: float = 0.02, b_v: float = 0.1, f_v: float = 0.0, delta_v: float = 0.0, **kw):
+    def __init__(
+        self,
+        tau: float = 2.0,
+        k1: float = 0.5,
+        k2: float = 0.05,
+        f1: float = 1.0,
+        f2: float = 1.0,
+        delta_i1: float = 0.1,
+        delta_i2: float = -0.05,
+        b_s: float = 0.1,
+        delta_theta_s: float = 0.1,
+        a_v: float = 0.02,
+        b_v: float = 0.1,
+        f_v: float = 0.0,
+        delta_v: float = 0.0,
+        **kw,
+    ):
         kw.setdefault("v_reset", 0.0)
         if kw["v_reset"] != 0.0:
             raise ValueError(f"glif resets by f_v and delta_v from rest 0 (got v_reset={kw['v_reset']!r})")
@@ -356,9 +431,11 @@ class GLIF(StepNeuron):
         return v, i1, i2, th_s + self.delta_theta_s * s, th_v
 
     def extra_repr(self):
-        return (f"tau={self.tau}, k={self.k}, f={self.f}, delta_i={self.delta_i}, b_s={self.b_s}, "
-                f"delta_theta_s={self.delta_theta_s}, a_v={self.a_v}, b_v={self.b_v}, f_v={self.f_v}, "
-                f"delta_v={self.delta_v}, " + super().extra_repr())
+        return (
+            f"tau={self.tau}, k={self.k}, f={self.f}, delta_i={self.delta_i}, b_s={self.b_s}, "
+            f"delta_theta_s={self.delta_theta_s}, a_v={self.a_v}, b_v={self.b_v}, f_v={self.f_v}, "
+            f"delta_v={self.delta_v}, " + super().extra_repr()
+        )
 
 
 # --- Hodgkin-Huxley ---------------------------------------------------------------------------------
@@ -373,12 +450,17 @@ def _x_over_expm1(u: torch.Tensor) -> torch.Tensor:
 
 def hh_rates(v: torch.Tensor):
     """(alpha_m, beta_m, alpha_h, beta_h, alpha_n, beta_n) in 1/ms at V = v mV from rest."""
-    return (_x_over_expm1((25.0 - v) / 10.0), 4.0 * torch.exp(-v / 18.0),
-            0.07 * torch.exp(-v / 20.0), torch.sigmoid((v - 30.0) / 10.0),
-            0.1 * _x_over_expm1((10.0 - v) / 10.0), 0.125 * torch.exp(-v / 80.0))
+    return (
+        _x_over_expm1((25.0 - v) / 10.0),
+        4.0 * torch.exp(-v / 18.0),
+        0.07 * torch.exp(-v / 20.0),
+        torch.sigmoid((v - 30.0) / 10.0),
+        0.1 * _x_over_expm1((10.0 - v) / 10.0),
+        0.125 * torch.exp(-v / 80.0),
+    )
 
 
-_V_RATES = (-100.0, 200.0)   # mV: the rates are evaluated on V clipped to this range (no overflow far from it)
+_V_RATES = (-100.0, 200.0)  # mV: the rates are evaluated on V clipped to this range (no overflow far from it)
 
 
 class HodgkinHuxley(StepNeuron):
@@ -397,9 +479,22 @@ class HodgkinHuxley(StepNeuron):
     state_names = ("v", "m", "h", "n")
     resets = False
 
-    def __init__(self, dt: float = 1.0, substeps: int = 20, input_scale: float = 10.0, v_scale: float = 20.0,
-                 g_na: float = 120.0, g_k: float = 36.0, g_l: float = 0.3, e_na: float = 115.0, e_k: float = -12.0,
-                 e_l: float = 10.6, c_m: float = 1.0, v_threshold: float = 50.0, **kw):
+    def __init__(
+        self,
+        dt: float = 1.0,
+        substeps: int = 20,
+        input_scale: float = 10.0,
+        v_scale: float = 20.0,
+        g_na: float = 120.0,
+        g_k: float = 36.0,
+        g_l: float = 0.3,
+        e_na: float = 115.0,
+        e_k: float = -12.0,
+        e_l: float = 10.6,
+        c_m: float = 1.0,
+        v_threshold: float = 50.0,
+        **kw,
+    ):
         kw.setdefault("v_reset", 0.0)
         super().__init__(v_threshold=v_threshold, **kw)
         self.dt = check_range("dt", dt, 0.0, low_open=True)
@@ -408,7 +503,9 @@ class HodgkinHuxley(StepNeuron):
         self.substeps = substeps
         self.input_scale = check_range("input_scale", input_scale, 0.0, low_open=True)
         self.v_scale = check_range("v_scale", v_scale, 0.0, low_open=True)
-        self.g_na, self.g_k, self.g_l = (check_range(k, val, 0.0) for k, val in (("g_na", g_na), ("g_k", g_k), ("g_l", g_l)))
+        self.g_na, self.g_k, self.g_l = (
+            check_range(k, val, 0.0) for k, val in (("g_na", g_na), ("g_k", g_k), ("g_l", g_l))
+        )
         self.e_na, self.e_k, self.e_l = check_range("e_na", e_na), check_range("e_k", e_k), check_range("e_l", e_l)
         self.c_m = check_range("c_m", c_m, 0.0, low_open=True)
 
@@ -428,14 +525,17 @@ class HodgkinHuxley(StepNeuron):
         peak = v
         for _ in range(self.substeps):
             am, bm, ah, bh, an, bn = hh_rates(v.clamp(_V_RATES[0], _V_RATES[1]))
-            i_ion = (self.g_na * m ** 3 * hg * (v - self.e_na) + self.g_k * n ** 4 * (v - self.e_k)
-                     + self.g_l * (v - self.e_l))
-            v, m, hg, n = (v + dt / self.c_m * (drive - i_ion),
-                           (m + dt * (am * (1.0 - m) - bm * m)).clamp(0.0, 1.0),
-                           (hg + dt * (ah * (1.0 - hg) - bh * hg)).clamp(0.0, 1.0),
-                           (n + dt * (an * (1.0 - n) - bn * n)).clamp(0.0, 1.0))
+            i_ion = (
+                self.g_na * m**3 * hg * (v - self.e_na) + self.g_k * n**4 * (v - self.e_k) + self.g_l * (v - self.e_l)
+            )
+            v, m, hg, n = (
+                v + dt / self.c_m * (drive - i_ion),
+                (m + dt * (am * (1.0 - m) - bm * m)).clamp(0.0, 1.0),
+                (hg + dt * (ah * (1.0 - hg) - bh * hg)).clamp(0.0, 1.0),
+                (n + dt * (an * (1.0 - n) - bn * n)).clamp(0.0, 1.0),
+            )
             peak = torch.maximum(peak, v)
-        below = (state[0] < self.v_threshold).to(v.dtype)           # an upward crossing only
+        below = (state[0] < self.v_threshold).to(v.dtype)  # an upward crossing only
         return peak, (v, m, hg, n, below)
 
     def fire(self, h, aux):
@@ -447,5 +547,7 @@ class HodgkinHuxley(StepNeuron):
         return aux[:4]
 
     def extra_repr(self):
-        return (f"dt={self.dt}, substeps={self.substeps}, input_scale={self.input_scale}, v_scale={self.v_scale}, "
-                f"g=({self.g_na}, {self.g_k}, {self.g_l}), E=({self.e_na}, {self.e_k}, {self.e_l}), " + super().extra_repr())
+        return (
+            f"dt={self.dt}, substeps={self.substeps}, input_scale={self.input_scale}, v_scale={self.v_scale}, "
+            f"g=({self.g_na}, {self.g_k}, {self.g_l}), E=({self.e_na}, {self.e_k}, {self.e_l}), " + super().extra_repr()
+        )

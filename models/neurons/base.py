@@ -95,8 +95,8 @@ class StepNeuron(SpikingModule):
 
     store_seq = False
     state_names: tuple = ("v",)
-    resets = True          # False: the model has no reset (a refractory period does not apply)
-    analog = False         # True: the output is not a 0/1 spike (LIAF)
+    resets = True  # False: the model has no reset (a refractory period does not apply)
+    analog = False  # True: the output is not a 0/1 spike (LIAF)
 
     def __init__(
         self,
@@ -114,7 +114,9 @@ class StepNeuron(SpikingModule):
         if isinstance(refractory, bool) or not isinstance(refractory, int) or refractory < 0:
             raise ValueError(f"refractory must be a whole number of steps >= 0 (got refractory={refractory!r})")
         if refractory and not self.resets:
-            raise ValueError(f"{type(self).__name__} has no reset, so a refractory period does not apply (got refractory={refractory})")
+            raise ValueError(
+                f"{type(self).__name__} has no reset, so a refractory period does not apply (got refractory={refractory})"
+            )
         self.v_threshold, self.v_reset = v_threshold, v_reset
         self.surrogate = surrogate if surrogate is not None else Sigmoid()
         self.detach_reset = bool(detach_reset)
@@ -183,7 +185,7 @@ class StepNeuron(SpikingModule):
             s = self.fire(h, aux)
             return s, h, self.after(h, s, aux)
         *model, ref = state
-        idle = ref > 0                                              # refractory: input ignored, held at v_reset
+        idle = ref > 0  # refractory: input ignored, held at v_reset
         h, aux = self.charge(torch.where(idle, torch.zeros_like(x), x), tuple(model))
         h = torch.where(idle, torch.full_like(h, self.v_rest0), h)
         s = self.fire(h, aux) * (~idle).to(h.dtype)
@@ -234,12 +236,19 @@ def _finite(name: str, value) -> float:
     return float(value)
 
 
-def check_range(name: str, value, low: Optional[float] = None, high: Optional[float] = None,
-                low_open: bool = False, high_open: bool = False) -> float:
+def check_range(
+    name: str,
+    value,
+    low: Optional[float] = None,
+    high: Optional[float] = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
     """A finite number in the given range, else a one-line ValueError naming the key."""
     v = _finite(name, value)
-    bad = ((low is not None and (v <= low if low_open else v < low))
-           or (high is not None and (v >= high if high_open else v > high)))
+    bad = (low is not None and (v <= low if low_open else v < low)) or (
+        high is not None and (v >= high if high_open else v > high)
+    )
     if bad:
         lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
         hi = "" if high is None else f"{'<' if high_open else '<='} {high}"
@@ -280,17 +289,29 @@ class PointNeuron(StepNeuron):
     def _v0(self, like: torch.Tensor) -> torch.Tensor:
         if self.v is not None and self.v.shape == like.shape:
             return self.v
-        return torch.full_like(like, 0.0 if self.v_reset is None else self.v_reset, dtype=torch.float32 if like.dtype in (torch.float16, torch.bfloat16) else like.dtype)
+        return torch.full_like(
+            like,
+            0.0 if self.v_reset is None else self.v_reset,
+            dtype=torch.float32 if like.dtype in (torch.float16, torch.bfloat16) else like.dtype,
+        )
 
     def run(self, x_seq: torch.Tensor, feedback: float = 0.0) -> torch.Tensor:
         if self.refractory:
             return super().run(x_seq, feedback)
         alpha, u, gain = self.drive(x_seq)
-        if feedback:                                        # x[t] - fb v[t-1]: the leak grows by du/dx * fb
+        if feedback:  # x[t] - fb v[t-1]: the leak grows by du/dx * fb
             alpha = alpha - self.input_gain * feedback
         s, v, h, v_seq = soma.multi_step(
-            u, self._v0(x_seq[0]), alpha, self.v_threshold, self.v_reset, self.surrogate,
-            self.detach_reset, self.training, gain=gain, keep_v=self.store_seq,
+            u,
+            self._v0(x_seq[0]),
+            alpha,
+            self.v_threshold,
+            self.v_reset,
+            self.surrogate,
+            self.detach_reset,
+            self.training,
+            gain=gain,
+            keep_v=self.store_seq,
         )
         self.state = (v,)
         self.v_seq, self.h_seq = v_seq, (h if self.store_seq else None)
@@ -301,8 +322,14 @@ class PointNeuron(StepNeuron):
             return super().single_step(x)
         alpha, u = self.leak_and_drive(x)
         s, v, _ = soma.single_step(
-            u, self._v0(x), alpha, self.v_threshold, self.v_reset, self.surrogate,
-            self.detach_reset, self.training,
+            u,
+            self._v0(x),
+            alpha,
+            self.v_threshold,
+            self.v_reset,
+            self.surrogate,
+            self.detach_reset,
+            self.training,
         )
         self.state = (v,)
         return s

@@ -68,7 +68,6 @@ class PLIF(PointNeuron):
         return soma.lif_terms(x, torch.sigmoid(self.w), self.v_reset, self.decay_input)
 
 
-
 class LI(SpikingModule):
     """A non-spiking leaky integrator: the read-out layer of the membrane read-outs (``readout=membrane_*``,
     ``time_softmax``; SPAIC's ``nonspikinglif``, snnTorch's ``reset_mechanism='none'`` output layer).
@@ -99,15 +98,17 @@ class LI(SpikingModule):
         """K [T, T + 1]: v[t] = sum_k K[t, k] x[k] for k < T, and K[t, T] = (1 - 1/tau)^(t+1) weights v[-1]."""
         a = 1.0 - 1.0 / self.tau
         t = torch.arange(T, device=like.device, dtype=like.dtype)
-        lag = t.view(-1, 1) - t.view(1, -1)                                     # t - k
-        K = torch.where(lag >= 0, a ** lag.clamp(min=0) / self.tau, torch.zeros((), dtype=like.dtype, device=like.device))
+        lag = t.view(-1, 1) - t.view(1, -1)  # t - k
+        K = torch.where(
+            lag >= 0, a ** lag.clamp(min=0) / self.tau, torch.zeros((), dtype=like.dtype, device=like.device)
+        )
         return torch.cat([K, (a ** (t + 1)).view(-1, 1)], dim=1)
 
     def multi_step(self, x_seq: torch.Tensor) -> torch.Tensor:
         T, dtype = x_seq.shape[0], x_seq.dtype
-        x = x_seq if dtype == torch.float64 else x_seq.float()                 # AMP: bf16 counts steps only to 256
+        x = x_seq if dtype == torch.float64 else x_seq.float()  # AMP: bf16 counts steps only to 256
         K = self._kernel(T, x)
-        v_seq = torch.tensordot(K[:, :T], x, dims=([1], [0]))                  # [T, B, ...]
+        v_seq = torch.tensordot(K[:, :T], x, dims=([1], [0]))  # [T, B, ...]
         if self.v is not None:
             v_seq = v_seq + K[:, T].view(-1, *([1] * (x.dim() - 1))) * self.v.to(x.dtype)
         v_seq = v_seq.to(dtype)

@@ -64,8 +64,16 @@ def _flag(name: str, value) -> bool:
 class QIF(StepNeuron):
     """Quadratic integrate-and-fire: h = v + (x + a0 (v - v_rest)(v - v_c)) / tau."""
 
-    def __init__(self, tau: float = 2.0, v_c: float = 0.8, a0: float = 1.0, v_threshold: float = 1.0,
-                 v_rest: float = 0.0, v_reset: Optional[float] = -0.1, **kw):
+    def __init__(
+        self,
+        tau: float = 2.0,
+        v_c: float = 0.8,
+        a0: float = 1.0,
+        v_threshold: float = 1.0,
+        v_rest: float = 0.0,
+        v_reset: Optional[float] = -0.1,
+        **kw,
+    ):
         super().__init__(v_threshold=v_threshold, v_reset=v_reset, **kw)
         self.tau = check_range("tau", tau, 1.0, low_open=True)
         self.v_c = check_range("v_c", v_c)
@@ -86,8 +94,16 @@ class QIF(StepNeuron):
 class EIF(StepNeuron):
     """Exponential integrate-and-fire: h = v + (x - (v - v_rest) + delta_T exp((v - theta_rh)/delta_T)) / tau."""
 
-    def __init__(self, tau: float = 2.0, delta_T: float = 1.0, theta_rh: float = 0.8, v_threshold: float = 1.0,
-                 v_rest: float = 0.0, v_reset: Optional[float] = -0.1, **kw):
+    def __init__(
+        self,
+        tau: float = 2.0,
+        delta_T: float = 1.0,
+        theta_rh: float = 0.8,
+        v_threshold: float = 1.0,
+        v_rest: float = 0.0,
+        v_reset: Optional[float] = -0.1,
+        **kw,
+    ):
         super().__init__(v_threshold=v_threshold, v_reset=v_reset, **kw)
         self.tau = check_range("tau", tau, 1.0, low_open=True)
         self.delta_T = check_range("delta_T", delta_T, 0.0, low_open=True)
@@ -99,11 +115,15 @@ class EIF(StepNeuron):
         return v + (x + self.v_rest - v + self.delta_T * torch.exp((v - self.theta_rh) / self.delta_T)) / self.tau, ()
 
     def fused_scan(self, x_seq, state, feedback):
-        return fused.nonlinear_if(self, "eif", (self.tau, self.delta_T, self.v_rest, self.theta_rh), x_seq, state, feedback)
+        return fused.nonlinear_if(
+            self, "eif", (self.tau, self.delta_T, self.v_rest, self.theta_rh), x_seq, state, feedback
+        )
 
     def extra_repr(self) -> str:
-        return (f"tau={self.tau}, delta_T={self.delta_T}, theta_rh={self.theta_rh}, v_rest={self.v_rest}, "
-                + super().extra_repr())
+        return (
+            f"tau={self.tau}, delta_T={self.delta_T}, theta_rh={self.theta_rh}, v_rest={self.v_rest}, "
+            + super().extra_repr()
+        )
 
 
 class KLIF(StepNeuron):
@@ -132,13 +152,26 @@ class KLIF(StepNeuron):
         fb = fused.float_feedback(feedback)
         if fb is None:
             return None
-        s, v = fused.KLIFScan.apply(x_seq, state[0].to(x_seq.dtype), self.k, self.tau, self.decay_input, self.scale_reset,
-                               self.v_threshold, self.v_reset, self.surrogate, self.detach_reset, self.training, fb)
+        s, v = fused.KLIFScan.apply(
+            x_seq,
+            state[0].to(x_seq.dtype),
+            self.k,
+            self.tau,
+            self.decay_input,
+            self.scale_reset,
+            self.v_threshold,
+            self.v_reset,
+            self.surrogate,
+            self.detach_reset,
+            self.training,
+            fb,
+        )
         return s, (v,)
 
     def extra_repr(self) -> str:
-        return (f"tau={self.tau}, decay_input={self.decay_input}, scale_reset={self.scale_reset}, "
-                + super().extra_repr())
+        return (
+            f"tau={self.tau}, decay_input={self.decay_input}, scale_reset={self.scale_reset}, " + super().extra_repr()
+        )
 
 
 class LIAF(StepNeuron):
@@ -147,8 +180,9 @@ class LIAF(StepNeuron):
 
     analog = True
 
-    def __init__(self, tau: float = 2.0, decay_input: bool = True, act: str = "relu",
-                 threshold_related: bool = True, **kw):
+    def __init__(
+        self, tau: float = 2.0, decay_input: bool = True, act: str = "relu", threshold_related: bool = True, **kw
+    ):
         super().__init__(**kw)
         self.tau = check_range("tau", tau, 1.0, low_open=True)
         self.decay_input = _flag("decay_input", decay_input)
@@ -171,14 +205,27 @@ class LIAF(StepNeuron):
         fb = fused.float_feedback(feedback)
         if fb is None:
             return None
-        y, v = fused.LIAFScan.apply(x_seq, state[0].to(x_seq.dtype), self.tau, self.decay_input, self.v_threshold,
-                               self.v_reset, self.surrogate, self.detach_reset, self.training, fb,
-                               self.act, self.threshold_related)
+        y, v = fused.LIAFScan.apply(
+            x_seq,
+            state[0].to(x_seq.dtype),
+            self.tau,
+            self.decay_input,
+            self.v_threshold,
+            self.v_reset,
+            self.surrogate,
+            self.detach_reset,
+            self.training,
+            fb,
+            self.act,
+            self.threshold_related,
+        )
         return y, (v,)
 
     def extra_repr(self) -> str:
-        return (f"tau={self.tau}, decay_input={self.decay_input}, act={self.act!r}, "
-                f"threshold_related={self.threshold_related}, " + super().extra_repr())
+        return (
+            f"tau={self.tau}, decay_input={self.decay_input}, act={self.act!r}, "
+            f"threshold_related={self.threshold_related}, " + super().extra_repr()
+        )
 
 
 class PSN(SpikingModule):
@@ -201,12 +248,12 @@ class PSN(SpikingModule):
         self.weight = nn.Parameter(torch.empty(T, T))
         self.bias = nn.Parameter(torch.full((T, 1), -1.0))
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        self.v = self.v_seq = self.h_seq = None                       # no membrane state (h_seq: store_seq)
+        self.v = self.v_seq = self.h_seq = None  # no membrane state (h_seq: store_seq)
 
     def multi_step(self, x_seq: torch.Tensor) -> torch.Tensor:
         if x_seq.shape[0] != self.T:
             raise ValueError(f"PSN was built for T={self.T} steps (got an input of {x_seq.shape[0]} steps)")
-        x = x_seq.flatten(1)                                          # [T, N]
+        x = x_seq.flatten(1)  # [T, N]
         if self.store_seq:
             with torch.no_grad():
                 self.h_seq = torch.addmm(self.bias, self.weight, x).view(x_seq.shape)
