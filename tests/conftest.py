@@ -198,7 +198,8 @@ def _save_modules() -> list:
             if type(value) in (list, dict, set):
                 entries.append((key, value, copy.copy(value)))
             elif _ours(type(value).__module__) and isinstance(getattr(value, "__dict__", None), dict):
-                entries.append((key, value, dict(vars(value))))
+                entries.append((key, value, {k: copy.copy(v) if type(v) in (list, dict, set) else v
+                                             for k, v in vars(value).items()}))
             else:
                 entries.append((key, value, None))
         saved.append((vars(mod), entries))
