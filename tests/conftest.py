@@ -1,8 +1,11 @@
-"""Shared helpers: run the real `dendsn` console script in a subprocess on tiny data."""
+"""Shared helpers: run the real `dendsn` CLI on tiny data, in a subprocess (`run_dendsn`, `dendsn`) or in
+this process (`run_here`, `dendsn_here`)."""
 
 from __future__ import annotations
 
+import io
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -72,6 +75,7 @@ def snapshot(root) -> dict:
 # Under torchrun, DENDSN_TEST_SIGNAL_RANK=R sends them in the process of rank R only.
 # Without the variable the rule only trains.
 SIGNAL_RULE = '''
+import io
 import os
 import signal
 
@@ -132,28 +136,272 @@ class InProcess:
         self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
 
 
-@pytest.fixture
-def dendsn_here(tmp_path, monkeypatch):
-    """`dendsn_here(*args)`: the real CLI entry point (`dendsn_cli.cli.main`) called in this process, in a
-    temp dir: for inputs refused before any training, where a subprocess would only add start-up time.
-    An exception escaping main() fails the test with its traceback, as a user would see it."""
-    import contextlib
+# ---------------------------------------------------------------- the CLI in this process
+# Most tests ask what a command prints and writes, not how a process starts: `run_here` (and the
+# `dendsn_here` fixture) call the real entry point `dendsn_cli.cli.main` in this process, as the console
+# script would, which saves the 3-5 s start-up (torch, Hydra, ...) of a subprocess per call. It returns
+# what `run_dendsn` returns (returncode, stdout, stderr), so a test switches with one word. It sets up what
+# a fresh process has and puts back afterwards everything a run changes in the process: cwd, sys.argv,
+# sys.path and plug-in modules, os.environ, stdout/stderr (also for logging handlers and tqdm, which
+# resolve sys.stdout/sys.stderr when they write or are made), logging (root and every logger: handlers,
+# levels; the run's own handlers are closed), Python's warning display and filters, signal handlers,
+# Hydra's singletons, torch's default dtype, thread count, grad mode and random states (numpy's and
+# Python's too), and every module-level variable of dendsn_cli / dendsn (rebound names, the contents of
+# lists, dicts and sets, the attributes of module-level objects such as the stop flag; lock files a run
+# left open are closed, so its run dir is free again). Keep subprocesses (`run_dendsn`, `dendsn`) for
+# what needs a process: signals, the console script's start-up, launchers, torchrun, pipes, and
+# anything read from the environment at import time.
+PACKAGES = ("dendsn_cli", "dendsn")
+_DEFAULT_WARNING_FILTERS = [("default", None, DeprecationWarning, "__main__", 0),
+                            ("ignore", None, DeprecationWarning, None, 0),
+                            ("ignore", None, PendingDeprecationWarning, None, 0),
+                            ("ignore", None, ImportWarning, None, 0),
+                            ("ignore", None, ResourceWarning, None, 0)]   # a fresh interpreter's (python -c)
+_IMPORTED = []
+
+
+def _import_every_module() -> None:
+    """Import every module of dendsn_cli once, so the state of each is saved before a run changes it."""
+    import importlib
+    import pkgutil
+
+    if _IMPORTED:
+        return
+    import dendsn_cli.cli  # noqa: F401
+
+    pkg = importlib.import_module("dendsn_cli")
+    for info in pkgutil.walk_packages(pkg.__path__, "dendsn_cli.", onerror=lambda name: None):
+        if not info.name.endswith("__main__"):
+            try:
+                importlib.import_module(info.name)
+            except Exception:            # an optional dependency missing: that module is never run here
+                pass
+    _IMPORTED.append(True)
+
+
+def _ours(name: str) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in PACKAGES)
+
+
+def _save_modules() -> list:
+    import copy
+    import types
+
+    saved = []
+    for name, mod in list(sys.modules.items()):
+        if mod is None or not _ours(name):
+            continue
+        entries = []
+        for key, value in list(vars(mod).items()):
+            if key.startswith("__") or isinstance(value, (types.ModuleType, types.FunctionType, type)):
+                continue
+            if type(value) in (list, dict, set):
+                entries.append((key, value, copy.copy(value)))
+            elif _ours(type(value).__module__) and isinstance(getattr(value, "__dict__", None), dict):
+                entries.append((key, value, {k: copy.copy(v) if type(v) in (list, dict, set) else v
+                                             for k, v in vars(value).items()}))
+            else:
+                entries.append((key, value, None))
+        saved.append((vars(mod), entries))
+    return saved
+
+
+def _restore_modules(saved: list) -> None:
     import io
 
+    for namespace, entries in saved:
+        for key, value, contents in entries:
+            namespace[key] = value
+            if contents is None:
+                continue
+            if type(value) is dict:
+                for k, v in value.items():      # e.g. a run dir's lock file: closing it frees the dir
+                    if isinstance(v, io.IOBase) and contents.get(k) is not v:
+                        v.close()
+                value.clear()
+                value.update(contents)
+            elif type(value) is list:
+                value[:] = contents
+            elif type(value) is set:
+                value.clear()
+                value.update(contents)
+            else:
+                vars(value).clear()
+                vars(value).update(contents)
+
+
+def _save_logging():
+    import logging
+
+    loggers = {n: lg for n, lg in logging.Logger.manager.loggerDict.items() if isinstance(lg, logging.Logger)}
+    root = logging.getLogger()
+    return (logging.root.manager.disable,
+            {lg: (lg.level, list(lg.handlers), lg.propagate, lg.disabled) for lg in [root, *loggers.values()]})
+
+
+def _restore_logging(saved) -> None:
+    import logging
+
+    disable, loggers = saved
+    now = [logging.getLogger(), *(lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger))]
+    kept = {h for _, handlers, _, _ in loggers.values() for h in handlers}
+    for lg in now:
+        for h in lg.handlers:
+            if h not in kept:         # the run's own (its train.log): closed
+                h.close()
+        level, handlers, propagate, disabled = loggers.get(lg, (logging.NOTSET, [], True, False))
+        lg.setLevel(level)
+        lg.handlers[:] = handlers
+        lg.propagate, lg.disabled = propagate, disabled
+    logging.disable(disable)
+
+
+def _fresh_logging() -> None:
+    """A fresh process's root logger: level WARNING, no handlers (records then reach stderr through
+    logging.lastResort), not pytest's capturing handlers."""
+    import logging
+
+    root = logging.getLogger()
+    root.handlers[:] = []
+    root.setLevel(logging.WARNING)
+    logging.disable(logging.NOTSET)
+
+
+def _show_warning_on_stderr(msg) -> None:     # Python's own display (pytest records warnings instead)
+    import warnings
+
+    file = msg.file if msg.file is not None else sys.stderr
+    try:
+        file.write(warnings._formatwarnmsg(msg))
+    except OSError:
+        pass
+
+
+def _clear_hydra() -> None:
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    GlobalHydra.instance().clear()
+    HydraConfig.instance().cfg = None
+
+
+class _Terminal(io.StringIO):
+    """Captured text, with the encoding a subprocess's pipe has (tqdm draws its bars by it)."""
+
+    encoding = "utf-8"
+    errors = "strict"
+
+
+def _exit_code(code) -> tuple[int, str]:
+    """The exit status (and what Python prints) of ``sys.exit(code)``."""
+    if code is None:
+        return 0, ""
+    if isinstance(code, int):
+        return code, ""
+    return 1, f"{code}\n"
+
+
+def run_here(*args, cwd, timeout=None, env=None, check=None):
+    """`run_dendsn`, but `dendsn_cli.cli.main(args)` in this process (see above); ``timeout`` is not
+    enforced. ``env``: variables set for the call; its PYTHONPATH also goes on sys.path, and the modules
+    imported from there are forgotten afterwards (the next call imports them afresh)."""
+    import contextlib
+    import importlib
+    import random
+    import traceback
+    import warnings
+
+    import numpy as np
+    import torch
+
+    _import_every_module()
     from dendsn_cli import cli
 
-    def call(*args):
-        monkeypatch.chdir(tmp_path)
-        monkeypatch.setattr(sys, "argv", ["dendsn", *args])
-        monkeypatch.delenv("DENDSN_DEBUG", raising=False)
-        monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-        out, err, code = io.StringIO(), io.StringIO(), 0
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    env = dict(env or {})
+    extra_path = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    saved_env, saved_cwd, saved_argv, saved_path = dict(os.environ), os.getcwd(), list(sys.argv), list(sys.path)
+    saved_modules_names = set(sys.modules)
+    signals = {}
+    for s in signal.valid_signals():
+        with contextlib.suppress(ValueError, OSError, TypeError):
+            signals[s] = signal.getsignal(s)
+    torch_state = (torch.get_default_dtype(), torch.get_num_threads(), torch.is_grad_enabled(),
+                   torch.are_deterministic_algorithms_enabled(), torch.get_rng_state(),
+                   np.random.get_state(), random.getstate())
+    saved_logging, saved_modules = _save_logging(), _save_modules()
+    out, err = _Terminal(), _Terminal()
+    code = 0
+    try:
+        os.environ.pop("HYDRA_FULL_ERROR", None)
+        os.environ.pop("DENDSN_DEBUG", None)
+        os.environ["PYTHONUNBUFFERED"] = "1"
+        os.environ.update(env)
+        sys.path[:0] = extra_path
+        importlib.invalidate_caches()
+        os.chdir(cwd)
+        sys.argv = [DENDSN, *args]
+        _clear_hydra()
+        _fresh_logging()
+        with warnings.catch_warnings(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            warnings.filters[:] = _DEFAULT_WARNING_FILTERS
+            warnings._filters_mutated()
+            warnings.showwarning = warnings._showwarning_orig
+            warnings._showwarnmsg_impl = _show_warning_on_stderr
             try:
                 cli.main(list(args))
             except SystemExit as e:
-                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        return InProcess(code, out.getvalue(), err.getvalue())
+                code, said = _exit_code(e.code)
+                err.write(said)
+            except KeyboardInterrupt:
+                raise
+            except BaseException:
+                traceback.print_exc(file=err)
+                code = 1
+    finally:
+        _restore_modules(saved_modules)
+        _restore_logging(saved_logging)
+        _clear_hydra()
+        for s, h in signals.items():
+            if h is not None and signal.getsignal(s) is not h:
+                signal.signal(s, h)
+        dtype, threads, grad, deterministic, rng, np_rng, py_rng = torch_state
+        torch.set_default_dtype(dtype)
+        torch.set_num_threads(threads)
+        torch.set_grad_enabled(grad)
+        torch.use_deterministic_algorithms(deterministic)
+        torch.set_rng_state(rng)
+        np.random.set_state(np_rng)
+        random.setstate(py_rng)
+        os.chdir(saved_cwd)
+        sys.argv[:] = saved_argv
+        sys.path[:] = saved_path
+        for name in set(sys.modules) - saved_modules_names:   # plug-ins from env's PYTHONPATH or the run dir
+            f = getattr(sys.modules[name], "__file__", None) or ""
+            if f and any(os.path.abspath(f).startswith(os.path.abspath(p) + os.sep) for p in [*extra_path, str(cwd)]):
+                del sys.modules[name]
+        for key in set(os.environ) - set(saved_env):
+            del os.environ[key]
+        for key, value in saved_env.items():
+            if os.environ.get(key) != value:
+                os.environ[key] = value
+
+    def text(s: str) -> str:         # what a subprocess's text mode reads: universal newlines
+        return s.replace("\r\n", "\n").replace("\r", "\n")
+
+    p = InProcess(code, text(out.getvalue()), text(err.getvalue()))
+    if check is not None:
+        assert (p.returncode == 0) == check, f"rc={p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}"
+    return p
+
+
+@pytest.fixture
+def dendsn_here(tmp_path):
+    """`dendsn_here(*args, **kw)`: `run_here` in a fresh temp dir, as the `dendsn` fixture runs the script.
+    An exception escaping main() ends as it would in a process: exit 1, its traceback on stderr."""
+
+    def call(*args, **kw):
+        kw.setdefault("cwd", tmp_path)
+        return run_here(*args, **kw)
 
     return call
 
@@ -162,7 +410,7 @@ def dendsn_here(tmp_path, monkeypatch):
 def tiny_run(tmp_path_factory):
     """One real one-epoch run, trained once per test session; copy it before changing anything."""
     root = tmp_path_factory.mktemp("tiny_run")
-    run_dendsn("train", *TINY, "epochs=1", "hydra.run.dir=run", cwd=root, check=True)
+    run_here("train", *TINY, "epochs=1", "hydra.run.dir=run", cwd=root, check=True)
     return root / "run"
 
 

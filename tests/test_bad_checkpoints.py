@@ -8,7 +8,7 @@ the file (and the run it came from) unchanged.
 import pytest
 import torch
 
-from conftest import one_error, run_dendsn, snapshot
+from conftest import one_error, run_here, snapshot
 
 
 @pytest.fixture
@@ -85,7 +85,7 @@ def test_a_bad_checkpoint_given_to_eval_is_one_line_and_nothing_changes(copy, tm
 def test_a_bad_checkpoint_given_to_resume_is_one_line_and_nothing_changes(copy, tmp_path, case):
     path, fragments = _broken(copy, case)
     before = snapshot(tmp_path)
-    line = one_error(run_dendsn("train", f"resume={path}", "progress=false", cwd=tmp_path), *fragments)
+    line = one_error(run_here("train", f"resume={path}", "progress=false", cwd=tmp_path), *fragments)
     assert path.name in line
     assert snapshot(tmp_path) == before
 

@@ -38,11 +38,11 @@ def raw(tmp_path) -> Path:
     return tmp_path / "data" / "MNIST" / "raw"
 
 
-def refused(dendsn, tmp_path, *fragments) -> str:
+def refused(dendsn_here, tmp_path, *fragments) -> str:
     """Run the tiny training on tmp_path/data; assert the one-line refusal naming ``fragments`` and that
     nothing the user had was changed or lost, and nothing was added to the data folder."""
     before, data_before = snapshot(tmp_path), snapshot(tmp_path / "data")
-    p = dendsn("train", f"dataset.root={tmp_path / 'data'}", *SMALL)
+    p = dendsn_here("train", f"dataset.root={tmp_path / 'data'}", *SMALL)
     line = one_error(p, *fragments, code=2)
     after = snapshot(tmp_path)
     assert {k: after.get(k) for k in before} == before
@@ -62,113 +62,113 @@ def _gzip_in_place(path: Path, data: bytes | None = None) -> Path:
 # --------------------------------------------------------------------------- truncated / damaged sizes
 
 
-def test_truncated_images_file_names_it_and_its_sizes(dendsn, tmp_path, raw):
+def test_truncated_images_file_names_it_and_its_sizes(dendsn_here, tmp_path, raw):
     path = raw / "train-images-idx3-ubyte"
     path.write_bytes(path.read_bytes()[:1000])
-    line = refused(dendsn, tmp_path, str(path), "is truncated",
+    line = refused(dendsn_here, tmp_path, str(path), "is truncated",
                    f"header says {N_TRAIN} images of 28x28 = {16 + N_TRAIN * 784} bytes, the file holds 1000",
                    "delete it", "dataset.download=true")
     assert "not found" not in line
 
 
-def test_truncated_labels_file_names_it(dendsn, tmp_path, raw):
+def test_truncated_labels_file_names_it(dendsn_here, tmp_path, raw):
     path = raw / "t10k-labels-idx1-ubyte"
     path.write_bytes(path.read_bytes()[:8 + 5])
-    line = refused(dendsn, tmp_path, str(path), "is truncated",
+    line = refused(dendsn_here, tmp_path, str(path), "is truncated",
                    f"header says {N_TEST} labels = {8 + N_TEST} bytes, the file holds 13", "delete it")
     assert "not found" not in line
 
 
-def test_file_with_extra_bytes_is_damaged(dendsn, tmp_path, raw):
+def test_file_with_extra_bytes_is_damaged(dendsn_here, tmp_path, raw):
     path = raw / "t10k-images-idx3-ubyte"
     path.write_bytes(path.read_bytes() + b"\0" * 7)
-    refused(dendsn, tmp_path, str(path), "is damaged",
+    refused(dendsn_here, tmp_path, str(path), "is damaged",
             f"header says {N_TEST} images of 28x28 = {16 + N_TEST * 784} bytes, the file holds {23 + N_TEST * 784}")
 
 
-def test_truncated_header_names_it(dendsn, tmp_path, raw):
+def test_truncated_header_names_it(dendsn_here, tmp_path, raw):
     path = raw / "train-images-idx3-ubyte"
     path.write_bytes(path.read_bytes()[:10])
-    refused(dendsn, tmp_path, str(path), "is truncated", "fewer than the 16-byte header")
+    refused(dendsn_here, tmp_path, str(path), "is truncated", "fewer than the 16-byte header")
 
 
-def test_cut_gz_file_names_it(dendsn, tmp_path, raw):
+def test_cut_gz_file_names_it(dendsn_here, tmp_path, raw):
     """Only the .gz is there (torchvision's download keeps it beside the raw file), cut short mid-stream."""
     gz = _gzip_in_place(raw / "train-images-idx3-ubyte")
     gz.write_bytes(gz.read_bytes()[:500])
-    line = refused(dendsn, tmp_path, str(gz), "is truncated or is not gzip data", "delete it")
+    line = refused(dendsn_here, tmp_path, str(gz), "is truncated or is not gzip data", "delete it")
     assert "not found" not in line
 
 
-def test_gz_of_a_truncated_idx_file_names_it_and_its_sizes(dendsn, tmp_path, raw):
+def test_gz_of_a_truncated_idx_file_names_it_and_its_sizes(dendsn_here, tmp_path, raw):
     path = raw / "train-labels-idx1-ubyte"
     gz = _gzip_in_place(path, path.read_bytes()[:20])
-    refused(dendsn, tmp_path, str(gz), "is truncated",
+    refused(dendsn_here, tmp_path, str(gz), "is truncated",
             f"header says {N_TRAIN} labels = {8 + N_TRAIN} bytes, its decompressed data holds 20")
 
 
-def test_empty_file_names_it(dendsn, tmp_path, raw):
+def test_empty_file_names_it(dendsn_here, tmp_path, raw):
     path = raw / "train-labels-idx1-ubyte"
     path.write_bytes(b"")
-    refused(dendsn, tmp_path, str(path), "is empty", "0 bytes", "delete it")
+    refused(dendsn_here, tmp_path, str(path), "is empty", "0 bytes", "delete it")
 
 
 # --------------------------------------------------------------------------- wrong content
 
 
-def test_label_count_disagreeing_with_image_count(dendsn, tmp_path, raw):
+def test_label_count_disagreeing_with_image_count(dendsn_here, tmp_path, raw):
     """Used to train a whole epoch, then fail as an internal error."""
     images = raw / "train-images-idx3-ubyte"
     _write_idx(images, np.zeros((N_TRAIN - 1, 28, 28), dtype=np.uint8), 2051)
-    refused(dendsn, tmp_path,
+    refused(dendsn_here, tmp_path,
             f"{raw / 'train-labels-idx1-ubyte'} holds {N_TRAIN} labels but {images} holds {N_TRAIN - 1} images",
             "restore matching copies of both files")
 
 
-def test_label_outside_the_classes(dendsn, tmp_path, raw):
+def test_label_outside_the_classes(dendsn_here, tmp_path, raw):
     path = raw / "train-labels-idx1-ubyte"
     labels = np.frombuffer(path.read_bytes()[8:], dtype=np.uint8).copy()
     labels[3], labels[7] = 10, 255
     _write_idx(path, labels, 2049)
-    refused(dendsn, tmp_path, str(path), "holds label 10 at index 3, outside the class indices 0..9",
+    refused(dendsn_here, tmp_path, str(path), "holds label 10 at index 3, outside the class indices 0..9",
             "2 of its 40 labels are out of range",
             "delete it")
 
 
-def test_text_file_in_place_of_labels(dendsn, tmp_path, raw):
+def test_text_file_in_place_of_labels(dendsn_here, tmp_path, raw):
     path = raw / "t10k-labels-idx1-ubyte"
     path.write_text("hello, these are not labels\n")
-    refused(dendsn, tmp_path, str(path), "is not valid IDX labels data", "starts with the text 'hello, t'",
+    refused(dendsn_here, tmp_path, str(path), "is not valid IDX labels data", "starts with the text 'hello, t'",
             "magic number 2049")
 
 
-def test_images_file_where_labels_are_expected(dendsn, tmp_path, raw):
+def test_images_file_where_labels_are_expected(dendsn_here, tmp_path, raw):
     path = raw / "train-labels-idx1-ubyte"
     path.write_bytes((raw / "t10k-images-idx3-ubyte").read_bytes())
-    refused(dendsn, tmp_path, str(path), "is not valid IDX labels data", "magic number 2051 marks an IDX images file",
+    refused(dendsn_here, tmp_path, str(path), "is not valid IDX labels data", "magic number 2051 marks an IDX images file",
             "swapped or misnamed")
 
 
-def test_gzipped_file_under_the_raw_name(dendsn, tmp_path, raw):
+def test_gzipped_file_under_the_raw_name(dendsn_here, tmp_path, raw):
     path = raw / "t10k-images-idx3-ubyte"
     path.write_bytes(gzip.compress(path.read_bytes()))
-    refused(dendsn, tmp_path, str(path), "is gzip-compressed", "t10k-images-idx3-ubyte.gz")
+    refused(dendsn_here, tmp_path, str(path), "is gzip-compressed", "t10k-images-idx3-ubyte.gz")
 
 
-def test_test_images_of_another_size(dendsn, tmp_path, raw):
+def test_test_images_of_another_size(dendsn_here, tmp_path, raw):
     path = raw / "t10k-images-idx3-ubyte"
     _write_idx(path, np.zeros((N_TEST, 14, 14), dtype=np.uint8), 2051)
-    refused(dendsn, tmp_path, str(path), "holds images of 14x14", "28x28")
+    refused(dendsn_here, tmp_path, str(path), "holds images of 14x14", "28x28")
 
 
-def test_unreadable_file_names_it(dendsn, tmp_path, raw):
+def test_unreadable_file_names_it(dendsn_here, tmp_path, raw):
     if os.geteuid() == 0:
         pytest.skip("running as root, which reads a file whatever its permissions")
     path = raw / "train-images-idx3-ubyte"
     before = snapshot(tmp_path)
     path.chmod(0)
     try:
-        p = dendsn("train", f"dataset.root={tmp_path / 'data'}", *SMALL)
+        p = dendsn_here("train", f"dataset.root={tmp_path / 'data'}", *SMALL)
     finally:
         path.chmod(0o644)
     one_error(p, f"cannot read {path}", "chmod u+r", code=2)

@@ -10,7 +10,7 @@ import signal
 import subprocess
 
 
-from conftest import DENDSN, SIGNAL_TARGET, TINY, one_error, run_dendsn, snapshot
+from conftest import DENDSN, SIGNAL_TARGET, TINY, one_error, run_here, snapshot
 
 
 def metrics(run):
@@ -83,6 +83,6 @@ class Broken(Direct):
 def test_an_internal_error_in_eval_is_one_line(tmp_path, run_copy):
     (tmp_path / "broken.py").write_text(BROKEN)
     before = snapshot(tmp_path / "run")
-    p = run_dendsn("eval", "ckpt=run", "encoder._target_=broken.Broken", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
+    p = run_here("eval", "ckpt=run", "encoder._target_=broken.Broken", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
     one_error(p, "internal error: RuntimeError: the plug-in broke", "DENDSN_DEBUG=1", code=1)
     assert snapshot(tmp_path / "run") == before

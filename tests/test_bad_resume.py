@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from conftest import SIGNAL_TARGET, TINY, one_error, run_dendsn, snapshot
+from conftest import SIGNAL_TARGET, TINY, one_error, run_dendsn, run_here, snapshot
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def work(stopped, tmp_path):
 
 
 def resume(work, *args, run="run"):
-    return run_dendsn("train", f"resume={run}", SIGNAL_TARGET, *args, cwd=work,
+    return run_here("train", f"resume={run}", SIGNAL_TARGET, *args, cwd=work,
                       env={"PYTHONPATH": str(work / "plugins")})
 
 
@@ -74,12 +74,12 @@ def test_a_changed_optimizer_is_refused(work):
     assert snapshot(work) == before
 
 
-def test_an_empty_resume_is_refused(dendsn):
-    one_error(dendsn("train", "resume="), "resume= is empty")
+def test_an_empty_resume_is_refused(dendsn_here):
+    one_error(dendsn_here("train", "resume="), "resume= is empty")
 
 
-def test_a_missing_run_is_refused(dendsn):
-    one_error(dendsn("train", "resume=outputs/nope"), "resume=outputs/nope: no checkpoint there")
+def test_a_missing_run_is_refused(dendsn_here):
+    one_error(dendsn_here("train", "resume=outputs/nope"), "resume=outputs/nope: no checkpoint there")
 
 
 def test_resume_of_a_finished_run_is_refused_and_changes_nothing(work):

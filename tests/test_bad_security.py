@@ -13,7 +13,7 @@ import zipfile
 import pytest
 import torch
 
-from conftest import one_error, run_dendsn, snapshot
+from conftest import one_error, run_here, snapshot
 
 
 @pytest.fixture
@@ -98,7 +98,7 @@ def test_a_target_the_user_names_is_trusted(run, tmp_path):
     (plug / "myenc.py").write_text("from dendsn_cli.encoders import Direct as Mine\n")
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(plug), os.environ.get("PYTHONPATH", "")]))}
     path = _with_overrides(run, ["encoder._target_=myenc.Mine"])
-    p = run_dendsn("eval", f"ckpt={path}", cwd=tmp_path, env=env)
+    p = run_here("eval", f"ckpt={path}", cwd=tmp_path, env=env)
     one_error(p, "encoder._target_=myenc.Mine")
-    p = run_dendsn("eval", f"ckpt={path}", "encoder._target_=myenc.Mine", cwd=tmp_path, env=env, check=True)
+    p = run_here("eval", f"ckpt={path}", "encoder._target_=myenc.Mine", cwd=tmp_path, env=env, check=True)
     assert "test acc" in p.stdout

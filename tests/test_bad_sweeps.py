@@ -18,8 +18,8 @@ from conftest import SIGNAL_TARGET, TINY, one_error, snapshot
     (["experiment=fmnist_stdp,nope"], ["experiment=nope is not an option"]),
     (["seed=0,1", "neuron"], ["'neuron' is not an override"]),
 ])
-def test_a_bad_sweep_is_refused_before_any_job(dendsn, tmp_path, args, fragments):
-    p = dendsn("train", "-m", *args, "hydra.sweep.dir=sweep")
+def test_a_bad_sweep_is_refused_before_any_job(dendsn_here, tmp_path, args, fragments):
+    p = dendsn_here("train", "-m", *args, "hydra.sweep.dir=sweep")
     one_error(p, *fragments)
     assert not any((tmp_path / "sweep").glob("*/.hydra")) if (tmp_path / "sweep").exists() else True
 

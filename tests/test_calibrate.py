@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from conftest import TINY, run_dendsn
+from conftest import TINY, run_here
 from dendsn.calibrate import calibrate_rates, layer_pairs
 from dendsn.competition import LateralInhibition
 from dendsn.dendritic import DendLIF
@@ -79,7 +79,7 @@ def test_bad_target_is_a_value_error():
 
 
 def test_init_rate_on_the_command_line_wakes_up_a_silent_network(tmp_path):
-    p = run_dendsn("train", *TINY, "epochs=1", "init_rate=0.05", "hydra.run.dir=run", cwd=tmp_path, check=True)
+    p = run_here("train", *TINY, "epochs=1", "init_rate=0.05", "hydra.run.dir=run", cwd=tmp_path, check=True)
     line = next(ln for ln in p.stderr.splitlines() if ln.startswith("dendsn: init_rate=0.05"))
     assert "layer1 0.000->" in line and "readout 0.000->" in line
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())

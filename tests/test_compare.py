@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import DENDSN, TINY, run_dendsn
+from conftest import DENDSN, TINY, run_dendsn, run_here
 
 
 def metrics(run: Path) -> dict:
@@ -48,7 +48,7 @@ def test_the_default_coupling_is_stable_for_every_wiring_and_an_unstable_one_is_
     limit = dendritic.DendLIF(w, compartment=comp, coupling_g=1.0).dendrite.stable_coupling_limit()
     assert dendritic.DendLIF(w, compartment=comp, coupling_g=0.99 * limit).dendrite.growth() < 1.0
     assert dendritic.DendLIF(w, compartment=comp, coupling_g=1.01 * limit).dendrite.growth() > 1.0
-    p = run_dendsn("train", *TINY, f"wiring={wiring}", "neuron.coupling_g=1.0", cwd=tmp_path)
+    p = run_here("train", *TINY, f"wiring={wiring}", "neuron.coupling_g=1.0", cwd=tmp_path)
     assert p.returncode == 2 and "Traceback" not in p.stderr
     line = p.stderr.strip().splitlines()[-1]
     assert line.startswith("dendsn: error: neuron.coupling_g=1.0 makes the") and "unstable" in line
@@ -56,7 +56,7 @@ def test_the_default_coupling_is_stable_for_every_wiring_and_an_unstable_one_is_
 
 
 def test_init_rate_scales_each_layer_and_its_learning_rate(tmp_path):
-    p = run_dendsn("train", *TINY, "epochs=1", "hydra.run.dir=run", cwd=tmp_path, check=True)
+    p = run_here("train", *TINY, "epochs=1", "hydra.run.dir=run", cwd=tmp_path, check=True)
     m = re.search(r"^dendsn: init_rate=0\.01: layer1 [\d.]+->([\d.]+) \(x([\d.]+)\), readout [\d.]+->([\d.]+) \(x([\d.]+)\)$",
                   p.stderr, re.M)
     assert m, p.stderr
@@ -86,17 +86,17 @@ def test_scale_lr_multiplies_each_group_and_a_resumed_optimizer_gets_the_same_gr
     assert sorted(g["lr"] for g in fresh.optimizer.param_groups) == pytest.approx([0.01, 0.04])
 
 
-def test_default_run_learns_in_the_first_epoch(dendsn, tmp_path):
+def test_default_run_learns_in_the_first_epoch(dendsn_here, tmp_path):
     """The default network fires from the first batch: one epoch of the default task is far above
     chance (before the fix it was exactly 10.00%, every layer silent)."""
-    dendsn("train", "epochs=1", "progress=false", "hydra.run.dir=run", check=True)
+    dendsn_here("train", "epochs=1", "progress=false", "hydra.run.dir=run", check=True)
     m = metrics(tmp_path / "run")
     assert m["final"]["test_acc"] >= 0.6, m["final"]
     assert m["history"][0]["val_acc"] >= 0.6
 
 
-def test_a_silent_and_a_saturated_layer_are_warned_about_after_the_first_epoch(dendsn, tmp_path):
-    p = dendsn("train", *TINY, "epochs=1", "init_rate=null", "neuron.v_threshold=1000", "hydra.run.dir=silent",
+def test_a_silent_and_a_saturated_layer_are_warned_about_after_the_first_epoch(dendsn_here, tmp_path):
+    p = dendsn_here("train", *TINY, "epochs=1", "init_rate=null", "neuron.v_threshold=1000", "hydra.run.dir=silent",
                check=True)
     warn = [ln for ln in p.stderr.splitlines() if ln.startswith("dendsn: warning: layer1 is silent")]
     assert len(warn) == 1 and "try init_rate=" in warn[0], p.stderr
@@ -106,7 +106,7 @@ def test_a_silent_and_a_saturated_layer_are_warned_about_after_the_first_epoch(d
     lines = rate_warnings({"rate/layer1": 0.95, "rate/layer2": 0.2, "rate/readout": 0.0})
     assert len(lines) == 2 and lines[0].startswith("layer1 is saturated after the first epoch (mean rate 0.95")
     assert lines[1].startswith("readout is silent")
-    p = dendsn("train", *TINY, "epochs=1", "hydra.run.dir=fine", check=True)
+    p = dendsn_here("train", *TINY, "epochs=1", "hydra.run.dir=fine", check=True)
     assert "warning" not in p.stderr
 
 
@@ -124,10 +124,10 @@ class WrongTest(SyntheticSpikes):
 '''
 
 
-def test_best_epoch_is_chosen_on_validation_never_on_test_data(dendsn, tmp_path):
+def test_best_epoch_is_chosen_on_validation_never_on_test_data(dendsn_here, tmp_path):
     (tmp_path / "adversarial.py").write_text(ADVERSARIAL)
     args = [a for a in TINY if not a.startswith(("dataset.n_train", "batch_size"))]
-    dendsn("train", *args, "dataset.n_train=1000", "batch_size=25", "epochs=3", "dataset._target_=adversarial.WrongTest",
+    dendsn_here("train", *args, "dataset.n_train=1000", "batch_size=25", "epochs=3", "dataset._target_=adversarial.WrongTest",
            "hydra.run.dir=run", env={"PYTHONPATH": str(tmp_path)}, check=True)
     m = metrics(tmp_path / "run")
     hist = m["history"]
@@ -168,23 +168,23 @@ def test_validation_split_is_held_out_deterministically_and_can_be_turned_off(tm
     del arrays
 
 
-def test_without_validation_the_best_epoch_is_chosen_on_training_accuracy(dendsn, tmp_path):
-    dendsn("train", *TINY, "dataset.val=0", "hydra.run.dir=run", check=True)
+def test_without_validation_the_best_epoch_is_chosen_on_training_accuracy(dendsn_here, tmp_path):
+    dendsn_here("train", *TINY, "dataset.val=0", "hydra.run.dir=run", check=True)
     m = metrics(tmp_path / "run")
     assert m["selected_on"] == "train_acc" and "val_acc" not in m["final"]
     train = [h["train_acc"] for h in m["history"]]
     assert m["best"]["epoch"] == train.index(max(train)) + 1
 
 
-def test_early_stopping_on_validation(dendsn, tmp_path):
-    p = dendsn("train", *TINY, "epochs=40", "early_stop.patience=1", "hydra.run.dir=run", check=True)
+def test_early_stopping_on_validation(dendsn_here, tmp_path):
+    p = dendsn_here("train", *TINY, "epochs=40", "early_stop.patience=1", "hydra.run.dir=run", check=True)
     m = metrics(tmp_path / "run")
     n = m["epochs_completed"]
     assert m["early_stopped"] and n < 40
     val = [h["val_acc"] for h in m["history"]]
     assert val[-1] <= max(val[:-1])                                     # the last epoch did not improve
     assert f"early stop after epoch {n}: val acc has not improved for 1 epoch" in p.stderr
-    assert one_line_error(dendsn("train", "early_stop.patience=0")).endswith("it must be >= 1 (epochs), or null for no early stopping")
+    assert one_line_error(dendsn_here("train", "early_stop.patience=0")).endswith("it must be >= 1 (epochs), or null for no early stopping")
 
 
 def one_line_error(p) -> str:
@@ -193,10 +193,10 @@ def one_line_error(p) -> str:
 
 
 # ------------------------------------------------------------------ 3. sweeps: hparams with their types
-def test_hparams_carry_the_swept_keys_with_their_types_and_val_test_metrics(dendsn, tmp_path):
+def test_hparams_carry_the_swept_keys_with_their_types_and_val_test_metrics(dendsn_here, tmp_path):
     from tensorboard.plugins.hparams import metadata
 
-    dendsn("train", "-m", *TINY, "epochs=1", "neuron=lif,dend_lif", "init_lr_scale=false", "hydra.sweep.dir=sweep",
+    dendsn_here("train", "-m", *TINY, "epochs=1", "neuron=lif,dend_lif", "init_lr_scale=false", "hydra.sweep.dir=sweep",
            check=True)
     jobs = sorted(d for d in (tmp_path / "sweep").iterdir() if (d / "metrics.json").exists())
     assert len(jobs) == 2
@@ -220,8 +220,8 @@ def test_hparams_carry_the_swept_keys_with_their_types_and_val_test_metrics(dend
 
 
 # ------------------------------------------------------------------ 4. pictures
-def test_pictures_are_readable_figures_with_one_name_per_layer(dendsn, tmp_path):
-    dendsn("train", *TINY, "epochs=2", "logger.log_every_n_steps=2", "logger.rasters=true", "hydra.run.dir=run", check=True)
+def test_pictures_are_readable_figures_with_one_name_per_layer(dendsn_here, tmp_path):
+    dendsn_here("train", *TINY, "epochs=2", "logger.log_every_n_steps=2", "logger.rasters=true", "hydra.run.dir=run", check=True)
     ea = events(tmp_path / "run")
     tags = ea.Tags()
     for layer in ("layer1", "readout"):
@@ -264,16 +264,16 @@ def test_traces_of_a_dendritic_layer_show_every_compartment(tmp_path):
     assert not any("store_seq" in vars(m) for _, m in parts.layers)    # back to the fast path
 
 
-def test_local_rule_logs_the_rate_it_applies(dendsn, tmp_path):
-    dendsn("train", *TINY, "epochs=2", "learning=stdp", "lr_schedule=cosine", "learning.local_epochs=null",
+def test_local_rule_logs_the_rate_it_applies(dendsn_here, tmp_path):
+    dendsn_here("train", *TINY, "epochs=2", "learning=stdp", "lr_schedule=cosine", "learning.local_epochs=null",
            "hydra.run.dir=run", check=True)
     lrs = [h["lr"] for h in metrics(tmp_path / "run")["history"]]
     assert lrs == pytest.approx([0.0025, 0.0], abs=1e-12)     # a_plus = 0.005 under the cosine factor, at each epoch's end
 
 
 # ------------------------------------------------------------------ 5. terminal
-def test_start_line_summary_and_singular_epoch(dendsn, tmp_path):
-    p = dendsn("train", *TINY, "epochs=1", "hydra.run.dir=run", check=True)
+def test_start_line_summary_and_singular_epoch(dendsn_here, tmp_path):
+    p = dendsn_here("train", *TINY, "epochs=1", "hydra.run.dir=run", check=True)
     first = p.stderr.splitlines()[0]
     assert re.fullmatch(r"dendsn: run \| cpu \| [\d,]+ parameters \| 300 train / 100 val / 100 test \| "
                         r"watch: tensorboard --logdir run", first), first

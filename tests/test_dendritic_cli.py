@@ -26,27 +26,27 @@ VARIANTS = [
 
 
 @pytest.mark.parametrize("opts,expect", VARIANTS, ids=[" ".join(o) for o, _ in VARIANTS])
-def test_every_dendritic_variant_trains_through_the_cli(dendsn, tmp_path, opts, expect):
-    dendsn("train", *TINY, "epochs=1", *opts, "hydra.run.dir=run", check=True)
+def test_every_dendritic_variant_trains_through_the_cli(dendsn_here, tmp_path, opts, expect):
+    dendsn_here("train", *TINY, "epochs=1", *opts, "hydra.run.dir=run", check=True)
     assert expect in (tmp_path / "run" / ".hydra" / "config.yaml").read_text()
     m = metrics(tmp_path / "run")
     assert m["status"] == "completed" and m["final"]["train_loss"] == m["final"]["train_loss"]  # not NaN
 
 
-def test_the_default_is_a_dendritic_mlp_with_segregated_wiring(dendsn):
-    p = dendsn("train", "--cfg", "job", check=True)
+def test_the_default_is_a_dendritic_mlp_with_segregated_wiring(dendsn_here):
+    p = dendsn_here("train", "--cfg", "job", check=True)
     assert "_target_: dendsn.dendritic.DendLIF" in p.stdout
     assert "_target_: dendsn.wiring.Segregated" in p.stdout
     assert re.search(r"^T: 20$", p.stdout, re.M)
-    listing = dendsn("list", "neuron", "wiring", check=True).stdout
+    listing = dendsn_here("list", "neuron", "wiring", check=True).stdout
     assert re.search(r"\* dend_lif", listing) and re.search(r"\* segregated", listing)
 
 
-def test_dendritic_conv_net_on_images(dendsn, tmp_path):
+def test_dendritic_conv_net_on_images(dendsn_here, tmp_path):
     from test_data import _write_fake_mnist
 
     _write_fake_mnist(tmp_path / "data", n_train=40, n_test=20)
-    dendsn("train", "dataset=mnist", f"dataset.root={tmp_path / 'data'}", "dataset.val=10", "network=conv", "wiring=kto1",
+    dendsn_here("train", "dataset=mnist", f"dataset.root={tmp_path / 'data'}", "dataset.val=10", "network=conv", "wiring=kto1",
            "network.channels=[4,8]", "network.fc=16", "epochs=1", "T=3", "batch_size=20", "progress=false",
            "hydra.run.dir=run", check=True)
     ck = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)
@@ -54,9 +54,9 @@ def test_dendritic_conv_net_on_images(dendsn, tmp_path):
     assert ck["model"]["layers.0.module.weight"].shape[0] == 6 * 4
 
 
-def test_the_presets_compose_the_comparison(dendsn):
-    dend = dendsn("train", "--cfg", "job", "experiment=fmnist_dend_mlp", check=True).stdout
-    point = dendsn("train", "--cfg", "job", "experiment=fmnist_point_mlp", check=True).stdout
+def test_the_presets_compose_the_comparison(dendsn_here):
+    dend = dendsn_here("train", "--cfg", "job", "experiment=fmnist_dend_mlp", check=True).stdout
+    point = dendsn_here("train", "--cfg", "job", "experiment=fmnist_point_mlp", check=True).stdout
     assert "name: fashion_mnist" in dend and "name: fashion_mnist" in point
     assert "dendsn.dendritic.DendLIF" in dend and "n_compartments: 4" in dend and "- 256" in dend
     assert "dendsn.dendritic" not in point and "- 1024" in point  # 784 x (256 x 4) = 784 x 1024 synapses
@@ -77,5 +77,5 @@ ERRORS = [
 
 
 @pytest.mark.parametrize("args,expected", ERRORS, ids=[" ".join(a) for a, _ in ERRORS])
-def test_bad_dendritic_settings_are_one_line(dendsn, args, expected):
-    assert expected in one_error_line(dendsn("train", *args, "progress=false", "hydra.run.dir=run"))
+def test_bad_dendritic_settings_are_one_line(dendsn_here, args, expected):
+    assert expected in one_error_line(dendsn_here("train", *args, "progress=false", "hydra.run.dir=run"))

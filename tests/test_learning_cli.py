@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_dendsn
+from conftest import run_here
 
 # The synthetic spike-timing task (10 classes, chance 10%; 4000 / 1000 samples, a few seconds a run) with
 # the network of the Fashion-MNIST presets: 200 dendritic neurons x 4 compartments behind lateral
@@ -37,7 +37,7 @@ def metrics(run: Path) -> dict:
 
 
 def train(rule: str, tmp_path: Path, *extra) -> dict:
-    run_dendsn("train", f"learning={rule}", *SYN, *RULES[rule], *extra, f"hydra.run.dir={rule}", cwd=tmp_path, check=True)
+    run_here("train", f"learning={rule}", *SYN, *RULES[rule], *extra, f"hydra.run.dir={rule}", cwd=tmp_path, check=True)
     m = metrics(tmp_path / rule)
     assert m["status"] == "completed"
     return m
@@ -62,7 +62,7 @@ def test_stdp_and_semi_stdp_learn_features_that_beat_the_random_readout_baseline
 def test_stdp_logs_plasticity_scalars_and_receptive_fields(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    run_dendsn("train", "learning=stdp", *SMALL, "epochs=2", "hydra.run.dir=run", cwd=tmp_path, check=True)
+    run_here("train", "learning=stdp", *SMALL, "epochs=2", "hydra.run.dir=run", cwd=tmp_path, check=True)
     ea = EventAccumulator(str(tmp_path / "run"), size_guidance={"scalars": 0, "images": 0})
     ea.Reload()
     tags = ea.Tags()
@@ -75,9 +75,9 @@ def test_stdp_logs_plasticity_scalars_and_receptive_fields(tmp_path):
 
 def test_stdp_after_bptt_pretraining_and_resume(tmp_path):
     args = ["learning=stdp", "learning.pretrain_bptt_epochs=1", *SMALL, "encoder=direct", "lr_schedule=none"]
-    run_dendsn("train", *args, "hydra.run.dir=full", cwd=tmp_path, check=True)
-    run_dendsn("train", *args, "epochs=2", "hydra.run.dir=part", cwd=tmp_path, check=True)
-    run_dendsn("train", "resume=part", "epochs=3", cwd=tmp_path, check=True)
+    run_here("train", *args, "hydra.run.dir=full", cwd=tmp_path, check=True)
+    run_here("train", *args, "epochs=2", "hydra.run.dir=part", cwd=tmp_path, check=True)
+    run_here("train", "resume=part", "epochs=3", cwd=tmp_path, check=True)
     full, part = metrics(tmp_path / "full"), metrics(tmp_path / "part")
     assert part["history"] == full["history"]
     assert [h["epoch"] for h in full["history"]] == [1, 2, 3]
@@ -87,7 +87,7 @@ def test_conv_network_learns_with_stdp(tmp_path):
     from test_data import _write_fake_mnist
 
     _write_fake_mnist(tmp_path / "data", n_train=40, n_test=20)
-    run_dendsn("train", "learning=stdp", "dataset=mnist", f"dataset.root={tmp_path / 'data'}", "dataset.val=10", "network=conv",
+    run_here("train", "learning=stdp", "dataset=mnist", f"dataset.root={tmp_path / 'data'}", "dataset.val=10", "network=conv",
                "network.channels=[4]", "network.fc=16", "epochs=1", "T=3", "batch_size=20", "progress=false",
                "hydra.run.dir=run", cwd=tmp_path, check=True)
     assert metrics(tmp_path / "run")["status"] == "completed"
@@ -100,14 +100,14 @@ def test_conv_network_learns_with_stdp(tmp_path):
     ("learning.layers=[3]", "learning.layers=[3]"),
 ])
 def test_bad_rule_settings_are_one_line(override, message, tmp_path):
-    p = run_dendsn("train", "learning=stdp", override, *SMALL, cwd=tmp_path)
+    p = run_here("train", "learning=stdp", override, *SMALL, cwd=tmp_path)
     assert p.returncode != 0 and "Traceback" not in p.stderr, p.stderr
     last = [ln for ln in p.stderr.splitlines() if ln.strip()][-1]
     assert last.startswith("dendsn: error: ") and message in last, p.stderr
 
 
 def test_list_describes_the_learning_rules(tmp_path):
-    p = run_dendsn("list", "learning", cwd=tmp_path, check=True)
+    p = run_here("list", "learning", cwd=tmp_path, check=True)
     for name in ("bptt", "dpp", "readout", "rstdp", "semi_stdp", "stdp"):
         line = next(ln for ln in p.stdout.splitlines() if ln.strip().lstrip("*").split()[:1] == [name])
         assert len(line.split()) > 3, line                        # a description follows the name
@@ -115,5 +115,5 @@ def test_list_describes_the_learning_rules(tmp_path):
 
 @pytest.mark.parametrize("preset", ["fmnist_stdp", "fmnist_dpp"])
 def test_presets_compose(preset, tmp_path):
-    p = run_dendsn("train", f"experiment={preset}", "--cfg", "job", cwd=tmp_path, check=True)
+    p = run_here("train", f"experiment={preset}", "--cfg", "job", cwd=tmp_path, check=True)
     assert "dendsn.competition.LateralInhibition" in p.stdout and "fashion_mnist" in p.stdout

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY, run_dendsn
+from conftest import TINY, run_dendsn, run_here
 
 FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 needs_fashion = pytest.mark.skipif(not FASHION.exists(), reason="Debian package dataset-fashion-mnist is not installed")
@@ -26,7 +26,7 @@ def final(run: Path) -> dict:
     ("fmnist_dpp", 10000, 0.4),            # its small delta-rule read-out rate needs more batches (58% measured)
 ])
 def test_every_preset_trains_on_a_subset(preset, n_train, floor, tmp_path):
-    run_dendsn("train", f"experiment={preset}", f"dataset.root={tmp_path / 'data'}", f"dataset.n_train={n_train}",
+    run_here("train", f"experiment={preset}", f"dataset.root={tmp_path / 'data'}", f"dataset.n_train={n_train}",
                "dataset.n_test=500", "epochs=1", "progress=false", "hydra.run.dir=run", cwd=tmp_path, check=True)
     assert final(tmp_path / "run")["test_acc"] > floor      # 10 classes: chance is 0.1 (+- 0.013 on 500)
 

@@ -10,7 +10,7 @@ import signal
 
 import pytest
 
-from conftest import SIGNAL_RULE, SIGNAL_TARGET, TINY, run_dendsn
+from conftest import SIGNAL_RULE, SIGNAL_TARGET, TINY, run_dendsn, run_here
 
 RANDOM = ["network.dropout=0.2", "neuron.firing.kind=logistic", "init_rate=0.05", "optim.lr=0.01"]
 
@@ -29,7 +29,7 @@ def plugin(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, plugin):
     root = tmp_path_factory.mktemp("ref")
-    run_dendsn("train", *TINY, *RANDOM, SIGNAL_TARGET, "hydra.run.dir=run", cwd=root, env=plugin, check=True)
+    run_here("train", *TINY, *RANDOM, SIGNAL_TARGET, "hydra.run.dir=run", cwd=root, env=plugin, check=True)
     h = history(root / "run")
     assert len(h) == 2 and h[-1]["train_acc"] > 0.15         # it learns (chance: 0.10)
     return h
@@ -53,13 +53,13 @@ def test_a_stopped_run_resumed_ends_exactly_as_one_never_stopped(tmp_path, plugi
                    env={**plugin, "DENDSN_TEST_SIGNALS": signals})
     assert p.returncode == code, p.stderr
     if way == "sigterm before the first batch":          # nothing saved: the same command again is the resume
-        p = run_dendsn("train", *TINY, *RANDOM, SIGNAL_TARGET, "hydra.run.dir=run2", cwd=tmp_path, env=plugin)
+        p = run_here("train", *TINY, *RANDOM, SIGNAL_TARGET, "hydra.run.dir=run2", cwd=tmp_path, env=plugin)
         assert p.returncode == 0, p.stderr
         assert history(tmp_path / "run2") == reference
         return
     status = json.loads((tmp_path / "run/metrics.json").read_text())["status"]
     assert status == ("running" if way == "sigkill" else "interrupted")
-    p = run_dendsn("train", "resume=run", SIGNAL_TARGET, cwd=tmp_path, env=plugin)
+    p = run_here("train", "resume=run", SIGNAL_TARGET, cwd=tmp_path, env=plugin)
     assert p.returncode == 0, p.stderr
     assert history(tmp_path / "run") == reference
     assert json.loads((tmp_path / "run/metrics.json").read_text())["status"] == "completed"

@@ -28,9 +28,9 @@ def results(sweep: Path) -> tuple[list[dict], dict]:
 
 
 # ------------------------------------------------------------------ basic sweeper
-def test_sweep_writes_a_results_table_and_names_job_dirs_by_their_overrides(dendsn, tmp_path):
+def test_sweep_writes_a_results_table_and_names_job_dirs_by_their_overrides(dendsn_here, tmp_path):
     # choice(3): a swept key with one value, so a dir name holds two keys (the '=' and ',' resume must quote)
-    p = dendsn("train", "-m", *JOB, "neuron=lif,if", "seed=choice(3)", "hydra.sweep.dir=sweep", check=True)
+    p = dendsn_here("train", "-m", *JOB, "neuron=lif,if", "seed=choice(3)", "hydra.sweep.dir=sweep", check=True)
     sweep = tmp_path / "sweep"
     assert sorted(d.name for d in sweep.iterdir() if d.is_dir()) == ["0_neuron=lif,seed=3", "1_neuron=if,seed=3"]
     rows, doc = results(sweep)
@@ -52,13 +52,13 @@ def test_sweep_writes_a_results_table_and_names_job_dirs_by_their_overrides(dend
     assert "2 job(s) completed, 0 failed" in p.stderr
 
     job = sweep / "1_neuron=if,seed=3"                             # resume= a sweep job dir
-    dendsn("train", f"resume={job}", "epochs=2", check=True)
+    dendsn_here("train", f"resume={job}", "epochs=2", check=True)
     assert json.loads((job / "metrics.json").read_text())["epochs_completed"] == 2
     assert sorted(d.name for d in sweep.iterdir() if d.is_dir()) == ["0_neuron=lif,seed=3", "1_neuron=if,seed=3"]
 
 
-def test_failed_job_is_in_the_table_with_its_error(dendsn, tmp_path):
-    p = dendsn("train", "-m", *JOB, "neuron.tau=2.0,0.5", "hydra.sweep.dir=sweep")
+def test_failed_job_is_in_the_table_with_its_error(dendsn_here, tmp_path):
+    p = dendsn_here("train", "-m", *JOB, "neuron.tau=2.0,0.5", "hydra.sweep.dir=sweep")
     assert p.returncode == 1 and "Traceback" not in p.stderr
     rows, doc = results(tmp_path / "sweep")
     assert [r["status"] for r in rows] == ["completed", "failed"]    # a job without a value sorts last
@@ -70,9 +70,9 @@ def test_failed_job_is_in_the_table_with_its_error(dendsn, tmp_path):
 
 
 # ------------------------------------------------------------------ Optuna
-def test_optuna_study_with_an_interval_and_a_categorical_key(dendsn, tmp_path):
+def test_optuna_study_with_an_interval_and_a_categorical_key(dendsn_here, tmp_path):
     job = [o for o in JOB if not o.startswith("optim.lr=")]
-    p = dendsn("train", "-m", *job, "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.seed=0",
+    p = dendsn_here("train", "-m", *job, "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.seed=0",
                "optim.lr=interval(0.001,0.03)", "neuron=lif,if", "hydra.sweep.dir=study", check=True)
     sweep = tmp_path / "study"
     rows, doc = results(sweep)
@@ -96,15 +96,15 @@ def test_optuna_study_with_an_interval_and_a_categorical_key(dendsn, tmp_path):
     (["hydra.sweeper.n_trials=5", "seed=0,1"], "need hydra/sweeper=optuna"),
     (["optim.lr=0.005", "optim.lr=0.01,0.02"], "optim.lr is given twice (optim.lr=0.005 and optim.lr=0.01,0.02); keep one"),
 ])
-def test_sweep_mistakes_end_in_one_line(dendsn, tmp_path, args, expected):
-    line = one_error_line(dendsn("train", "-m", *args, "hydra.sweep.dir=sweep"))
+def test_sweep_mistakes_end_in_one_line(dendsn_here, tmp_path, args, expected):
+    line = one_error_line(dendsn_here("train", "-m", *args, "hydra.sweep.dir=sweep"))
     assert expected in line
     assert not (tmp_path / "sweep").exists()
 
 
-def test_a_bad_value_in_job_66_of_70_stops_the_sweep_before_it_starts(dendsn, tmp_path):
+def test_a_bad_value_in_job_66_of_70_stops_the_sweep_before_it_starts(dendsn_here, tmp_path):
     seeds = ",".join("x" if i == 65 else str(i) for i in range(70))
-    line = one_error_line(dendsn("train", "-m", *JOB, f"seed={seeds}", "hydra.sweep.dir=sweep"))
+    line = one_error_line(dendsn_here("train", "-m", *JOB, f"seed={seeds}", "hydra.sweep.dir=sweep"))
     assert "seed='x' has the wrong type" in line
     assert not (tmp_path / "sweep").exists()
 
