@@ -17,8 +17,16 @@ DENDSN = str(Path(sys.executable).with_name("dendsn"))
 # A tiny synthetic run: a few seconds on a laptop CPU, still learns above chance. No pictures: drawing
 # them (matplotlib) takes half of such a run; the tests of the pictures add logger.rasters=true.
 TINY = [
-    "dataset.n_train=300", "dataset.n_test=100", "dataset.val=100", "T=12", "network.hidden=[48]",
-    "batch_size=50", "epochs=2", "progress=false", "optim.lr=0.005", "logger.rasters=false",
+    "dataset.n_train=300",
+    "dataset.n_test=100",
+    "dataset.val=100",
+    "T=12",
+    "network.hidden=[48]",
+    "batch_size=50",
+    "epochs=2",
+    "progress=false",
+    "optim.lr=0.005",
+    "logger.rasters=false",
 ]
 
 
@@ -63,8 +71,11 @@ def snapshot(root) -> dict:
     nothing written before was lost or changed. A run dir's lock file is left out: it holds the pid of
     the last process that locked the dir, bookkeeping rather than anything a run wrote."""
     root = Path(root)
-    return {str(f.relative_to(root)): f.read_bytes() for f in sorted(root.rglob("*"))
-            if f.is_file() and f.name != ".dendsn.lock"}
+    return {
+        str(f.relative_to(root)): f.read_bytes()
+        for f in sorted(root.rglob("*"))
+        if f.is_file() and f.name != ".dendsn.lock"
+    }
 
 
 # A learning rule that is BPTT exactly, plus real signals it sends to its own process at chosen
@@ -74,7 +85,7 @@ def snapshot(root) -> dict:
 # Steps count from 1 in each process, across the jobs of a sweep run in it; each signal is sent once.
 # Under torchrun, DENDSN_TEST_SIGNAL_RANK=R sends them in the process of rank R only.
 # Without the variable the rule only trains.
-SIGNAL_RULE = '''
+SIGNAL_RULE = """
 import io
 import os
 import signal
@@ -115,7 +126,7 @@ class SignalAt(BPTT):
     def eval_batch(self, *args, **kwargs):
         self._fire("eval")
         return super().eval_batch(*args, **kwargs)
-'''
+"""
 
 SIGNAL_TARGET = "learning._target_=sigrule.SignalAt"
 
@@ -152,11 +163,13 @@ class InProcess:
 # what needs a process: signals, the console script's start-up, launchers, torchrun, pipes, and
 # anything read from the environment at import time.
 PACKAGES = ("dendsn_cli", "dendsn")
-_DEFAULT_WARNING_FILTERS = [("default", None, DeprecationWarning, "__main__", 0),
-                            ("ignore", None, DeprecationWarning, None, 0),
-                            ("ignore", None, PendingDeprecationWarning, None, 0),
-                            ("ignore", None, ImportWarning, None, 0),
-                            ("ignore", None, ResourceWarning, None, 0)]   # a fresh interpreter's (python -c)
+_DEFAULT_WARNING_FILTERS = [
+    ("default", None, DeprecationWarning, "__main__", 0),
+    ("ignore", None, DeprecationWarning, None, 0),
+    ("ignore", None, PendingDeprecationWarning, None, 0),
+    ("ignore", None, ImportWarning, None, 0),
+    ("ignore", None, ResourceWarning, None, 0),
+]  # a fresh interpreter's (python -c)
 _IMPORTED = []
 
 
@@ -174,7 +187,7 @@ def _import_every_module() -> None:
         if not info.name.endswith("__main__"):
             try:
                 importlib.import_module(info.name)
-            except Exception:            # an optional dependency missing: that module is never run here
+            except Exception:  # an optional dependency missing: that module is never run here
                 pass
     _IMPORTED.append(True)
 
@@ -198,8 +211,13 @@ def _save_modules() -> list:
             if type(value) in (list, dict, set):
                 entries.append((key, value, copy.copy(value)))
             elif _ours(type(value).__module__) and isinstance(getattr(value, "__dict__", None), dict):
-                entries.append((key, value, {k: copy.copy(v) if type(v) in (list, dict, set) else v
-                                             for k, v in vars(value).items()}))
+                entries.append(
+                    (
+                        key,
+                        value,
+                        {k: copy.copy(v) if type(v) in (list, dict, set) else v for k, v in vars(value).items()},
+                    )
+                )
             else:
                 entries.append((key, value, None))
         saved.append((vars(mod), entries))
@@ -215,7 +233,7 @@ def _restore_modules(saved: list) -> None:
             if contents is None:
                 continue
             if type(value) is dict:
-                for k, v in value.items():      # e.g. a run dir's lock file: closing it frees the dir
+                for k, v in value.items():  # e.g. a run dir's lock file: closing it frees the dir
                     if isinstance(v, io.IOBase) and contents.get(k) is not v:
                         v.close()
                 value.clear()
@@ -235,19 +253,24 @@ def _save_logging():
 
     loggers = {n: lg for n, lg in logging.Logger.manager.loggerDict.items() if isinstance(lg, logging.Logger)}
     root = logging.getLogger()
-    return (logging.root.manager.disable,
-            {lg: (lg.level, list(lg.handlers), lg.propagate, lg.disabled) for lg in [root, *loggers.values()]})
+    return (
+        logging.root.manager.disable,
+        {lg: (lg.level, list(lg.handlers), lg.propagate, lg.disabled) for lg in [root, *loggers.values()]},
+    )
 
 
 def _restore_logging(saved) -> None:
     import logging
 
     disable, loggers = saved
-    now = [logging.getLogger(), *(lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger))]
+    now = [
+        logging.getLogger(),
+        *(lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)),
+    ]
     kept = {h for _, handlers, _, _ in loggers.values() for h in handlers}
     for lg in now:
         for h in lg.handlers:
-            if h not in kept:         # the run's own (its train.log): closed
+            if h not in kept:  # the run's own (its train.log): closed
                 h.close()
         level, handlers, propagate, disabled = loggers.get(lg, (logging.NOTSET, [], True, False))
         lg.setLevel(level)
@@ -267,7 +290,7 @@ def _fresh_logging() -> None:
     logging.disable(logging.NOTSET)
 
 
-def _show_warning_on_stderr(msg) -> None:     # Python's own display (pytest records warnings instead)
+def _show_warning_on_stderr(msg) -> None:  # Python's own display (pytest records warnings instead)
     import warnings
 
     file = msg.file if msg.file is not None else sys.stderr
@@ -325,9 +348,15 @@ def run_here(*args, cwd, timeout=None, env=None, check=None):
     for s in signal.valid_signals():
         with contextlib.suppress(ValueError, OSError, TypeError):
             signals[s] = signal.getsignal(s)
-    torch_state = (torch.get_default_dtype(), torch.get_num_threads(), torch.is_grad_enabled(),
-                   torch.are_deterministic_algorithms_enabled(), torch.get_rng_state(),
-                   np.random.get_state(), random.getstate())
+    torch_state = (
+        torch.get_default_dtype(),
+        torch.get_num_threads(),
+        torch.is_grad_enabled(),
+        torch.are_deterministic_algorithms_enabled(),
+        torch.get_rng_state(),
+        np.random.get_state(),
+        random.getstate(),
+    )
     saved_logging, saved_modules = _save_logging(), _save_modules()
     out, err = _Terminal(), _Terminal()
     code = 0
@@ -375,7 +404,7 @@ def run_here(*args, cwd, timeout=None, env=None, check=None):
         os.chdir(saved_cwd)
         sys.argv[:] = saved_argv
         sys.path[:] = saved_path
-        for name in set(sys.modules) - saved_modules_names:   # plug-ins from env's PYTHONPATH or the run dir
+        for name in set(sys.modules) - saved_modules_names:  # plug-ins from env's PYTHONPATH or the run dir
             f = getattr(sys.modules[name], "__file__", None) or ""
             if f and any(os.path.abspath(f).startswith(os.path.abspath(p) + os.sep) for p in [*extra_path, str(cwd)]):
                 del sys.modules[name]
@@ -385,7 +414,7 @@ def run_here(*args, cwd, timeout=None, env=None, check=None):
             if os.environ.get(key) != value:
                 os.environ[key] = value
 
-    def text(s: str) -> str:         # what a subprocess's text mode reads: universal newlines
+    def text(s: str) -> str:  # what a subprocess's text mode reads: universal newlines
         return s.replace("\r\n", "\n").replace("\r", "\n")
 
     p = InProcess(code, text(out.getvalue()), text(err.getvalue()))

@@ -7,7 +7,6 @@ the file (and the run it came from) unchanged.
 
 import pytest
 import torch
-
 from conftest import one_error, run_here, snapshot
 
 
@@ -59,17 +58,32 @@ def _broken(copy, case):
     if case == "rng":
         return _edit(copy, lambda ck: ck["rng"].pop("torch")), ["is damaged: its random-number state is incomplete"]
     if case == "shape":
+
         def grow(ck):
             k = next(k for k, v in ck["model"].items() if v.dim() == 2)
             ck["model"][k] = torch.zeros(3, 3)
+
         return _edit(copy, grow), ["holds a different model", "is (3, 3) there"]
     if case == "nowhere":
         return copy / "missing.pt", ["no checkpoint there"]
     raise AssertionError(case)
 
 
-CASES = ["truncated", "empty", "text", "tensor", "format", "no-model", "epoch-type", "overrides-type",
-         "weights-type", "negative", "rng", "shape", "nowhere"]
+CASES = [
+    "truncated",
+    "empty",
+    "text",
+    "tensor",
+    "format",
+    "no-model",
+    "epoch-type",
+    "overrides-type",
+    "weights-type",
+    "negative",
+    "rng",
+    "shape",
+    "nowhere",
+]
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -5,7 +5,6 @@ Each case runs the real CLI entry point and asserts: exit code 2, exactly one `d
 """
 
 import pytest
-
 from conftest import one_error, snapshot
 
 HUGE = "9" * 10_000
@@ -49,5 +48,5 @@ def test_a_bad_config_value_is_one_line_and_writes_nothing(dendsn_here, tmp_path
     before = snapshot(tmp_path)
     p = dendsn_here("train", *args, "progress=false")
     one_error(p, *fragments)
-    assert snapshot(tmp_path) == before            # no run dir, no outputs/, no log
+    assert snapshot(tmp_path) == before  # no run dir, no outputs/, no log
     assert not (tmp_path / "outputs").exists()

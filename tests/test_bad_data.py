@@ -17,23 +17,31 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import one_error, snapshot
-from dendsn_cli.data import images as data   # the module that reads DEBIAN_FASHION_MNIST (patched below)
+from test_data import write_fake_mnist, write_idx
+
 from dendsn_cli.data import TorchvisionImages
+from dendsn_cli.data import images as data  # the module that reads DEBIAN_FASHION_MNIST (patched below)
 from dendsn_cli.errors import UserError
-from test_data import _write_fake_mnist, _write_idx
 
 N_TRAIN, N_TEST = 40, 20
 #: A tiny MLP run on the fake MNIST files: it would take a few seconds if the data were good.
-SMALL = ["dataset=mnist", "dataset.val=10", "network.hidden=[8]", "T=2", "batch_size=20", "epochs=1",
-         "progress=false", "hydra.run.dir=run"]
+SMALL = [
+    "dataset=mnist",
+    "dataset.val=10",
+    "network.hidden=[8]",
+    "T=2",
+    "batch_size=20",
+    "epochs=1",
+    "progress=false",
+    "hydra.run.dir=run",
+]
 
 
 @pytest.fixture
 def raw(tmp_path) -> Path:
     """Good fake MNIST files in tmp_path/data/MNIST/raw (40 train, 20 test), plus a user file beside them."""
-    _write_fake_mnist(tmp_path / "data", n_train=N_TRAIN, n_test=N_TEST)
+    write_fake_mnist(tmp_path / "data", n_train=N_TRAIN, n_test=N_TEST)
     (tmp_path / "notes.txt").write_text("the user's own file\n")
     return tmp_path / "data" / "MNIST" / "raw"
 
@@ -65,25 +73,42 @@ def _gzip_in_place(path: Path, data: bytes | None = None) -> Path:
 def test_truncated_images_file_names_it_and_its_sizes(dendsn_here, tmp_path, raw):
     path = raw / "train-images-idx3-ubyte"
     path.write_bytes(path.read_bytes()[:1000])
-    line = refused(dendsn_here, tmp_path, str(path), "is truncated",
-                   f"header says {N_TRAIN} images of 28x28 = {16 + N_TRAIN * 784} bytes, the file holds 1000",
-                   "delete it", "dataset.download=true")
+    line = refused(
+        dendsn_here,
+        tmp_path,
+        str(path),
+        "is truncated",
+        f"header says {N_TRAIN} images of 28x28 = {16 + N_TRAIN * 784} bytes, the file holds 1000",
+        "delete it",
+        "dataset.download=true",
+    )
     assert "not found" not in line
 
 
 def test_truncated_labels_file_names_it(dendsn_here, tmp_path, raw):
     path = raw / "t10k-labels-idx1-ubyte"
-    path.write_bytes(path.read_bytes()[:8 + 5])
-    line = refused(dendsn_here, tmp_path, str(path), "is truncated",
-                   f"header says {N_TEST} labels = {8 + N_TEST} bytes, the file holds 13", "delete it")
+    path.write_bytes(path.read_bytes()[: 8 + 5])
+    line = refused(
+        dendsn_here,
+        tmp_path,
+        str(path),
+        "is truncated",
+        f"header says {N_TEST} labels = {8 + N_TEST} bytes, the file holds 13",
+        "delete it",
+    )
     assert "not found" not in line
 
 
 def test_file_with_extra_bytes_is_damaged(dendsn_here, tmp_path, raw):
     path = raw / "t10k-images-idx3-ubyte"
     path.write_bytes(path.read_bytes() + b"\0" * 7)
-    refused(dendsn_here, tmp_path, str(path), "is damaged",
-            f"header says {N_TEST} images of 28x28 = {16 + N_TEST * 784} bytes, the file holds {23 + N_TEST * 784}")
+    refused(
+        dendsn_here,
+        tmp_path,
+        str(path),
+        "is damaged",
+        f"header says {N_TEST} images of 28x28 = {16 + N_TEST * 784} bytes, the file holds {23 + N_TEST * 784}",
+    )
 
 
 def test_truncated_header_names_it(dendsn_here, tmp_path, raw):
@@ -103,8 +128,13 @@ def test_cut_gz_file_names_it(dendsn_here, tmp_path, raw):
 def test_gz_of_a_truncated_idx_file_names_it_and_its_sizes(dendsn_here, tmp_path, raw):
     path = raw / "train-labels-idx1-ubyte"
     gz = _gzip_in_place(path, path.read_bytes()[:20])
-    refused(dendsn_here, tmp_path, str(gz), "is truncated",
-            f"header says {N_TRAIN} labels = {8 + N_TRAIN} bytes, its decompressed data holds 20")
+    refused(
+        dendsn_here,
+        tmp_path,
+        str(gz),
+        "is truncated",
+        f"header says {N_TRAIN} labels = {8 + N_TRAIN} bytes, its decompressed data holds 20",
+    )
 
 
 def test_empty_file_names_it(dendsn_here, tmp_path, raw):
@@ -119,34 +149,54 @@ def test_empty_file_names_it(dendsn_here, tmp_path, raw):
 def test_label_count_disagreeing_with_image_count(dendsn_here, tmp_path, raw):
     """Used to train a whole epoch, then fail as an internal error."""
     images = raw / "train-images-idx3-ubyte"
-    _write_idx(images, np.zeros((N_TRAIN - 1, 28, 28), dtype=np.uint8), 2051)
-    refused(dendsn_here, tmp_path,
-            f"{raw / 'train-labels-idx1-ubyte'} holds {N_TRAIN} labels but {images} holds {N_TRAIN - 1} images",
-            "restore matching copies of both files")
+    write_idx(images, np.zeros((N_TRAIN - 1, 28, 28), dtype=np.uint8), 2051)
+    refused(
+        dendsn_here,
+        tmp_path,
+        f"{raw / 'train-labels-idx1-ubyte'} holds {N_TRAIN} labels but {images} holds {N_TRAIN - 1} images",
+        "restore matching copies of both files",
+    )
 
 
 def test_label_outside_the_classes(dendsn_here, tmp_path, raw):
     path = raw / "train-labels-idx1-ubyte"
     labels = np.frombuffer(path.read_bytes()[8:], dtype=np.uint8).copy()
     labels[3], labels[7] = 10, 255
-    _write_idx(path, labels, 2049)
-    refused(dendsn_here, tmp_path, str(path), "holds label 10 at index 3, outside the class indices 0..9",
-            "2 of its 40 labels are out of range",
-            "delete it")
+    write_idx(path, labels, 2049)
+    refused(
+        dendsn_here,
+        tmp_path,
+        str(path),
+        "holds label 10 at index 3, outside the class indices 0..9",
+        "2 of its 40 labels are out of range",
+        "delete it",
+    )
 
 
 def test_text_file_in_place_of_labels(dendsn_here, tmp_path, raw):
     path = raw / "t10k-labels-idx1-ubyte"
     path.write_text("hello, these are not labels\n")
-    refused(dendsn_here, tmp_path, str(path), "is not valid IDX labels data", "starts with the text 'hello, t'",
-            "magic number 2049")
+    refused(
+        dendsn_here,
+        tmp_path,
+        str(path),
+        "is not valid IDX labels data",
+        "starts with the text 'hello, t'",
+        "magic number 2049",
+    )
 
 
 def test_images_file_where_labels_are_expected(dendsn_here, tmp_path, raw):
     path = raw / "train-labels-idx1-ubyte"
     path.write_bytes((raw / "t10k-images-idx3-ubyte").read_bytes())
-    refused(dendsn_here, tmp_path, str(path), "is not valid IDX labels data", "magic number 2051 marks an IDX images file",
-            "swapped or misnamed")
+    refused(
+        dendsn_here,
+        tmp_path,
+        str(path),
+        "is not valid IDX labels data",
+        "magic number 2051 marks an IDX images file",
+        "swapped or misnamed",
+    )
 
 
 def test_gzipped_file_under_the_raw_name(dendsn_here, tmp_path, raw):
@@ -157,7 +207,7 @@ def test_gzipped_file_under_the_raw_name(dendsn_here, tmp_path, raw):
 
 def test_test_images_of_another_size(dendsn_here, tmp_path, raw):
     path = raw / "t10k-images-idx3-ubyte"
-    _write_idx(path, np.zeros((N_TEST, 14, 14), dtype=np.uint8), 2051)
+    write_idx(path, np.zeros((N_TEST, 14, 14), dtype=np.uint8), 2051)
     refused(dendsn_here, tmp_path, str(path), "holds images of 14x14", "28x28")
 
 
@@ -181,20 +231,20 @@ def test_unreadable_file_names_it(dendsn_here, tmp_path, raw):
 
 def test_good_gz_files_load_without_download(tmp_path):
     """Files there only as .gz are checked, decompressed beside them, and loaded with download=false."""
-    arrays = _write_fake_mnist(tmp_path, n_train=N_TRAIN, n_test=N_TEST)
+    arrays = write_fake_mnist(tmp_path, n_train=N_TRAIN, n_test=N_TEST)
     raw = tmp_path / "MNIST" / "raw"
     gzs = {name: _gzip_in_place(raw / name).read_bytes() for name in data.IDX_FILES}
     train, _, test, info = TorchvisionImages("mnist", root=str(tmp_path), val=0).load(torch.device("cpu"))
     assert train.y.tolist() == arrays["train"][1].tolist() and len(test) == N_TEST and info.n_classes == 10
     assert sorted(p.name for p in raw.iterdir()) == sorted([*data.IDX_FILES, *(f"{n}.gz" for n in data.IDX_FILES)])
-    assert all((raw / f"{n}.gz").read_bytes() == b for n, b in gzs.items())     # the .gz files untouched
+    assert all((raw / f"{n}.gz").read_bytes() == b for n, b in gzs.items())  # the .gz files untouched
 
 
 def test_damaged_debian_package_file_is_named(tmp_path, monkeypatch):
     """A cut /usr/share/datasets/fashion-mnist/*.gz is named, with the package to reinstall; nothing written."""
     source = tmp_path / "debian"
     source.mkdir()
-    _write_fake_mnist(tmp_path / "fake")
+    write_fake_mnist(tmp_path / "fake")
     for name in data.IDX_FILES:
         (source / f"{name}.gz").write_bytes(gzip.compress((tmp_path / "fake" / "MNIST" / "raw" / name).read_bytes()))
     cut = source / "t10k-images-idx3-ubyte.gz"
@@ -206,7 +256,8 @@ def test_damaged_debian_package_file_is_named(tmp_path, monkeypatch):
     assert "\n" not in message and str(cut) in message and "is truncated" in message
     assert "dataset-fashion-mnist" in message
     assert not (tmp_path / "root" / "FashionMNIST" / "raw").exists() or not any(
-        (tmp_path / "root" / "FashionMNIST" / "raw").iterdir())
+        (tmp_path / "root" / "FashionMNIST" / "raw").iterdir()
+    )
 
 
 def test_idx_header_check_reports_sizes():

@@ -9,7 +9,6 @@ import resource
 import signal
 import subprocess
 
-
 from conftest import DENDSN, SIGNAL_TARGET, TINY, one_error, run_here, snapshot
 
 
@@ -18,21 +17,27 @@ def metrics(run):
 
 
 def test_sigterm_while_the_run_is_set_up_stops_before_training(dendsn, tmp_path, signal_env):
-    p = dendsn("train", *TINY, SIGNAL_TARGET, "hydra.run.dir=run", env={**signal_env, "DENDSN_TEST_SIGNALS": "TERM@build"})
+    p = dendsn(
+        "train", *TINY, SIGNAL_TARGET, "hydra.run.dir=run", env={**signal_env, "DENDSN_TEST_SIGNALS": "TERM@build"}
+    )
     one_error(p, "interrupted (before the first batch): nothing was trained or saved", code=130)
     assert metrics(tmp_path / "run")["status"] == "interrupted"
     assert not (tmp_path / "run/checkpoints").exists()
 
 
 def test_sigterm_during_the_last_evaluation_completes_the_run(dendsn, tmp_path, signal_env):
-    p = dendsn("train", *TINY, SIGNAL_TARGET, "hydra.run.dir=run", env={**signal_env, "DENDSN_TEST_SIGNALS": "TERM@eval12"})
+    p = dendsn(
+        "train", *TINY, SIGNAL_TARGET, "hydra.run.dir=run", env={**signal_env, "DENDSN_TEST_SIGNALS": "TERM@eval12"}
+    )
     assert p.returncode == 0, p.stderr
     m = metrics(tmp_path / "run")
     assert m["status"] == "completed" and m["epochs_completed"] == 2
 
 
 def test_a_double_ctrl_c_stops_at_once_and_says_so(dendsn, tmp_path, signal_env):
-    p = dendsn("train", *TINY, SIGNAL_TARGET, "hydra.run.dir=run", env={**signal_env, "DENDSN_TEST_SIGNALS": "INT@9,INT@9"})
+    p = dendsn(
+        "train", *TINY, SIGNAL_TARGET, "hydra.run.dir=run", env={**signal_env, "DENDSN_TEST_SIGNALS": "INT@9,INT@9"}
+    )
     one_error(p, "interrupted at once (a second Ctrl-C)", "dendsn train resume=", code=130)
     assert metrics(tmp_path / "run")["status"] == "interrupted"
 
@@ -43,25 +48,27 @@ def test_a_killed_run_is_told_apart_from_a_running_one(dendsn, tmp_path, signal_
     p = dendsn("train", *TINY, SIGNAL_TARGET, "hydra.run.dir=run", env={**signal_env, "DENDSN_TEST_SIGNALS": "KILL@9"})
     assert p.returncode == -signal.SIGKILL
     run = tmp_path / "run"
-    assert metrics(run)["status"] == "running"          # nobody could write otherwise: the process is gone
-    assert not rundir.is_locked(run)                    # ... but its lock went with it
+    assert metrics(run)["status"] == "running"  # nobody could write otherwise: the process is gone
+    assert not rundir.is_locked(run)  # ... but its lock went with it
     assert sweep.read_job(run, tmp_path)["status"] == "killed"
 
 
 def _limit_file_size(limit):
     def apply():
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # a write past the limit fails (EFBIG) instead of killing
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) instead of killing
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
     return apply
 
 
 def test_a_checkpoint_that_cannot_be_written_leaves_no_partial_file(tmp_path):
     args = [DENDSN, "train", *TINY, "epochs=1", "hydra.run.dir=run", "logger.histograms=false", "logger.rasters=false"]
-    p = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                       preexec_fn=_limit_file_size(48 * 1024))
+    p = subprocess.run(
+        args, cwd=tmp_path, capture_output=True, text=True, timeout=600, preexec_fn=_limit_file_size(48 * 1024)
+    )
     one_error(p, "could not write the checkpoint", "last.pt", "the partial file was removed")
     left = [f.name for f in (tmp_path / "run/checkpoints").iterdir()]
-    assert left == [], left                             # no half-written temp file keeps the space
+    assert left == [], left  # no half-written temp file keeps the space
     assert metrics(tmp_path / "run")["status"] == "failed"
 
 

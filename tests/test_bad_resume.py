@@ -9,7 +9,6 @@ import json
 import shutil
 
 import pytest
-
 from conftest import SIGNAL_TARGET, TINY, one_error, run_dendsn, run_here, snapshot
 
 
@@ -36,8 +35,7 @@ def work(stopped, tmp_path):
 
 
 def resume(work, *args, run="run"):
-    return run_here("train", f"resume={run}", SIGNAL_TARGET, *args, cwd=work,
-                      env={"PYTHONPATH": str(work / "plugins")})
+    return run_here("train", f"resume={run}", SIGNAL_TARGET, *args, cwd=work, env={"PYTHONPATH": str(work / "plugins")})
 
 
 def test_a_new_learning_rate_is_applied_on_resume(work, stopped):
@@ -48,7 +46,7 @@ def test_a_new_learning_rate_is_applied_on_resume(work, stopped):
     assert resume(work, run="same").returncode == 0
     new = json.loads((work / "run/metrics.json").read_text())["history"][-1]
     same = json.loads((work / "same/metrics.json").read_text())["history"][-1]
-    assert new["train_loss"] != same["train_loss"]      # the rest of epoch 2 trained at the new rate
+    assert new["train_loss"] != same["train_loss"]  # the rest of epoch 2 trained at the new rate
     assert new["lr"] > same["lr"] or new["lr"] == same["lr"] == 0
 
 
@@ -62,15 +60,19 @@ def test_a_new_learning_rate_without_a_schedule_is_the_rate_used(work):
 
 def test_a_changed_batch_size_in_mid_epoch_is_refused(work):
     before = snapshot(work)
-    one_error(resume(work, "batch_size=100"), "stopped inside epoch 2, after 2 batches of batch_size=50",
-              "resume with batch_size=50")
+    one_error(
+        resume(work, "batch_size=100"),
+        "stopped inside epoch 2, after 2 batches of batch_size=50",
+        "resume with batch_size=50",
+    )
     assert snapshot(work) == before
 
 
 def test_a_changed_optimizer_is_refused(work):
     before = snapshot(work)
-    one_error(resume(work, "optim=sgd"), "trained with the Adam optimizer and this run's is SGD",
-              "cannot change on resume")
+    one_error(
+        resume(work, "optim=sgd"), "trained with the Adam optimizer and this run's is SGD", "cannot change on resume"
+    )
     assert snapshot(work) == before
 
 

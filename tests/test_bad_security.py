@@ -12,7 +12,6 @@ import zipfile
 
 import pytest
 import torch
-
 from conftest import one_error, run_here, snapshot
 
 
@@ -45,7 +44,7 @@ def test_a_pickle_payload_in_a_checkpoint_does_not_run(run, tmp_path, dendsn_her
     path = _with_payload(run, marker)
     before = snapshot(tmp_path)
     args = ["eval", f"ckpt={path}"] if command == "eval" else ["train", f"resume={path}"]
-    p = dendsn_here(*args)              # refused while loading, before any training: in this process
+    p = dendsn_here(*args)  # refused while loading, before any training: in this process
     one_error(p, "holds Python objects beyond tensors", "was not loaded")
     assert not marker.exists()
     assert snapshot(tmp_path) == before
@@ -54,7 +53,7 @@ def test_a_pickle_payload_in_a_checkpoint_does_not_run(run, tmp_path, dendsn_her
 def test_a_raw_pickle_renamed_pt_does_not_run(tmp_path, dendsn_here):
     marker = tmp_path / "PWNED"
     path = tmp_path / "model.pt"
-    with zipfile.ZipFile(path, "w") as z:                  # torch's zip layout around a hostile data.pkl
+    with zipfile.ZipFile(path, "w") as z:  # torch's zip layout around a hostile data.pkl
         z.writestr("model/data.pkl", pickle.dumps(Payload(marker)))
         z.writestr("model/version", "3\n")
     p = dendsn_here("eval", f"ckpt={path}")
@@ -71,11 +70,17 @@ def _with_overrides(run, extra, name="crafted.pt"):
 
 
 @pytest.mark.parametrize("command", ["eval", "resume"])
-@pytest.mark.parametrize("extra,where", [
-    (["encoder._target_=torch.load"], "encoder._target_=torch.load"),
-    (["+encoder.payload={_target_:builtins.exec,_args_:['open(\"PWNED\",\"w\")']}"], "encoder.payload._target_=builtins.exec"),
-    (["learning._target_=os.system"], "learning._target_=os.system"),
-])
+@pytest.mark.parametrize(
+    "extra,where",
+    [
+        (["encoder._target_=torch.load"], "encoder._target_=torch.load"),
+        (
+            ['+encoder.payload={_target_:builtins.exec,_args_:[\'open("PWNED","w")\']}'],
+            "encoder.payload._target_=builtins.exec",
+        ),
+        (["learning._target_=os.system"], "learning._target_=os.system"),
+    ],
+)
 def test_stored_overrides_cannot_name_foreign_code(run, tmp_path, dendsn_here, command, extra, where):
     path = _with_overrides(run, extra)
     before = snapshot(tmp_path)

@@ -6,7 +6,6 @@ no traceback, and nothing written to the working dir.
 """
 
 import pytest
-
 from conftest import one_error, snapshot
 
 LONG = "a" * 5000
@@ -37,6 +36,6 @@ def test_a_bad_string_is_one_line_and_writes_nothing(dendsn_here, tmp_path, args
     before = snapshot(tmp_path)
     p = dendsn_here(*args)
     line = one_error(p, *fragments)
-    assert len(line) < 400                          # a 5,000-character value is shortened, not echoed
+    assert len(line) < 400  # a 5,000-character value is shortened, not echoed
     assert snapshot(tmp_path) == before
-    assert not (tmp_path / "pwned").exists()        # nothing was handed to a shell
+    assert not (tmp_path / "pwned").exists()  # nothing was handed to a shell

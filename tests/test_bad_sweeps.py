@@ -6,18 +6,20 @@ Each refused sweep: exit code 2, one `dendsn: error:` line, no traceback, no job
 import json
 
 import pytest
-
 from conftest import SIGNAL_TARGET, TINY, one_error, snapshot
 
 
-@pytest.mark.parametrize("args,fragments", [
-    (["optim.lr=interval(0.001,0.1)"], ["interval() draws values at random", "hydra/sweeper=optuna"]),
-    (["neuron=glob(*lif)", "T=0"], ["T=0 is out of range"]),                 # glob() expands; the check goes on
-    (["T=range(70,-1,-1)"], ["T=0 is out of range"]),                         # the bad job is the last, number 70
-    (["neuron=lif,lifx"], ["neuron=lifx is not an option of 'neuron'"]),
-    (["experiment=fmnist_stdp,nope"], ["experiment=nope is not an option"]),
-    (["seed=0,1", "neuron"], ["'neuron' is not an override"]),
-])
+@pytest.mark.parametrize(
+    "args,fragments",
+    [
+        (["optim.lr=interval(0.001,0.1)"], ["interval() draws values at random", "hydra/sweeper=optuna"]),
+        (["neuron=glob(*lif)", "T=0"], ["T=0 is out of range"]),  # glob() expands; the check goes on
+        (["T=range(70,-1,-1)"], ["T=0 is out of range"]),  # the bad job is the last, number 70
+        (["neuron=lif,lifx"], ["neuron=lifx is not an option of 'neuron'"]),
+        (["experiment=fmnist_stdp,nope"], ["experiment=nope is not an option"]),
+        (["seed=0,1", "neuron"], ["'neuron' is not an override"]),
+    ],
+)
 def test_a_bad_sweep_is_refused_before_any_job(dendsn_here, tmp_path, args, fragments):
     p = dendsn_here("train", "-m", *args, "hydra.sweep.dir=sweep")
     one_error(p, *fragments)
@@ -31,10 +33,10 @@ def test_ctrl_c_stops_the_sweep_keeps_what_finished_and_says_how_to_go_on(dendsn
     line = one_error(p, "interrupted: the sweep stopped in job 1; 1 finished job(s) are kept", code=130)
     assert "run the same command again" in line
     jobs = sorted(d.name for d in (tmp_path / "sweep").iterdir() if d.is_dir())
-    assert len(jobs) == 2, jobs                          # job 2 never started
+    assert len(jobs) == 2, jobs  # job 2 never started
     status = [json.loads((tmp_path / "sweep" / j / "metrics.json").read_text())["status"] for j in jobs]
     assert status == ["completed", "interrupted"]
-    assert "interrupted" in p.stdout and "completed" in p.stdout     # the table of the jobs so far
+    assert "interrupted" in p.stdout and "completed" in p.stdout  # the table of the jobs so far
     assert (tmp_path / "sweep/sweep_results.csv").is_file()
     # the same command again finishes the sweep: job 0 is kept as it is, job 1 resumes, job 2 trains
     kept = snapshot(tmp_path / "sweep" / jobs[0] / "checkpoints")
@@ -47,15 +49,16 @@ def test_ctrl_c_stops_the_sweep_keeps_what_finished_and_says_how_to_go_on(dendsn
     jobs = sorted(d.name for d in (tmp_path / "sweep").iterdir() if d.is_dir())
     status = [json.loads((tmp_path / "sweep" / j / "metrics.json").read_text())["status"] for j in jobs]
     assert status == ["completed"] * 3
-    assert len((tmp_path / "sweep/sweep_results.csv").read_text().strip().splitlines()) == 4   # header + 3 jobs
+    assert len((tmp_path / "sweep/sweep_results.csv").read_text().strip().splitlines()) == 4  # header + 3 jobs
 
 
 def test_ctrl_c_in_the_last_epoch_of_a_job_lets_it_finish_then_stops_the_sweep(dendsn, tmp_path, signal_env):
-    env = {**signal_env, "DENDSN_TEST_SIGNALS": "INT@eval6"}      # in the evaluation of job 0's only epoch
+    env = {**signal_env, "DENDSN_TEST_SIGNALS": "INT@eval6"}  # in the evaluation of job 0's only epoch
     p = dendsn("train", "-m", *TINY, "epochs=1", SIGNAL_TARGET, "seed=0,1", "hydra.sweep.dir=sweep", env=env)
-    line = one_error(p, "interrupted: the sweep stopped after job 0, which finished; 1 finished job(s) are kept",
-                     code=130)
-    assert "resume=" not in line                         # nothing to continue
+    line = one_error(
+        p, "interrupted: the sweep stopped after job 0, which finished; 1 finished job(s) are kept", code=130
+    )
+    assert "resume=" not in line  # nothing to continue
     jobs = sorted(d.name for d in (tmp_path / "sweep").iterdir() if d.is_dir())
     assert len(jobs) == 1, jobs
     assert json.loads((tmp_path / "sweep" / jobs[0] / "metrics.json").read_text())["status"] == "completed"

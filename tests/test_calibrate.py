@@ -4,8 +4,8 @@ import json
 
 import pytest
 import torch
-
 from conftest import TINY, run_here
+
 from dendsn.calibrate import calibrate_rates, layer_pairs
 from dendsn.competition import LateralInhibition
 from dendsn.dendritic import DendLIF
@@ -35,14 +35,14 @@ def test_every_layer_ends_near_the_target_rate_and_only_weights_are_scaled(neuro
     torch.manual_seed(0)
     model = MLP([40], 5, neuron, lambda: LIF(tau=2.0), hidden=[30, 20])
     x = _spikes()
-    assert max(_rates(model, x)) == 0.0                       # the plain init is silent on sparse spikes
+    assert max(_rates(model, x)) == 0.0  # the plain init is silent on sparse spikes
     before = {k: v.clone() for k, v in model.state_dict().items()}
     results = calibrate_rates(model, x, 0.1, tol=0.25)
     assert [r.index for r in results] == [0, 1, 2]
     for r, rate in zip(results, _rates(model, x)):
         assert 0.1 / 1.25 <= rate <= 0.1 * 1.25 and rate == pytest.approx(r.rate_after)
     synapses = [s for s, _, _ in layer_pairs(model)]
-    for (s, r) in zip(synapses, results):
+    for s, r in zip(synapses, results):
         assert torch.allclose(s.weight, before[_key(model, s, "weight")] * r.scale)
         assert torch.allclose(s.bias, before[_key(model, s, "bias")] * r.scale)
 

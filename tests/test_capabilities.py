@@ -8,9 +8,9 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+from conftest import one_error
 from omegaconf import OmegaConf
 
-from conftest import one_error
 from dendsn_cli.config import compose, declared, validate
 
 PLUGINS = '''
@@ -95,8 +95,10 @@ def test_plugin_event_frames_refuse_poisson_like_nmnist(plug, dendsn_here, tmp_p
 def test_plugin_spike_trains_refused_by_the_event_network_like_synthetic(plug, dendsn_here):
     builtin = refused(dendsn_here, "experiment=fmnist_exact", "dataset=synthetic")
     assert "dataset=synthetic does not apply to the event network" in builtin
-    assert refused(dendsn_here, "experiment=fmnist_exact", "dataset=synthetic",
-                   f"dataset._target_={plug}.PlugSpikes") == builtin
+    assert (
+        refused(dendsn_here, "experiment=fmnist_exact", "dataset=synthetic", f"dataset._target_={plug}.PlugSpikes")
+        == builtin
+    )
 
 
 def test_plugin_rate_encoder_on_row_sequences_fails_like_poisson(plug, dendsn_here):
@@ -105,7 +107,7 @@ def test_plugin_rate_encoder_on_row_sequences_fails_like_poisson(plug, dendsn_he
     assert "encoder=poisson does not apply to dataset.sequential=rows" in builtin
     mine = refused(dendsn_here, *rows, f"encoder._target_={plug}.PlugRate")
     assert mine == builtin.replace("encoder=poisson", "encoder=plug_rate")
-    validate(compose([*rows[:3], "encoder=direct", f"encoder._target_={plug}.PlugCurrent"]))   # like direct
+    validate(compose([*rows[:3], "encoder=direct", f"encoder._target_={plug}.PlugCurrent"]))  # like direct
 
 
 def test_plugin_event_based_encoder_belongs_to_the_event_network(plug, dendsn_here):
@@ -127,6 +129,12 @@ def test_plugin_from_pythonpath_in_a_real_process(tmp_path, dendsn):
     folder = tmp_path / "plugins"
     folder.mkdir()
     (folder / "dendsn_user_plugins.py").write_text(textwrap.dedent(PLUGINS))
-    p = dendsn("train", "dataset=nmnist", "encoder=poisson", f"dataset.root={tmp_path / 'nowhere'}",
-               "dataset._target_=dendsn_user_plugins.PlugEvents", env={"PYTHONPATH": str(folder)})
+    p = dendsn(
+        "train",
+        "dataset=nmnist",
+        "encoder=poisson",
+        f"dataset.root={tmp_path / 'nowhere'}",
+        "dataset._target_=dendsn_user_plugins.PlugEvents",
+        env={"PYTHONPATH": str(folder)},
+    )
     one_error(p, "encoder=poisson does not apply to dataset=nmnist", "use encoder=direct")

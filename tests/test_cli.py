@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import DENDSN, TINY, run_dendsn
-from test_data import _write_fake_mnist
+from test_data import write_fake_mnist
 
 
 def metrics(run: Path) -> dict:
@@ -43,9 +42,13 @@ def test_help_lists_groups_and_options(dendsn_here):
     p = dendsn_here("train", "--help", check=True)
     for line in ("learning: bptt*", "optim: adabelief, adam*, sgd"):
         assert line in p.stdout
-    for pattern in (r"dataset: .*\bfashion_mnist, mnist\b.*\bsynthetic\*", r"encoder: .*\bdirect\*.*\blatency\b.*\bpoisson\b",
-                    r"network: .*\bconv\b.*\bmlp\*", r"neuron: .*\blif\b.*\bplif\b",
-                    r"readout: .*\bcounts\*.*\bfirst_spike\b.*\bmembrane_final\b"):
+    for pattern in (
+        r"dataset: .*\bfashion_mnist, mnist\b.*\bsynthetic\*",
+        r"encoder: .*\bdirect\*.*\blatency\b.*\bpoisson\b",
+        r"network: .*\bconv\b.*\bmlp\*",
+        r"neuron: .*\blif\b.*\bplif\b",
+        r"readout: .*\bcounts\*.*\bfirst_spike\b.*\bmembrane_final\b",
+    ):
         assert re.search(pattern, p.stdout), pattern
     # one line per root key, with what it does and its default
     assert re.search(r"^  init_rate +before training, scale each hidden layer.*\(default: 0\.01\)$", p.stdout, re.M)
@@ -69,7 +72,7 @@ def test_run_dir_holds_config_checkpoints_metrics_and_events(dendsn_here, tmp_pa
     assert list(run.glob("events.out.tfevents.*"))
     m = metrics(run)
     assert [h["epoch"] for h in m["history"]] == [1, 2]
-    assert m["best"]["val_acc"] == max(h["val_acc"] for h in m["history"])     # chosen on validation
+    assert m["best"]["val_acc"] == max(h["val_acc"] for h in m["history"])  # chosen on validation
     assert not list(run.glob("checkpoints/.*tmp*"))  # atomic writes leave no temp files
     log = (run / "train.log").read_text()
     assert "training on cpu" in log and "epoch 1/2: train loss" in log and "epoch 2/2: train loss" in log
@@ -85,7 +88,7 @@ def test_default_outputs_dir_layout(dendsn_here, tmp_path):
 # ------------------------------------------------------------------ 3. sweeps
 def test_multirun_gives_every_job_its_dir_events_and_metrics(dendsn_here, tmp_path):
     p = dendsn_here("train", "-m", *TINY, "epochs=1", "neuron=lif,if", "hydra.sweep.dir=sweep", check=True)
-    for job in ("0_neuron=lif", "1_neuron=if"):                    # a job's dir (its TensorBoard run) says what it is
+    for job in ("0_neuron=lif", "1_neuron=if"):  # a job's dir (its TensorBoard run) says what it is
         d = tmp_path / "sweep" / job
         assert metrics(d)["status"] == "completed"
         assert list(d.glob("events.out.tfevents.*"))
@@ -145,13 +148,23 @@ def test_resume_after_epoch_k_equals_the_uninterrupted_run(dendsn_here, tmp_path
     assert metrics(tmp_path / "part")["history"] == metrics(tmp_path / "full")["history"]
 
 
-@pytest.mark.slow   # the same stop from inside the run is in the default suite: tests/test_resume_exact.py
+@pytest.mark.slow  # the same stop from inside the run is in the default suite: tests/test_resume_exact.py
 def test_sigterm_mid_epoch_saves_and_resume_is_exact(tmp_path):
-    args = ["train", "dataset.n_train=1500", "dataset.n_test=100", "T=12", "network.hidden=[48]",
-            "batch_size=10", "epochs=3", "progress=false", "optim.lr=0.005"]
+    args = [
+        "train",
+        "dataset.n_train=1500",
+        "dataset.n_test=100",
+        "T=12",
+        "network.hidden=[48]",
+        "batch_size=10",
+        "epochs=3",
+        "progress=false",
+        "optim.lr=0.005",
+    ]
     run_dendsn(*args, "hydra.run.dir=full", cwd=tmp_path, check=True)
-    proc = subprocess.Popen([DENDSN, *args, "hydra.run.dir=part"], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [DENDSN, *args, "hydra.run.dir=part"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     ckpt = tmp_path / "part/checkpoints/last.pt"
     deadline = time.time() + 300
     while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
@@ -175,7 +188,7 @@ def test_resume_into_another_model_fails_and_keeps_the_run_record(dendsn_here, t
     assert "holds a different model" in line
     assert {f.name: f.read_text() for f in (tmp_path / "run/.hydra").glob("*.yaml")} == record
     assert (tmp_path / "run/checkpoints/last.pt").read_bytes() == last
-    dendsn_here("train", "resume=run", "epochs=3", check=True)                    # the run goes on as it was
+    dendsn_here("train", "resume=run", "epochs=3", check=True)  # the run goes on as it was
     assert "epochs=3" in (tmp_path / "run/.hydra/overrides.yaml").read_text()
     assert len(metrics(tmp_path / "run")["history"]) == 3
 
@@ -185,12 +198,24 @@ def test_tensorboard_events_have_every_tag(dendsn_here, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     dendsn_here("train", *TINY, "logger.rasters=true", "hydra.run.dir=run", check=True)
-    ea = EventAccumulator(str(tmp_path / "run"), size_guidance={"scalars": 0, "histograms": 0, "images": 0,
-                                                                 "tensors": 0})
+    ea = EventAccumulator(
+        str(tmp_path / "run"), size_guidance={"scalars": 0, "histograms": 0, "images": 0, "tensors": 0}
+    )
     ea.Reload()
     tags = ea.Tags()
-    for t in ("train/loss", "train/acc", "val/loss", "val/acc", "test/loss", "test/acc", "lr", "rate/layer1",
-              "rate/readout", "hparam/test_acc", "hparam/val_acc"):
+    for t in (
+        "train/loss",
+        "train/acc",
+        "val/loss",
+        "val/acc",
+        "test/loss",
+        "test/acc",
+        "lr",
+        "rate/layer1",
+        "rate/readout",
+        "hparam/test_acc",
+        "hparam/val_acc",
+    ):
         assert t in tags["scalars"], (t, tags["scalars"])
     assert [e.step for e in ea.Scalars("test/acc")] == [1, 2]
     assert "weights/layer1/weight" in tags["histograms"] and "weights/readout/bias" in tags["histograms"]
@@ -205,20 +230,46 @@ def test_tensorboard_events_have_every_tag(dendsn_here, tmp_path):
 
 # ------------------------------------------------------------------ data paths through the CLI
 def test_mnist_from_idx_files_trains_a_conv_net(dendsn_here, tmp_path):
-    _write_fake_mnist(tmp_path / "data", n_train=40, n_test=20)
-    dendsn_here("train", "dataset=mnist", f"dataset.root={tmp_path / 'data'}", "dataset.val=10", "network=conv",
-           "network.channels=[4,8]", "network.fc=16", "epochs=1", "T=3", "batch_size=20",
-           "progress=false", "hydra.run.dir=run", check=True)
+    write_fake_mnist(tmp_path / "data", n_train=40, n_test=20)
+    dendsn_here(
+        "train",
+        "dataset=mnist",
+        f"dataset.root={tmp_path / 'data'}",
+        "dataset.val=10",
+        "network=conv",
+        "network.channels=[4,8]",
+        "network.fc=16",
+        "epochs=1",
+        "T=3",
+        "batch_size=20",
+        "progress=false",
+        "hydra.run.dir=run",
+        check=True,
+    )
     assert metrics(tmp_path / "run")["status"] == "completed"
 
 
-@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists(),
-                    reason="Debian package dataset-fashion-mnist is not installed")
+@pytest.mark.skipif(
+    not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists(),
+    reason="Debian package dataset-fashion-mnist is not installed",
+)
 @pytest.mark.parametrize("encoder", [pytest.param("poisson", marks=pytest.mark.slow), "latency"])
 def test_fashion_mnist_from_the_debian_package(dendsn_here, tmp_path, encoder):
-    dendsn_here("train", "dataset=fashion_mnist", f"dataset.root={tmp_path / 'data'}", "dataset.n_train=2000",
-           "dataset.n_test=200", f"encoder={encoder}", "T=4", "epochs=1", "batch_size=20", "network.hidden=[32]",
-           "progress=false", "hydra.run.dir=run", check=True)
+    dendsn_here(
+        "train",
+        "dataset=fashion_mnist",
+        f"dataset.root={tmp_path / 'data'}",
+        "dataset.n_train=2000",
+        "dataset.n_test=200",
+        f"encoder={encoder}",
+        "T=4",
+        "epochs=1",
+        "batch_size=20",
+        "network.hidden=[32]",
+        "progress=false",
+        "hydra.run.dir=run",
+        check=True,
+    )
     assert metrics(tmp_path / "run")["final"]["test_acc"] > 0.2
 
 
@@ -296,8 +347,15 @@ def test_a_user_class_plugs_in_and_nan_loss_stops_keeping_the_last_good_checkpoi
     (tmp_path / "myrules.py").write_text(NAN_RULE)
     env = {"PYTHONPATH": str(tmp_path)}
     # 300 samples / 50 = 6 batches an epoch: epoch 1 is clean, the NaN appears in epoch 2
-    p = dendsn_here("train", *TINY, "epochs=3", "learning._target_=myrules.NaNAfter", "+learning.after=7",
-               "hydra.run.dir=run", env=env)
+    p = dendsn_here(
+        "train",
+        *TINY,
+        "epochs=3",
+        "learning._target_=myrules.NaNAfter",
+        "+learning.after=7",
+        "hydra.run.dir=run",
+        env=env,
+    )
     line = one_error_line(p)
     assert "loss became nan at epoch 2" in line and "last good checkpoint is kept" in line
     m = metrics(tmp_path / "run")
@@ -307,15 +365,21 @@ def test_a_user_class_plugs_in_and_nan_loss_stops_keeping_the_last_good_checkpoi
 
 def test_profile_prints_where_the_time_goes(dendsn_here):
     p = dendsn_here("train", *TINY, "epochs=1", "profile=true", "hydra.run.dir=run", check=True)
-    t = r"([\d.]+)(m?s)"                                      # seconds, or milliseconds below a second
-    m = re.search(rf"^profile: data {t} \(\d+%\), train_step {t} \(\d+%\), evaluate {t} \(\d+%\), "
-                  rf"logging {t} \(\d+%\), checkpoint {t} \(\d+%\) \| train_step = forward {t}, "
-                  rf"backward {t}, optimizer {t}, other {t}$", p.stderr, re.M)
+    t = r"([\d.]+)(m?s)"  # seconds, or milliseconds below a second
+    m = re.search(
+        rf"^profile: data {t} \(\d+%\), train_step {t} \(\d+%\), evaluate {t} \(\d+%\), "
+        rf"logging {t} \(\d+%\), checkpoint {t} \(\d+%\) \| train_step = forward {t}, "
+        rf"backward {t}, optimizer {t}, other {t}$",
+        p.stderr,
+        re.M,
+    )
     assert m, p.stderr
     forward, backward = float(m.group(11)), float(m.group(13))
-    assert forward > 0 and backward > 0                     # three significant digits: never rounded to 0
+    assert forward > 0 and backward > 0  # three significant digits: never rounded to 0
     p = dendsn_here("train", *TINY, "epochs=1", "learning=stdp", "profile=true", "hydra.run.dir=stdp", check=True)
-    assert re.search(r"\| train_step = forward [\d.]+m?s, plasticity [\d.]+m?s, other [\d.]+m?s$", p.stderr, re.M), p.stderr
+    assert re.search(r"\| train_step = forward [\d.]+m?s, plasticity [\d.]+m?s, other [\d.]+m?s$", p.stderr, re.M), (
+        p.stderr
+    )
 
 
 def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path):

@@ -41,12 +41,20 @@ def _leaves(schema, yaml, path=""):
 def test_schema_holds_types_and_yaml_the_defaults():
     yaml = OmegaConf.to_container(OmegaConf.load(CONF.joinpath("train.yaml")))
     leaves = list(_leaves(DendsnConfig, yaml))
-    assert {k for k, *_ in leaves} >= {"seed", "init_rate", "init_readout_rate", "init_lr_scale", "lr_schedule",
-                                       "early_stop.patience", "early_stop.min_delta"}
+    assert {k for k, *_ in leaves} >= {
+        "seed",
+        "init_rate",
+        "init_readout_rate",
+        "init_lr_scale",
+        "lr_schedule",
+        "early_stop.patience",
+        "early_stop.min_delta",
+    }
     for key, hint, default, value in leaves:
         assert _of_type(value, hint), f"conf/train.yaml: {key}={value!r} is not a {hint}"
-        assert default is MISSING or default == value, f"the schema's default {key}={default!r} differs from " \
-                                                        f"conf/train.yaml's {value!r}"
+        assert default is MISSING or default == value, (
+            f"the schema's default {key}={default!r} differs from conf/train.yaml's {value!r}"
+        )
     root_keys = {k for k in yaml if k not in ("defaults", "hydra")}
     assert root_keys <= {f.name for f in dataclasses.fields(DendsnConfig)}
 
@@ -66,12 +74,14 @@ def _keys(name: str) -> list[str]:
 
 def test_shared_blocks_are_included_not_copied():
     dendrite, spike, local = _keys("_dendrite.yaml"), _keys("_dendrite_spike.yaml"), _keys("_local_rule.yaml")
-    for name, blocks in (("neuron/dend_lif.yaml", ("_dendrite", "_dendrite_spike")),
-                         ("neuron/dend_if.yaml", ("_dendrite", "_dendrite_spike")),
-                         ("neuron/dendritic.yaml", ("_dendrite",)),
-                         ("learning/stdp.yaml", ("_local_rule",)),
-                         ("learning/semi_stdp.yaml", ("_local_rule",)),
-                         ("learning/rstdp.yaml", ("_local_rule",))):
+    for name, blocks in (
+        ("neuron/dend_lif.yaml", ("_dendrite", "_dendrite_spike")),
+        ("neuron/dend_if.yaml", ("_dendrite", "_dendrite_spike")),
+        ("neuron/dendritic.yaml", ("_dendrite",)),
+        ("learning/stdp.yaml", ("_local_rule",)),
+        ("learning/semi_stdp.yaml", ("_local_rule",)),
+        ("learning/rstdp.yaml", ("_local_rule",)),
+    ):
         own = set(_keys(name))
         text = CONF.joinpath(*name.split("/")).read_text()
         for block, keys in (("_dendrite", dendrite), ("_dendrite_spike", spike), ("_local_rule", local)):
@@ -83,8 +93,17 @@ def test_shared_blocks_are_included_not_copied():
 def test_shared_blocks_compose_in_place():
     """The included keys land where the options' own files had them (the composed config is unchanged)."""
     neuron = compose(["neuron=dend_lif"]).neuron
-    assert list(neuron)[:9] == ["_target_", "_partial_", "wiring", "tau", "decay_input", "v_threshold", "v_reset",
-                                "detach_reset", "compartment"]
+    assert list(neuron)[:9] == [
+        "_target_",
+        "_partial_",
+        "wiring",
+        "tau",
+        "decay_input",
+        "v_threshold",
+        "v_reset",
+        "detach_reset",
+        "compartment",
+    ]
     assert list(neuron)[-2:] == ["surrogate", "firing"] and neuron.compartment.tau_d == 2.0
     learning = compose(["learning=stdp"]).learning
     assert list(learning)[:2] == ["_target_", "tau_pre"] and list(learning)[-1] == "per_step_loss"

@@ -56,12 +56,12 @@ def test_passive_continues_from_state():
 
 @pytest.mark.parametrize("method", ["auto", "loop"])
 def test_active_compartments(method):
-    vp = [0.5, 1.25, 0.625]                                        # passive potentials of the test above
+    vp = [0.5, 1.25, 0.625]  # passive potentials of the test above
     x = seq([1.0], [2.0], [0.0])
     sig = lambda z: 1 / (1 + math.exp(-z))
     d = Dendrite(Segregated(1), Active(activation="sigmoid", strength=2.0, beta=1.0, theta_d=0.5)).double()
     _, v = run(d, x, method)
-    expect = [p + 2.0 * sig(1.0 * (p - 0.5)) for p in vp]        # v = v_p + amp * sigmoid(beta (v_p - theta_d))
+    expect = [p + 2.0 * sig(1.0 * (p - 0.5)) for p in vp]  # v = v_p + amp * sigmoid(beta (v_p - theta_d))
     assert torch.allclose(v.flatten(), torch.tensor(expect, dtype=torch.float64))
     d = Dendrite(Segregated(1), Active(activation="threshold_linear", strength=3.0, theta_d=1.0)).double()
     vp_seq, v = run(d, x, method)
@@ -74,7 +74,7 @@ def test_active_compartments(method):
 def test_active_per_branch_strength_is_learnable():
     comp = Active(activation="threshold_linear", theta_d=0.0, strength=[1.0, 2.0], learn_strength=True)
     d = Dendrite(Segregated(2), comp).double()
-    x = seq([2.0, 2.0])                                           # v_p = 1 in both compartments
+    x = seq([2.0, 2.0])  # v_p = 1 in both compartments
     _, v = d.multi_step(x)
     assert torch.allclose(v.flatten(), torch.tensor([1 + 1.0, 1 + 2.0], dtype=torch.float64))
     v.sum().backward()
@@ -168,7 +168,7 @@ def test_fixed_coupling_operator_is_rebuilt_when_g_changes():
     d, x, _ = _random_dendrite(KTo1(2, 1), Passive(), learn_g=False)
     run(d, x, "auto")
     with torch.no_grad():
-        d.g.fill_(0.9)                          # as load_state_dict does (in place)
+        d.g.fill_(0.9)  # as load_state_dict does (in place)
     assert torch.allclose(run(d, x, "auto")[1], run(d, x, "loop")[1])
 
 
@@ -195,7 +195,7 @@ def test_dend_conv_shapes():
 
 def test_weight_clamp():
     syn = DendLinear(10, 5, k_in=2, wmin=-0.1, wmax=0.05)
-    assert syn.weight.min() >= -0.1 and syn.weight.max() <= 0.05     # clamped at construction
+    assert syn.weight.min() >= -0.1 and syn.weight.max() <= 0.05  # clamped at construction
     with torch.no_grad():
         syn.weight.fill_(1.0)
         syn.weight[0, 0] = -3.0
@@ -211,7 +211,7 @@ def test_weight_clamp():
 def test_masked_linear():
     torch.manual_seed(0)
     syn = MaskedLinear(20, n_neurons=5, k_in=2, sparsity=0.75, mask_seed=3)
-    assert syn.mask.dtype == torch.bool and (~syn.mask).sum() == 150          # exactly 75 % of 10 x 20
+    assert syn.mask.dtype == torch.bool and (~syn.mask).sum() == 150  # exactly 75 % of 10 x 20
     assert torch.equal(MaskedLinear(20, 5, 2, sparsity=0.75, mask_seed=3).mask, syn.mask)
     assert (syn.weight[~syn.mask] == 0).all()
     opt = torch.optim.SGD(syn.parameters(), lr=0.5, momentum=0.9, weight_decay=0.1)
@@ -221,7 +221,7 @@ def test_masked_linear():
         assert (syn.weight.grad[~syn.mask] == 0).all() and (syn.weight.grad[syn.mask] != 0).any()
         opt.step()
     assert (syn.weight[~syn.mask] == 0).all()
-    y = syn(torch.eye(20)[None])                                   # column j of the masked weight
+    y = syn(torch.eye(20)[None])  # column j of the masked weight
     assert torch.allclose(y[0], (syn.weight * syn.mask).T + syn.bias)
 
 
@@ -234,7 +234,7 @@ def test_exp_filter():
     assert torch.allclose(i.flatten(), torch.tensor([1.0, 0.5, 2.25, 1.125]))
     f.reset()
     a = f(x[:2])
-    b = f(x[2:])                                                   # continues from i[1] = 0.5
+    b = f(x[2:])  # continues from i[1] = 0.5
     assert torch.allclose(torch.cat([a, b]), i)
     f.reset()
     f.step_mode = "s"

@@ -34,8 +34,24 @@ def active_part(active):
     return lambda v: strength * max(v - theta_d, 0.0)
 
 
-def reference(x, wiring, tau_d=2.0, decay_d=True, v_rest=0.0, active=None, g=1.0, phi=1.0, mode="voltage_difference",
-              fact=sigmoid, soma="lif", tau=2.0, decay=True, v_th=1.0, v_reset=0.0, psi=0.0):
+def reference(
+    x,
+    wiring,
+    tau_d=2.0,
+    decay_d=True,
+    v_rest=0.0,
+    active=None,
+    g=1.0,
+    phi=1.0,
+    mode="voltage_difference",
+    fact=sigmoid,
+    soma="lif",
+    tau=2.0,
+    decay=True,
+    v_th=1.0,
+    v_reset=0.0,
+    psi=0.0,
+):
     """x [T][K_in] -> (spikes [T], soma v [T], compartment v [T][K]) for one neuron."""
     K, out = wiring.n_compartments, wiring.output_index
     f = active_part(active)
@@ -45,7 +61,7 @@ def reference(x, wiring, tau_d=2.0, decay_d=True, v_rest=0.0, active=None, g=1.0
     vp, vs = [v_rest] * K, vr
     S, V, VD = [], [], []
     for xt in x:
-        vd = [p + f(p) for p in vp]                                  # v[t-1]
+        vd = [p + f(p) for p in vp]  # v[t-1]
         I = [0.0] * K
         for k, j in enumerate(wiring.input_index):
             I[j] += xt[k]
@@ -56,7 +72,7 @@ def reference(x, wiring, tau_d=2.0, decay_d=True, v_rest=0.0, active=None, g=1.0
                 vp[k] = vp[k] + (I[k] - (vp[k] - v_rest)) / tau_d
             else:
                 vp[k] = vp[k] - (vp[k] - v_rest) / tau_d + I[k]
-        vd = [p + f(p) for p in vp]                                  # v[t]
+        vd = [p + f(p) for p in vp]  # v[t]
         if mode == "voltage_difference":
             J = sum(ph * (vd[k] - vs) for ph, k in zip(phi, out))
         else:
@@ -79,16 +95,41 @@ def reference(x, wiring, tau_d=2.0, decay_d=True, v_rest=0.0, active=None, g=1.0
 
 CASES = {  # name: (wiring, reference arguments, extra model arguments, input scale)
     "segregated_vdiff": (Segregated(3), dict(phi=0.3), {}, 5),
-    "segregated_vdiff_phi_list_no_decay": (Segregated(2), dict(phi=[0.2, 0.1], decay=False, tau_d=3.0, decay_d=False), {}, 3),
+    "segregated_vdiff_phi_list_no_decay": (
+        Segregated(2),
+        dict(phi=[0.2, 0.1], decay=False, tau_d=3.0, decay_d=False),
+        {},
+        3,
+    ),
     "kto1_coupled_activation": (KTo1(2, 2), dict(mode="activation", g=0.8, phi=[1.0, 1.5], v_rest=-0.2), {}, 5),
-    "tree_bidirectional_soft_reset": (Tree([-1, 0, 0, 1], bidirectional=True), dict(g=0.8, phi=1.5, v_reset=None), {}, 8),
+    "tree_bidirectional_soft_reset": (
+        Tree([-1, 0, 0, 1], bidirectional=True),
+        dict(g=0.8, phi=1.5, v_reset=None),
+        {},
+        8,
+    ),
     "chain_bap_if": (Chain(3, input_index=[0, 1]), dict(soma="if", g=[0.5, 0.8], phi=0.4, psi=0.7), {}, 8),
-    "segregated_bap_identity": (Segregated(2), dict(mode="activation", fact=lambda v: v, phi=0.6, psi=0.5), {"forward_activation": "identity"}, 3),
-    "active_sigmoid_coupled": (KTo1(2, 1, bidirectional=True), dict(g=0.9, phi=1.5, tau=3.0, active=("sigmoid", 0.8, 0.5, 4.0), v_reset=-0.1), {}, 3),
+    "segregated_bap_identity": (
+        Segregated(2),
+        dict(mode="activation", fact=lambda v: v, phi=0.6, psi=0.5),
+        {"forward_activation": "identity"},
+        3,
+    ),
+    "active_sigmoid_coupled": (
+        KTo1(2, 1, bidirectional=True),
+        dict(g=0.9, phi=1.5, tau=3.0, active=("sigmoid", 0.8, 0.5, 4.0), v_reset=-0.1),
+        {},
+        3,
+    ),
     "active_threshold_linear_segregated": (Segregated(2), dict(phi=0.4, active=("threshold_linear", 1.5, 0.3)), {}, 3),
     "active_tanh_coupled": (KTo1(2, 1), dict(g=0.3, phi=1.2, active=("tanh", 0.7, 0.4, 3.0)), {}, 8),
     "active_softplus_segregated": (Segregated(2), dict(phi=0.5, active=("softplus", 1.2, 0.3, 4.0)), {}, 3),
-    "activation_tanh": (KTo1(2, 2), dict(mode="activation", fact=math.tanh, g=0.3, phi=0.9), {"forward_activation": "tanh"}, 5),
+    "activation_tanh": (
+        KTo1(2, 2),
+        dict(mode="activation", fact=math.tanh, g=0.3, phi=0.9),
+        {"forward_activation": "tanh"},
+        5,
+    ),
     "negative_bap_chain": (Chain(3, input_index=[0, 1]), dict(g=[0.5, 0.8], phi=0.6, psi=-0.3), {}, 14),
 }
 
@@ -104,8 +145,15 @@ def build(wiring, ref, extra=None, **kw):
     else:
         comp = Active(activation="threshold_linear", strength=active[1], theta_d=active[2], **comp_kw)
     args = dict(
-        compartment=comp, coupling_g=ref.get("g", 1.0), phi=ref.get("phi", 1.0), forward_mode=ref.get("mode", "voltage_difference"),
-        v_threshold=ref.get("v_th", 1.0), v_reset=ref.get("v_reset", 0.0), bap_psi=ref.get("psi", 0.0), **(extra or {}), **kw,
+        compartment=comp,
+        coupling_g=ref.get("g", 1.0),
+        phi=ref.get("phi", 1.0),
+        forward_mode=ref.get("mode", "voltage_difference"),
+        v_threshold=ref.get("v_th", 1.0),
+        v_reset=ref.get("v_reset", 0.0),
+        bap_psi=ref.get("psi", 0.0),
+        **(extra or {}),
+        **kw,
     )
     if ref.get("soma", "lif") == "if":
         return DendIF(wiring, **args)
@@ -122,7 +170,7 @@ def test_matches_reference_equations(case, method):
     n = build(wiring, ref, extra, dendrite_method=method).double()
     n.store_seq = True
     s = n(x)
-    assert s.shape == (T, B, S) and 0 < s.sum() < s.numel()          # some spikes, not all
+    assert s.shape == (T, B, S) and 0 < s.sum() < s.numel()  # some spikes, not all
     xs = x.view(T, B, S, wiring.n_input)
     for b in range(B):
         for i in range(S):
@@ -135,7 +183,7 @@ def test_matches_reference_equations(case, method):
 
 def test_voltage_difference_by_hand():
     # Segregated(2), tau_d = 2; LIF tau = 2 (decay_input), phi = 0.5, v_threshold = 1
-    x = torch.tensor([[4.0, 4.0], [4.0, 4.0], [2.0, 2.0]])[:, None, :]   # [T=3, B=1, S*K = 2]
+    x = torch.tensor([[4.0, 4.0], [4.0, 4.0], [2.0, 2.0]])[:, None, :]  # [T=3, B=1, S*K = 2]
     # dendrite: v_k = 2, 3, 3 + (2 - 3)/2 = 2.5
     # hard reset: t0 J = 0.5 (2 - 0) 2 = 2,   h = 0 + (2 - 0)/2 = 1    -> spike, v = 0
     #             t1 J = 0.5 (3 - 0) 2 = 3,   h = 3/2 = 1.5            -> spike, v = 0
@@ -151,7 +199,7 @@ def test_voltage_difference_by_hand():
 
 def test_soma_terms_derivation():
     # J = a - Phi v  ->  h = alpha' v + u';  phi = [0.5, 0.25] (Phi = 0.75), a = 0.5 v_0 + 0.25 v_1
-    v_out = torch.tensor([[2.0, 4.0]])                                # a = 2
+    v_out = torch.tensor([[2.0, 4.0]])  # a = 2
     n = DendLIF(Segregated(2), tau=4.0, v_reset=0.5, phi=[0.5, 0.25])
     alpha, u = n.soma_terms(v_out)
     assert math.isclose(float(alpha), 1 - (1 + 0.75) / 4) and math.isclose(u.item(), (2 + 0.5) / 4)
@@ -167,7 +215,7 @@ def test_activation_forward_by_hand():
     # J = phi_0 sigmoid(v_0) + phi_1 sigmoid(v_1), v = x/2 at t0; IF soma: h = J
     n = DendIF(Segregated(2), forward_mode="activation", phi=[1.0, 0.5])
     s = n(torch.tensor([[[2.0, 4.0]]]))
-    J = sigmoid(1.0) + 0.5 * sigmoid(2.0)                             # 1.1715 >= 1
+    J = sigmoid(1.0) + 0.5 * sigmoid(2.0)  # 1.1715 >= 1
     assert s.item() == 1.0 and n.v.item() == 0.0
     n = DendIF(Segregated(2), forward_mode="activation", phi=[1.0, 0.5], v_reset=None)
     n(torch.tensor([[[2.0, 4.0]]]))
@@ -186,7 +234,7 @@ def test_back_propagating_spike_by_hand():
     assert torch.allclose(n.v_dend_seq.flatten(), torch.tensor([2.5, 1.75, 0.875]))
     assert math.isclose(n.v.item(), 0.875)
     n = DendIF(Segregated(1), forward_mode="activation", forward_activation="identity")
-    n(x)                                                              # no BAP: v_d = 2, 1, 0.5
+    n(x)  # no BAP: v_d = 2, 1, 0.5
     assert math.isclose(n.v.item(), 0.5) and math.isclose(n.v_dend.item(), 0.5)
 
 
@@ -198,7 +246,7 @@ def test_linear_input_is_neuron_major():
     x[0, 0, 5] = 1.0
     assert n(x).shape == (1, 1, 2)
     hit = torch.zeros(1, 2, 3)
-    hit[0, 1, 2] = 0.5                                               # (1 - 0)/tau_d
+    hit[0, 1, 2] = 0.5  # (1 - 0)/tau_d
     assert torch.equal(n.v_dend, hit)
     # the synapse follows the same layout: output feature s * K_in + k
     syn = DendLinear(4, n_neurons=2, k_in=3)
@@ -212,7 +260,7 @@ def test_linear_input_is_neuron_major():
 
 def test_conv_input_is_compartment_major():
     # K_in = 3, C = 2: channel k * C + c; one-hot channel 5 -> compartment 2 of channel 1
-    n = DendLIF(KTo1(3, 1))                                           # inputs 0..2, output 3
+    n = DendLIF(KTo1(3, 1))  # inputs 0..2, output 3
     x = torch.zeros(1, 1, 6, 2, 2)
     x[0, 0, 5, 0, 1] = 1.0
     assert n(x).shape == (1, 1, 2, 2, 2)
@@ -226,7 +274,7 @@ def test_conv_input_is_compartment_major():
     syn = DendConv2d(1, n_channels=2, k_in=3, kernel_size=1, bias=False)
     with torch.no_grad():
         syn.weight.zero_()
-        syn.weight[2 * 2 + 1] = 2.0                                  # out channel k=2, c=1
+        syn.weight[2 * 2 + 1] = 2.0  # out channel k=2, c=1
     n.step_mode = "m"
     n.reset()
     n(syn(torch.ones(1, 1, 1, 2, 2)))
@@ -244,9 +292,21 @@ def test_bad_input_shapes():
 # --- step modes, state ------------------------------------------------------------------------------
 SINGLE_MULTI = {
     "segregated_learn_phi": (Segregated(3), dict(phi=0.3, learn_phi=True, surrogate=ATan())),
-    "coupled_active_learn_g": (KTo1(2, 2), dict(compartment=Active(learn_strength=True), learn_g=True, coupling_g=0.5,
-                                               forward_mode="activation", phi=[0.8, 0.9], learn_phi=True)),
-    "chain_bap_soft_detach": (Chain(3, input_index=[0, 1]), dict(bap_psi=0.3, v_reset=None, detach_reset=True, phi=1.5)),
+    "coupled_active_learn_g": (
+        KTo1(2, 2),
+        dict(
+            compartment=Active(learn_strength=True),
+            learn_g=True,
+            coupling_g=0.5,
+            forward_mode="activation",
+            phi=[0.8, 0.9],
+            learn_phi=True,
+        ),
+    ),
+    "chain_bap_soft_detach": (
+        Chain(3, input_index=[0, 1]),
+        dict(bap_psi=0.3, v_reset=None, detach_reset=True, phi=1.5),
+    ),
     "tree_if": (Tree([-1, 0, 0]), dict(phi=0.5, learn_g=True)),
 }
 
@@ -260,7 +320,7 @@ def test_single_step_equals_multi_step(case):
     n = cls(wiring, **kw).double()
     n.store_seq = True
     s_m = n(x)
-    grads_m = torch.autograd.grad((s_m.sum() + (n.v_seq ** 2).sum()), [x] + list(n.parameters()))
+    grads_m = torch.autograd.grad((s_m.sum() + (n.v_seq**2).sum()), [x] + list(n.parameters()))
     v_m, vd_m = n.v, n.v_dend
     n.reset()
     n.step_mode = "s"
@@ -285,9 +345,9 @@ def test_state_continues_and_resets():
     v_all = n.v
     n.reset()
     assert n.v is None and n.v_dend is None and n.v_seq is None
-    s_a, s_b = n(x[:3]), n(x[3:])                                    # continues from the kept state
+    s_a, s_b = n(x[:3]), n(x[3:])  # continues from the kept state
     assert torch.equal(torch.cat([s_a, s_b]), s_all) and torch.allclose(n.v, v_all)
-    assert n.v_seq is None and n.v_dend_seq is None                  # sequences only with store_seq
+    assert n.v_seq is None and n.v_dend_seq is None  # sequences only with store_seq
 
 
 def test_store_seq_values():
@@ -302,8 +362,14 @@ def test_store_seq_values():
 def _learnable_layer():
     return torch.nn.Sequential(
         MaskedLinear(6, n_neurons=3, k_in=4, sparsity=0.3),
-        DendLIF(KTo1(2, 2), compartment=Active(strength=[0.5, 0.6, 0.7, 0.8, 0.9, 1.0], learn_strength=True),
-                learn_g=True, coupling_g=[0.1, 0.2, 0.3, 0.4], learn_phi=True, phi=[0.3, 0.4]),
+        DendLIF(
+            KTo1(2, 2),
+            compartment=Active(strength=[0.5, 0.6, 0.7, 0.8, 0.9, 1.0], learn_strength=True),
+            learn_g=True,
+            coupling_g=[0.1, 0.2, 0.3, 0.4],
+            learn_phi=True,
+            phi=[0.3, 0.4],
+        ),
     )
 
 
@@ -330,7 +396,7 @@ def test_double_moves_every_parameter_and_buffer():
     assert m[0].mask.dtype == torch.bool
     y = m(torch.rand(4, 2, 6, dtype=torch.float64) * 3)
     assert y.dtype == torch.float64 and m[1].v.dtype == torch.float64
-    fixed = DendLIF(KTo1(2, 1), compartment=Active()).double()   # fixed g, phi, strength are buffers
+    fixed = DendLIF(KTo1(2, 1), compartment=Active()).double()  # fixed g, phi, strength are buffers
     assert {t.dtype for t in fixed.buffers() if t.is_floating_point()} == {torch.float64}
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     moved = _learnable_layer().to(dev)
@@ -372,9 +438,9 @@ def test_stochastic_firing_rate_and_gradient(kind, f_max, beta):
     else:
         p = f_max * math.exp(beta * z)
         dp = beta * p
-    assert abs(s.mean().item() - p) < 0.02                           # 5 standard errors
+    assert abs(s.mean().item() - p) < 0.02  # 5 standard errors
     s.sum().backward()
-    assert torch.allclose(x.grad, torch.full_like(x, dp * 0.5))    # dp/dx * dh/dx (dh/dx = 1/tau_d)
+    assert torch.allclose(x.grad, torch.full_like(x, dp * 0.5))  # dp/dx * dh/dx (dh/dx = 1/tau_d)
 
 
 # --- validation ---------------------------------------------------------------------------------------

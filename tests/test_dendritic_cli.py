@@ -1,11 +1,9 @@
 """Dendritic neurons through the CLI: every wiring and variant trains; bad combinations are one line."""
 
-import json
 import re
 
 import pytest
 import torch
-
 from conftest import TINY
 from test_cli import metrics, one_error_line
 
@@ -43,12 +41,25 @@ def test_the_default_is_a_dendritic_mlp_with_segregated_wiring(dendsn_here):
 
 
 def test_dendritic_conv_net_on_images(dendsn_here, tmp_path):
-    from test_data import _write_fake_mnist
+    from test_data import write_fake_mnist
 
-    _write_fake_mnist(tmp_path / "data", n_train=40, n_test=20)
-    dendsn_here("train", "dataset=mnist", f"dataset.root={tmp_path / 'data'}", "dataset.val=10", "network=conv", "wiring=kto1",
-           "network.channels=[4,8]", "network.fc=16", "epochs=1", "T=3", "batch_size=20", "progress=false",
-           "hydra.run.dir=run", check=True)
+    write_fake_mnist(tmp_path / "data", n_train=40, n_test=20)
+    dendsn_here(
+        "train",
+        "dataset=mnist",
+        f"dataset.root={tmp_path / 'data'}",
+        "dataset.val=10",
+        "network=conv",
+        "wiring=kto1",
+        "network.channels=[4,8]",
+        "network.fc=16",
+        "epochs=1",
+        "T=3",
+        "batch_size=20",
+        "progress=false",
+        "hydra.run.dir=run",
+        check=True,
+    )
     ck = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)
     # kto1 (k=3, n_output=2) has 6 input compartments: conv channels = 6 * C
     assert ck["model"]["layers.0.module.weight"].shape[0] == 6 * 4

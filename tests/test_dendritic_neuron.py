@@ -26,18 +26,24 @@ def _run(n, x, seed=0):
     xx = x.clone().requires_grad_()
     s = torch.cat([n(xx[:3]), n(xx[3:])])
     w = torch.randn(s.shape, generator=torch.Generator().manual_seed(5), dtype=s.dtype)
-    loss = (s * w).sum() + (n.v ** 2).sum() + n.v_dend.sum()
+    loss = (s * w).sum() + (n.v**2).sum() + n.v_dend.sum()
     params = [p for p in n.parameters() if p.requires_grad]
     return (s, n.v, n.v_dend, *torch.autograd.grad(loss, [xx] + params))
 
 
 PRESETS = {
-    "dend_lif": (lambda **k: DendLIF(Tree([-1, 0, 0, 1]), tau=4.0, v_reset=-0.5, **k),
-                 lambda **k: DendriticNeuron(Tree([-1, 0, 0, 1]), LIF(4.0, v_reset=-0.5), **k)),
-    "dend_lif_no_decay_soft": (lambda **k: DendLIF(KTo1(2, 2), decay_input=False, v_reset=None, **k),
-                               lambda **k: DendriticNeuron(KTo1(2, 2), LIF(decay_input=False, v_reset=None), **k)),
-    "dend_if": (lambda **k: DendIF(Segregated(3), v_threshold=0.8, **k),
-                lambda **k: DendriticNeuron(Segregated(3), IF(v_threshold=0.8), **k)),
+    "dend_lif": (
+        lambda **k: DendLIF(Tree([-1, 0, 0, 1]), tau=4.0, v_reset=-0.5, **k),
+        lambda **k: DendriticNeuron(Tree([-1, 0, 0, 1]), LIF(4.0, v_reset=-0.5), **k),
+    ),
+    "dend_lif_no_decay_soft": (
+        lambda **k: DendLIF(KTo1(2, 2), decay_input=False, v_reset=None, **k),
+        lambda **k: DendriticNeuron(KTo1(2, 2), LIF(decay_input=False, v_reset=None), **k),
+    ),
+    "dend_if": (
+        lambda **k: DendIF(Segregated(3), v_threshold=0.8, **k),
+        lambda **k: DendriticNeuron(Segregated(3), IF(v_threshold=0.8), **k),
+    ),
 }
 OPTIONS = {
     "plain": {},
@@ -69,8 +75,8 @@ def test_stochastic_firing_with_any_soma(soma, bap_psi):
 
     x = torch.rand(8, 3, 10, dtype=torch.float64) * 3
     s1, s2 = _run(make("logistic"), x, seed=1)[0], _run(make("logistic"), x, seed=1)[0]
-    assert torch.equal(s1, s2) and set(s1.unique().tolist()) <= {0.0, 1.0}       # seeded: reproducible 0/1 spikes
-    assert not torch.equal(s1, _run(make("logistic"), x, seed=2)[0])             # and drawn
+    assert torch.equal(s1, s2) and set(s1.unique().tolist()) <= {0.0, 1.0}  # seeded: reproducible 0/1 spikes
+    assert not torch.equal(s1, _run(make("logistic"), x, seed=2)[0])  # and drawn
     assert isinstance(make("exponential").soma.surrogate, StochasticFiring)
 
 
@@ -81,19 +87,29 @@ def test_fast_path_equals_reference_for_any_soma(soma, wire):
     outs = []
     for reference in (False, True):
         n = Dendritic(wire, soma(), compartment=Active(activation="sigmoid") if type(wire) is KTo1 else None).double()
-        n.store_seq = reference                                 # store_seq takes the reference path
+        n.store_seq = reference  # store_seq takes the reference path
         outs.append(_run(n, x))
     assert torch.equal(outs[0][0], outs[1][0])
     for a, b in zip(outs[0][1:], outs[1][1:]):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
 
 
-OLD = {"neurons": "dendsn.neurons", "nonlinear": "dendsn.neurons.nonlinear", "adaptive": "dendsn.neurons.adaptive",
-       "compartments": "dendsn.dendritic.compartments",
-       "wiring": "dendsn.dendritic.wiring", "dendrite": "dendsn.dendritic.dendrite", "dendritic": "dendsn.dendritic",
-       "soma": "dendsn.kernels.soma", "synapses": "dendsn.layers.synapses", "competition": "dendsn.layers.competition",
-       "recurrent": "dendsn.layers.recurrent", "networks": "dendsn.networks", "calibrate": "dendsn.networks.calibrate",
-       "events": "dendsn.events"}
+OLD = {
+    "neurons": "dendsn.neurons",
+    "nonlinear": "dendsn.neurons.nonlinear",
+    "adaptive": "dendsn.neurons.adaptive",
+    "compartments": "dendsn.dendritic.compartments",
+    "wiring": "dendsn.dendritic.wiring",
+    "dendrite": "dendsn.dendritic.dendrite",
+    "dendritic": "dendsn.dendritic",
+    "soma": "dendsn.kernels.soma",
+    "synapses": "dendsn.layers.synapses",
+    "competition": "dendsn.layers.competition",
+    "recurrent": "dendsn.layers.recurrent",
+    "networks": "dendsn.networks",
+    "calibrate": "dendsn.networks.calibrate",
+    "events": "dendsn.events",
+}
 
 
 @pytest.mark.parametrize("old", sorted(OLD))
@@ -103,8 +119,12 @@ def test_old_module_paths_are_the_new_modules(old):
 
 
 def test_every_target_of_the_config_tree_resolves():
-    targets = {line.split(":", 1)[1].strip() for f in CONF.rglob("*.yaml") for line in f.read_text().splitlines()
-               if line.strip().startswith("_target_: dendsn.")}
+    targets = {
+        line.split(":", 1)[1].strip()
+        for f in CONF.rglob("*.yaml")
+        for line in f.read_text().splitlines()
+        if line.strip().startswith("_target_: dendsn.")
+    }
     assert targets
     for t in sorted(targets):
         assert callable(get_object(t)), t

@@ -9,11 +9,10 @@ from functools import partial
 
 import pytest
 import torch
+from conftest import TINY, one_error
 
 from dendsn import compartments, dendritic, neurons, wiring
 from dendsn_cli.train import spiking_layers
-
-from conftest import TINY, one_error
 
 WIRINGS = [wiring.Segregated(3), wiring.KTo1(2, 2), wiring.Chain(3)]
 
@@ -21,7 +20,7 @@ WIRINGS = [wiring.Segregated(3), wiring.KTo1(2, 2), wiring.Chain(3)]
 def _grads(m, x):
     s = m(x)
     w = torch.linspace(-1, 1, s.numel()).view_as(s)
-    g, = torch.autograd.grad((s * w).sum(), x)
+    (g,) = torch.autograd.grad((s * w).sum(), x)
     return s, g, m.v
 
 
@@ -33,8 +32,11 @@ def test_lif_soma_equals_dend_lif_on_both_paths(wire, active, forward_mode, bap_
     """Dendritic(soma=LIF) is DendLIF: on the linear fast path, and on the generic path (the soma's own
     multi-step with the voltage-difference feedback, or the joint step loop with a back-propagating spike)."""
     torch.manual_seed(0)
-    kw = dict(compartment=compartments.Active(activation="sigmoid") if active else None,
-              forward_mode=forward_mode, bap_psi=bap_psi)
+    kw = dict(
+        compartment=compartments.Active(activation="sigmoid") if active else None,
+        forward_mode=forward_mode,
+        bap_psi=bap_psi,
+    )
     ref = dendritic.DendLIF(wire, tau=3.0, **kw)
     fast = dendritic.Dendritic(wire, soma=partial(neurons.LIF, tau=3.0), **kw)
     generic = dendritic.Dendritic(wire, soma=partial(neurons.LIF, tau=3.0), **kw)
@@ -81,8 +83,13 @@ def test_refractory_soma_is_silent_and_held_for_its_period():
 def test_soma_is_part_of_its_layer_not_a_layer():
     from dendsn.networks import MLP
 
-    net = MLP([10], 3, neuron=partial(dendritic.Dendritic, wiring.Segregated(2), soma=partial(neurons.PLIF)),
-              readout=partial(neurons.LIF), hidden=[4, 5])
+    net = MLP(
+        [10],
+        3,
+        neuron=partial(dendritic.Dendritic, wiring.Segregated(2), soma=partial(neurons.PLIF)),
+        readout=partial(neurons.LIF),
+        hidden=[4, 5],
+    )
     layers = spiking_layers(net)
     assert [n for n, _ in layers] == ["layer1", "layer2", "readout"]
     assert all(not isinstance(m, neurons.PLIF) for _, m in layers[:2])
@@ -99,8 +106,15 @@ def test_bad_soma_is_one_line():
 
 def test_cli_dendritic_neuron_with_a_chosen_soma_trains(dendsn_here, tmp_path):
     run = tmp_path / "run"
-    p = dendsn_here("train", *TINY, "epochs=1", "neuron=dendritic", "neuron/soma=plif", "neuron.soma.refractory=1",
-                    f"hydra.run.dir={run}")
+    p = dendsn_here(
+        "train",
+        *TINY,
+        "epochs=1",
+        "neuron=dendritic",
+        "neuron/soma=plif",
+        "neuron.soma.refractory=1",
+        f"hydra.run.dir={run}",
+    )
     assert p.returncode == 0, p.stderr
     m = json.loads((run / "metrics.json").read_text())
     assert m["history"][-1]["test_acc"] > 0
@@ -109,7 +123,13 @@ def test_cli_dendritic_neuron_with_a_chosen_soma_trains(dendsn_here, tmp_path):
 
 
 def test_soma_choice_errors_are_one_line(dendsn_here):
-    one_error(dendsn_here("train", "neuron/soma=lif"), "neuron/soma is chosen inside neuron=dendritic", "add neuron=dendritic")
-    one_error(dendsn_here("train", "neuron=dendritic", "neuron/soma=bogus"), "neuron/soma=bogus is not an option", "lif")
+    one_error(
+        dendsn_here("train", "neuron/soma=lif"), "neuron/soma is chosen inside neuron=dendritic", "add neuron=dendritic"
+    )
+    one_error(
+        dendsn_here("train", "neuron=dendritic", "neuron/soma=bogus"), "neuron/soma=bogus is not an option", "lif"
+    )
     one_error(dendsn_here("train", "neuron=dendritic", "neuron/soma=dend_lif"), "is not an option of 'neuron/soma'")
-    one_error(dendsn_here("train", "neuron=dendritic", "neuron.soma.refractory=-2"), "refractory must be a whole number", "-2")
+    one_error(
+        dendsn_here("train", "neuron=dendritic", "neuron.soma.refractory=-2"), "refractory must be a whole number", "-2"
+    )

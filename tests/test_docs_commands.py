@@ -37,14 +37,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-RUN = "outputs/2026-01-01/12-00-00"        # the run dir the docs' resume / eval examples name
+RUN = "outputs/2026-01-01/12-00-00"  # the run dir the docs' resume / eval examples name
 
 # command (as written, after joining continued lines) -> why it is not checked here
 SKIPPED = {
-    "dendsn torchrun --nnodes=2 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 train ...":
-        "two machines, and `...` stands for the user's overrides",
-    "dendsn train dataset._target_=my.SpikeTimes encoder=mstb encoder.dt=0.5":
-        "a user's own dataset class (my.SpikeTimes) that the docs name but do not write out",
+    "dendsn torchrun --nnodes=2 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 train ...": "two machines, and `...` stands for the user's overrides",
+    "dendsn train dataset._target_=my.SpikeTimes encoder=mstb encoder.dt=0.5": "a user's own dataset class (my.SpikeTimes) that the docs name but do not write out",
 }
 # The plug-ins docs/extending.md writes out in full: name -> (its file, the fenced block whose first line names
 # that file). Commands that use them (`PYTHONPATH=. dendsn ...`) run in a folder holding those files.
@@ -52,12 +50,10 @@ PLUGINS = {"rf.ResonateFire": ("rf.py", "# rf.py"), "neuron=rf": ("myconf/neuron
 # command -> why it is refused today (xfail, strict)
 KNOWN_BROKEN = {
     "dendsn train -m hydra/sweeper=optuna hydra.sweeper.n_trials=20 'optim.lr=tag(log,interval(1e-4,0.03))' "
-    "neuron=lif,dend_lif":
-        "issue 22: the sweep dir is claimed from the hydra.* overrides alone, without hydra/sweeper=optuna, "
-        "so hydra.sweeper.n_trials is refused",
-    "dendsn train -m hydra/launcher=submitit_slurm hydra.launcher.partition=gpu seed=0,1,2":
-        "issue 22: without hydra.sweep.dir the sweep dir is claimed from the hydra.* overrides alone, without "
-        "hydra/launcher=submitit_slurm, so hydra.launcher.partition is refused",
+    "neuron=lif,dend_lif": "issue 22: the sweep dir is claimed from the hydra.* overrides alone, without hydra/sweeper=optuna, "
+    "so hydra.sweeper.n_trials is refused",
+    "dendsn train -m hydra/launcher=submitit_slurm hydra.launcher.partition=gpu seed=0,1,2": "issue 22: without hydra.sweep.dir the sweep dir is claimed from the hydra.* overrides alone, without "
+    "hydra/launcher=submitit_slurm, so hydra.launcher.partition is refused",
 }
 
 
@@ -71,7 +67,7 @@ def _commands_of(text: str) -> list[tuple[str, str | None]]:
             line = line.strip()
             shown = line.startswith("$ ")
             line = re.sub(r"^(\$ )?(\.venv/bin/)?", "", line)
-            command = re.sub(r"^([A-Z_]+=\S* )+", "", line)        # after the environment (PYTHONPATH=. dendsn ...)
+            command = re.sub(r"^([A-Z_]+=\S* )+", "", line)  # after the environment (PYTHONPATH=. dendsn ...)
             if not (command.startswith("dendsn ") or (command.startswith("torchrun ") and "-m dendsn_cli" in command)):
                 continue
             words = shlex.split(line, comments=True)
@@ -82,7 +78,7 @@ def _commands_of(text: str) -> list[tuple[str, str | None]]:
     return out
 
 
-PLACEHOLDER = re.compile(r"^(\[.*|[A-Z_]{2,}|[\w.+/~]+=([A-Z_]{2,})?|.*\.\.\..*)$")   # GROUP, learning=RULE, ckpt=, ...
+PLACEHOLDER = re.compile(r"^(\[.*|[A-Z_]{2,}|[\w.+/~]+=([A-Z_]{2,})?|.*\.\.\..*)$")  # GROUP, learning=RULE, ckpt=, ...
 
 
 def _inline_commands_of(text: str) -> list[tuple[str, str | None]]:
@@ -102,8 +98,11 @@ def _usage_examples() -> list[tuple[str, str | None]]:
     from dendsn_cli.cli import USAGE
 
     examples = USAGE.split("examples:", 1)[1]
-    return [(" ".join(shlex.quote(w) for w in shlex.split(ln.strip())), None)
-            for ln in examples.splitlines() if ln.strip().startswith("dendsn ")]
+    return [
+        (" ".join(shlex.quote(w) for w in shlex.split(ln.strip())), None)
+        for ln in examples.splitlines()
+        if ln.strip().startswith("dendsn ")
+    ]
 
 
 def _all_commands() -> list[tuple[str, str, str | None]]:
@@ -196,14 +195,14 @@ def test_the_docs_show_commands():
 @pytest.mark.parametrize("cmd, error", [_param(*c) for c in COMMANDS])
 def test_a_documented_command_passes_validation(cmd, error, workdir, tmp_path, request, monkeypatch):
     words = shlex.split(cmd)
-    if words[0].startswith("PYTHONPATH="):            # a plug-in of docs/extending.md: run where its files are
+    if words[0].startswith("PYTHONPATH="):  # a plug-in of docs/extending.md: run where its files are
         plugins = request.getfixturevalue("plugin_dir")
         monkeypatch.syspath_prepend(str(plugins))
         workdir, words = plugins, words[1:]
-    if words[0] == "torchrun":                      # torchrun ... -m dendsn_cli train ARGS
-        words = ["dendsn", *words[words.index("dendsn_cli") + 1:]]
-    if words[1] == "torchrun":                      # what each process runs: dendsn train ARGS
-        words = ["dendsn", *words[words.index("train"):]]
+    if words[0] == "torchrun":  # torchrun ... -m dendsn_cli train ARGS
+        words = ["dendsn", *words[words.index("dendsn_cli") + 1 :]]
+    if words[1] == "torchrun":  # what each process runs: dendsn train ARGS
+        words = ["dendsn", *words[words.index("train") :]]
     args = words[1:]
     if any(a.startswith(("ckpt=", "resume=")) and RUN in a for a in args):
         request.getfixturevalue("trained")
@@ -213,7 +212,7 @@ def test_a_documented_command_passes_validation(cmd, error, workdir, tmp_path, r
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
     monkeypatch.delenv("DENDSN_DATA", raising=False)
 
-    if error is not None:                           # an error example: the line shown is the line printed
+    if error is not None:  # an error example: the line shown is the line printed
         code, out, err = _main(*args)
         assert code == 2, out + err
         assert err.strip().splitlines()[-1] == error
@@ -227,13 +226,13 @@ def test_a_documented_command_passes_validation(cmd, error, workdir, tmp_path, r
 
         monkeypatch.chdir(tmp_path)
         launched = []
-        monkeypatch.setattr(hydra, "main", lambda **kw: (lambda task: (lambda: launched.append(task))))
+        monkeypatch.setattr(hydra, "main", lambda **kw: lambda task: lambda: launched.append(task))
         args = [re.sub(r"^(hydra\.(?:sweep|run)\.dir)=/.*", rf"\1={tmp_path}/sweep", a) for a in args]
         code, out, err = _main(*args)
         assert code == 0 and launched, out + err
         return
     if command in ("train", "simulate") and not {"--help", "-h", "--cfg"} & set(args):
-        args = [command, "--cfg", "job", *args[1:]]      # compose and validate as a run does, then print
+        args = [command, "--cfg", "job", *args[1:]]  # compose and validate as a run does, then print
     code, out, err = _main(*args)
     assert code == 0, out + err
     assert "error" not in err, err

@@ -14,13 +14,13 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from conftest import one_error
+from test_data import write_fake_mnist
+
 from dendsn.events import EventMLP, QIFExp, Theta, simulate
 from dendsn_cli.encoders import BinnedLatency
 from dendsn_cli.optim import AdaBelief
 from dendsn_cli.readouts import EventFirstSpike
-from test_data import _write_fake_mnist
 
 
 def clock_driven(neuron, x0, out_w, in_times, in_w, T, dt=1e-4, v_peak=1e6):
@@ -35,8 +35,8 @@ def clock_driven(neuron, x0, out_w, in_times, in_w, T, dt=1e-4, v_peak=1e6):
         V, I = neuron.r * np.tan(x0 * neuron.r / tau - math.pi / 2) + 0.5, np.full(len(x0), neuron.I0)
     else:
         V, I = x0.copy(), np.zeros(len(x0))
-    f = lambda v, i: (v * (v - 1) + i) / tau                                 # noqa: E731
-    g = lambda i: 0 * i if theta else -2 * i / tau                           # noqa: E731
+    f = lambda v, i: (v * (v - 1) + i) / tau  # noqa: E731
+    g = lambda i: 0 * i if theta else -2 * i / tau  # noqa: E731
     order = np.argsort(in_times)
     in_times, in_w = np.asarray(in_times)[order], np.asarray(in_w)[order]
     nxt, spikes = 0, []
@@ -94,7 +94,7 @@ def test_event_times_equal_a_clock_driven_integration(seed):
     fired = ev.source[0] >= 0
     events = sorted(zip(ev.times[0][fired].tolist(), ev.source[0][fired].tolist()))
     ref = clock_driven(neuron, phi0[0].numpy(), out_w.numpy(), in_times[0].numpy(), in_w[0].numpy(), 2.0)
-    assert len(events) >= 9 and {7, 8} & {j for _, j in events}, events   # every layer fires, a neuron twice
+    assert len(events) >= 9 and {7, 8} & {j for _, j in events}, events  # every layer fires, a neuron twice
     assert [j for _, j in events] == [j for _, j in ref]
     assert max(abs(a - b) for (a, _), (b, _) in zip(events, ref)) < 1e-3
     assert not bool(ev.exhausted[0])
@@ -142,7 +142,7 @@ def test_phase_map_is_the_voltage_jump():
     assert n.period == pytest.approx(1.5 * math.pi / math.sqrt(1.75))
     assert float(n.iPhi(torch.tensor(n.period - 1e-9, dtype=torch.float64))) > 1e8
     edge = torch.tensor([0.0, n.period], dtype=torch.float64)
-    assert torch.equal(n.H(edge, torch.tensor(3.0, dtype=torch.float64)), edge)      # V = -inf, +inf: unchanged
+    assert torch.equal(n.H(edge, torch.tensor(3.0, dtype=torch.float64)), edge)  # V = -inf, +inf: unchanged
 
 
 def tiny_net(seed=0, **kw):
@@ -161,7 +161,7 @@ def tiny_net(seed=0, **kw):
 def test_gradient_equals_central_finite_differences_for_every_parameter(neuron):
     if neuron == "theta":
         net, x, y = tiny_net()
-    else:                                  # weights act on the current: a larger scale makes the layers fire
+    else:  # weights act on the current: a larger scale makes the layers fire
         net, x, y = tiny_net(w_scale=40.0)
         torch.manual_seed(0)
         net = EventMLP([20], 3, neuron=QIFExp(v0=0.5), hidden=[6, 5], w_scale=40.0, K=200).double()
@@ -171,7 +171,7 @@ def test_gradient_equals_central_finite_differences_for_every_parameter(neuron):
         return decoder.loss(net(x), y)
 
     out = net(x)
-    assert torch.isfinite(out[1]).any() and torch.isinf(out[1]).any()   # ordinary and pseudospike outputs both
+    assert torch.isfinite(out[1]).any() and torch.isinf(out[1]).any()  # ordinary and pseudospike outputs both
     loss().backward()
     h, checked = 1e-6, 0
     for p in net.parameters():
@@ -185,7 +185,12 @@ def test_gradient_equals_central_finite_differences_for_every_parameter(neuron):
             down = loss().item()
             flat[i] = old
             fd = (up - down) / (2 * h)
-            assert abs(fd - grad[i].item()) <= 1e-3 * max(abs(fd), abs(grad[i].item())) + 1e-8, (p.shape, i, fd, grad[i])
+            assert abs(fd - grad[i].item()) <= 1e-3 * max(abs(fd), abs(grad[i].item())) + 1e-8, (
+                p.shape,
+                i,
+                fd,
+                grad[i],
+            )
             checked += 1
     assert checked == 20 * 6 + 6 * 5 + 5 * 3 + 6 + 5 + 3
 
@@ -210,17 +215,17 @@ def test_spikes_appear_only_at_the_trial_end_and_the_loss_stays_continuous(layer
     net, x, y = tiny_net(seed=3, w_scale=w_scale, phi0=phi0)
     x, y = x[:1], y[:1]
     off = net.offsets()
-    post = 0                                                            # neuron 0 of the layer
+    post = 0  # neuron 0 of the layer
     weight = net.weights[layer]
     neuron = off[layer] + post
     values = np.linspace(-3.0, 12.0, 1501)
     if layer == 0:
-        pre = int(torch.isfinite(x[0]).nonzero()[0])                    # an input that spikes
-    else:                                                               # the most active pre-synaptic neuron
+        pre = int(torch.isfinite(x[0]).nonzero()[0])  # an input that spikes
+    else:  # the most active pre-synaptic neuron
         with torch.no_grad():
             net(x)
         counts = net.last.spike_counts(sum(net.sizes))[0]
-        pre = int(counts[off[layer - 1]:off[layer]].argmax())
+        pre = int(counts[off[layer - 1] : off[layer]].argmax())
         assert counts[off[layer - 1] + pre] > 0
     base = weight.data.clone()
     weight.data.copy_(base)
@@ -236,9 +241,9 @@ def test_spikes_appear_only_at_the_trial_end_and_the_loss_stays_continuous(layer
         assert t_last > net.T - 0.05, (values[k], t_last)
     step = np.abs(np.diff(losses))
     typical = np.median(step) + 1e-12
-    assert step.max() < 50 * typical + 1e-3, (step.max(), typical)                 # no jump anywhere
+    assert step.max() < 50 * typical + 1e-3, (step.max(), typical)  # no jump anywhere
     for i in changes:
-        assert step[i] < 20 * typical + 1e-4, (values[i], step[i], typical)        # none where a spike appears
+        assert step[i] < 20 * typical + 1e-4, (values[i], step[i], typical)  # none where a spike appears
 
 
 @pytest.mark.parametrize("neuron, top, points", [("theta", 30.0, 3201), ("qif_exp", 150.0, 1201)])
@@ -252,7 +257,7 @@ def test_pseudospike_time_meets_the_ordinary_time_at_the_trial_end(neuron, top, 
     w = net.weights[2]
     with torch.no_grad():
         out = net(x)
-        c = int(out[0, 0].argmax())                                      # the latest output
+        c = int(out[0, 0].argmax())  # the latest output
         ts, fired = [], []
         for v in np.linspace(-2.0, top, points):
             w[c, :] = v
@@ -276,7 +281,7 @@ def test_running_out_of_events_is_flagged():
     with torch.no_grad():
         net(x)
     assert not net.last.exhausted.any()
-    assert net.last.times.shape[1] < 500                               # stopped once every trial reached T
+    assert net.last.times.shape[1] < 500  # stopped once every trial reached T
 
 
 def test_flip_acts_in_training_only():
@@ -288,8 +293,8 @@ def test_flip_acts_in_training_only():
     flipped = net._flip(x)
     changed = flipped != x
     assert 0.3 < changed.float().mean() < 0.7
-    assert torch.isinf(flipped[changed & torch.isfinite(x)]).all()          # a spiking input goes silent
-    assert (flipped[changed & torch.isinf(x)] == 0.01).all()                # a silent one spikes at the first time
+    assert torch.isinf(flipped[changed & torch.isfinite(x)]).all()  # a spiking input goes silent
+    assert (flipped[changed & torch.isinf(x)] == 0.01).all()  # a silent one spikes at the first time
 
 
 def test_binned_latency_by_hand():
@@ -298,7 +303,7 @@ def test_binned_latency_by_hand():
     t = enc(x)
     assert torch.isinf(t[0, :2]).all()
     assert t[0, 2].item() == pytest.approx(math.log(1 / 0.99)) and t[0, 3] == t[0, 2]
-    enc = BinnedLatency(bins=3, v_th=0.01)                   # 256 // 4 = 64: bins of 64 grey levels
+    enc = BinnedLatency(bins=3, v_th=0.01)  # 256 // 4 = 64: bins of 64 grey levels
     x = torch.tensor([255, 192, 191, 128, 127, 64, 63, 0]) / 255.0
     want = [math.log(3 / 2.97)] * 2 + [math.log(2 / 1.97)] * 2 + [math.log(1 / 0.97)] * 2 + [math.inf] * 2
     assert enc(x).tolist() == pytest.approx(want)
@@ -317,26 +322,40 @@ def test_adabelief_matches_its_formula():
         opt.step()
         m = 0.9 * m + 0.1 * g
         s = 0.99 * s + 0.01 * (g - m) ** 2 + 1e-12
-        w = w - 0.1 * (m / (1 - 0.9 ** k)) / (np.sqrt(s / (1 - 0.99 ** k)) + 1e-8)
+        w = w - 0.1 * (m / (1 - 0.9**k)) / (np.sqrt(s / (1 - 0.99**k)) + 1e-8)
         assert p.detach().numpy() == pytest.approx(w, rel=1e-12)
 
 
 # ------------------------------------------------------------------ the runner
 
+
 def _mnist(tmp_path):
-    _write_fake_mnist(tmp_path / "data", n_train=60, n_test=20)
+    write_fake_mnist(tmp_path / "data", n_train=60, n_test=20)
     return [f"dataset.root={tmp_path / 'data'}"]
 
 
-EXACT = ["experiment=fmnist_exact", "dataset=mnist", "dataset.val=20", "batch_size=20", "epochs=2",
-         "network.hidden=[12]", "progress=false"]
+EXACT = [
+    "experiment=fmnist_exact",
+    "dataset=mnist",
+    "dataset.val=20",
+    "batch_size=20",
+    "epochs=2",
+    "network.hidden=[12]",
+    "progress=false",
+]
 
 
 def test_dendsn_train_exact_logs_what_the_method_needs(tmp_path, dendsn_here):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    p = dendsn_here("train", *EXACT, *_mnist(tmp_path), f"hydra.run.dir={tmp_path / 'run'}", "logger.figures_every=1",
-                    "logger.log_every_n_steps=1")
+    p = dendsn_here(
+        "train",
+        *EXACT,
+        *_mnist(tmp_path),
+        f"hydra.run.dir={tmp_path / 'run'}",
+        "logger.figures_every=1",
+        "logger.log_every_n_steps=1",
+    )
     assert p.returncode == 0, p.stderr
     assert "by ordinary spikes alone" in p.stderr
     run = tmp_path / "run"
@@ -345,13 +364,25 @@ def test_dendsn_train_exact_logs_what_the_method_needs(tmp_path, dendsn_here):
     row = m["history"][-1]
     for key in ("train_acc_ordinary", "val_acc_ordinary", "test_acc_ordinary"):
         assert 0.0 <= row[key] <= row[key.replace("_ordinary", "")] + 1e-9 or 0.0 <= row[key] <= 1.0
-    assert row["lr"] == pytest.approx(0.004 * math.exp(-4 / (100 * 2)))      # lr_schedule=exp, 2 steps an epoch
+    assert row["lr"] == pytest.approx(0.004 * math.exp(-4 / (100 * 2)))  # lr_schedule=exp, 2 steps an epoch
     acc = EventAccumulator(str(run), size_guidance={"scalars": 0, "images": 0}).Reload()
     tags = set(acc.Tags()["scalars"])
-    for tag in ("val/acc_ordinary", "test/acc_ordinary", "train/acc_ordinary", "never_fired/layer1",
-                "never_fired/readout", "spikes_per_neuron/layer1", "spikes_per_neuron/readout",
-                "events/used_mean", "events/used_max", "events/K", "events/exhausted", "events/train_exhausted",
-                "grad_norm/layer1", "grad_norm/readout"):
+    for tag in (
+        "val/acc_ordinary",
+        "test/acc_ordinary",
+        "train/acc_ordinary",
+        "never_fired/layer1",
+        "never_fired/readout",
+        "spikes_per_neuron/layer1",
+        "spikes_per_neuron/readout",
+        "events/used_mean",
+        "events/used_max",
+        "events/K",
+        "events/exhausted",
+        "events/train_exhausted",
+        "grad_norm/layer1",
+        "grad_norm/readout",
+    ):
         assert tag in tags, (tag, sorted(tags))
     assert acc.Scalars("events/K")[-1].value == 200
     assert "raster/network" in acc.Tags()["images"] and "rates/layer1" in acc.Tags()["images"]
@@ -362,15 +393,23 @@ def test_dendsn_train_exact_logs_what_the_method_needs(tmp_path, dendsn_here):
     assert p.returncode == 0, p.stderr
     assert f"{best['test_acc']:.2%}" in p.stdout + p.stderr
     # resume continues the run from its checkpoint
-    p = dendsn_here("train", *EXACT, *_mnist(tmp_path / "again"), "epochs=3", f"resume={run}",
-                    f"hydra.run.dir={tmp_path / 'run'}")
+    p = dendsn_here(
+        "train", *EXACT, *_mnist(tmp_path / "again"), "epochs=3", f"resume={run}", f"hydra.run.dir={tmp_path / 'run'}"
+    )
     assert p.returncode == 0, p.stderr
     assert json.loads((run / "metrics.json").read_text())["epochs_completed"] == 3
 
 
 def test_qif_exp_trains_through_the_cli(tmp_path, dendsn_here):
-    p = dendsn_here("train", *EXACT, *_mnist(tmp_path), "epochs=1", "neuron=qif_exp", "network.w_scale=5",
-                    f"hydra.run.dir={tmp_path / 'run'}")
+    p = dendsn_here(
+        "train",
+        *EXACT,
+        *_mnist(tmp_path),
+        "epochs=1",
+        "neuron=qif_exp",
+        "network.w_scale=5",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
     assert p.returncode == 0, p.stderr
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert m["status"] == "completed" and "test_acc_ordinary" in m["final"]
@@ -379,30 +418,40 @@ def test_qif_exp_trains_through_the_cli(tmp_path, dendsn_here):
 
 
 def test_running_out_of_events_is_reported(tmp_path, dendsn_here):
-    p = dendsn_here("train", *EXACT, *_mnist(tmp_path), "epochs=1", "network.K=2", "neuron.phi0=0.9",
-                    f"hydra.run.dir={tmp_path / 'run'}")
+    p = dendsn_here(
+        "train",
+        *EXACT,
+        *_mnist(tmp_path),
+        "epochs=1",
+        "network.K=2",
+        "neuron.phi0=0.9",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
     assert p.returncode == 0, p.stderr
     assert "ran out of network.K=2 events" in p.stderr and "raise network.K" in p.stderr
 
 
-@pytest.mark.parametrize("args, fragments", [
-    (["learning=exact"], ["learning=exact", "network=mlp", "experiment=fmnist_exact"]),
-    (["network=event_mlp"], ["network=event_mlp", "neuron=dend_lif"]),
-    (["experiment=fmnist_exact", "neuron=lif"], ["neuron=lif", "neuron=theta"]),
-    (["experiment=fmnist_exact", "learning=bptt"], ["learning=bptt", "learning=exact"]),
-    (["experiment=fmnist_exact", "encoder=latency"], ["encoder=latency", "encoder=binned_latency"]),
-    (["experiment=fmnist_exact", "readout=counts"], ["readout=counts", "readout=first_spike"]),
-    (["experiment=fmnist_exact", "readout.silent_time=3"], ["readout.silent_time", "pseudospike"]),
-    (["experiment=fmnist_exact", "amp=bf16"], ["amp=bf16", "amp=none"]),
-    (["experiment=fmnist_exact", "dataset=synthetic"], ["dataset=synthetic", "fashion_mnist"]),
-    (["experiment=fmnist_exact", "dataset.sequential=rows"], ["dataset=fashion_mnist", "static images"]),
-    (["experiment=fmnist_exact", "neuron.I0=0.2"], ["I0 must be > 0.25"]),
-    (["experiment=fmnist_exact", "network.K=0"], ["K must be an integer >= 1"]),
-    (["experiment=fmnist_exact", "neuron.phi0=2"], ["phi0 must be in [0, 1]"]),
-    (["experiment=fmnist_exact", "encoder.bins=150"], ["encoder.v_th", "never spike"]),
-    (["experiment=fmnist_exact", "lr_decay_epochs=0"], ["lr_decay_epochs=0"]),
-    (["experiment=fmnist_exact", "optim.betas=[0.9,1.5]"], ["betas"]),
-])
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["learning=exact"], ["learning=exact", "network=mlp", "experiment=fmnist_exact"]),
+        (["network=event_mlp"], ["network=event_mlp", "neuron=dend_lif"]),
+        (["experiment=fmnist_exact", "neuron=lif"], ["neuron=lif", "neuron=theta"]),
+        (["experiment=fmnist_exact", "learning=bptt"], ["learning=bptt", "learning=exact"]),
+        (["experiment=fmnist_exact", "encoder=latency"], ["encoder=latency", "encoder=binned_latency"]),
+        (["experiment=fmnist_exact", "readout=counts"], ["readout=counts", "readout=first_spike"]),
+        (["experiment=fmnist_exact", "readout.silent_time=3"], ["readout.silent_time", "pseudospike"]),
+        (["experiment=fmnist_exact", "amp=bf16"], ["amp=bf16", "amp=none"]),
+        (["experiment=fmnist_exact", "dataset=synthetic"], ["dataset=synthetic", "fashion_mnist"]),
+        (["experiment=fmnist_exact", "dataset.sequential=rows"], ["dataset=fashion_mnist", "static images"]),
+        (["experiment=fmnist_exact", "neuron.I0=0.2"], ["I0 must be > 0.25"]),
+        (["experiment=fmnist_exact", "network.K=0"], ["K must be an integer >= 1"]),
+        (["experiment=fmnist_exact", "neuron.phi0=2"], ["phi0 must be in [0, 1]"]),
+        (["experiment=fmnist_exact", "encoder.bins=150"], ["encoder.v_th", "never spike"]),
+        (["experiment=fmnist_exact", "lr_decay_epochs=0"], ["lr_decay_epochs=0"]),
+        (["experiment=fmnist_exact", "optim.betas=[0.9,1.5]"], ["betas"]),
+    ],
+)
 def test_combinations_that_cannot_work_fail_in_one_line(tmp_path, dendsn_here, args, fragments):
     data = _mnist(tmp_path) if "experiment=fmnist_exact" in args and "dataset=synthetic" not in args else []
     p = dendsn_here("train", *args, *data, f"hydra.run.dir={tmp_path / 'run'}")
@@ -414,6 +463,12 @@ def test_dendsn_simulate_refuses_the_event_neuron(dendsn_here):
 
 
 def test_a_masked_synapse_is_refused(tmp_path, dendsn_here):
-    p = dendsn_here("train", "experiment=fmnist_exact", "synapse=masked", "synapse.sparsity=0.5", *_mnist(tmp_path),
-                    f"hydra.run.dir={tmp_path / 'run'}")
+    p = dendsn_here(
+        "train",
+        "experiment=fmnist_exact",
+        "synapse=masked",
+        "synapse.sparsity=0.5",
+        *_mnist(tmp_path),
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
     one_error(p, "synapse=masked", "synapse=plain")

@@ -11,8 +11,8 @@ import torch
 
 from dendsn import soma, surrogate
 from dendsn.compartments import Active, Passive
-from dendsn.dendritic import fast as readout
 from dendsn.dendritic import DendIF, DendLIF
+from dendsn.dendritic import fast as readout
 from dendsn.wiring import Chain, KTo1, Segregated, Tree
 
 NEURONS = {
@@ -23,35 +23,49 @@ NEURONS = {
     "kto1_bidirectional": lambda: DendLIF(KTo1(2, 2, bidirectional=True), coupling_g=0.4),
     "chain": lambda: DendLIF(Chain(3)),
     "tree": lambda: DendLIF(Tree([-1, 0, 0, 1, 1, 2, 2])),
-    "v_rest_v_reset_no_decay": lambda: DendLIF(Segregated(2), compartment=Passive(v_rest=0.3, decay_input=False, tau_d=3.0),
-                                               v_reset=-0.2, tau=3.0),
+    "v_rest_v_reset_no_decay": lambda: DendLIF(
+        Segregated(2), compartment=Passive(v_rest=0.3, decay_input=False, tau_d=3.0), v_reset=-0.2, tau=3.0
+    ),
     "if_soft_reset": lambda: DendIF(KTo1(2, 1), v_reset=None, phi=0.7),
-    "activation_identity": lambda: DendLIF(Segregated(2), forward_mode="activation", forward_activation="identity", phi=0.5),
+    "activation_identity": lambda: DendLIF(
+        Segregated(2), forward_mode="activation", forward_activation="identity", phi=0.5
+    ),
     "active_sigmoid_segregated": lambda: DendLIF(Segregated(4), compartment=Active(activation="sigmoid")),
-    "active_per_branch": lambda: DendLIF(Segregated(3), phi=[0.2, 0.3, 0.4],
-                                         compartment=Active(activation="sigmoid", v_rest=0.2, strength=[0.5, 1.0, 1.5])),
-    "active_threshold_linear_gain": lambda: DendLIF(Segregated(2), compartment=Active(activation="threshold_linear",
-                                                                                        theta_d=0.3, strength=1.5, decay_input=True)),
+    "active_per_branch": lambda: DendLIF(
+        Segregated(3),
+        phi=[0.2, 0.3, 0.4],
+        compartment=Active(activation="sigmoid", v_rest=0.2, strength=[0.5, 1.0, 1.5]),
+    ),
+    "active_threshold_linear_gain": lambda: DendLIF(
+        Segregated(2), compartment=Active(activation="threshold_linear", theta_d=0.3, strength=1.5, decay_input=True)
+    ),
     "active_coupled_kto1": lambda: DendLIF(KTo1(2, 2), compartment=Active(activation="sigmoid")),
-    "active_tanh_segregated": lambda: DendLIF(Segregated(3), compartment=Active(activation="tanh", theta_d=0.3, beta=3.0)),
-    "active_softplus_per_branch": lambda: DendLIF(Segregated(2), compartment=Active(activation="softplus", beta=4.0,
-                                                                                     strength=[0.5, 1.5])),
+    "active_tanh_segregated": lambda: DendLIF(
+        Segregated(3), compartment=Active(activation="tanh", theta_d=0.3, beta=3.0)
+    ),
+    "active_softplus_per_branch": lambda: DendLIF(
+        Segregated(2), compartment=Active(activation="softplus", beta=4.0, strength=[0.5, 1.5])
+    ),
     "active_coupled_tanh": lambda: DendIF(KTo1(2, 1), compartment=Active(activation="tanh"), phi=0.8),
-    "active_coupled_tree_if": lambda: DendIF(Tree([-1, 0, 0, 1]), compartment=Active(activation="sigmoid"), v_reset=None, phi=0.6),
-    "active_coupled_threshold_linear": lambda: DendLIF(KTo1(3, 1, bidirectional=True), phi=0.7,
-                                                       coupling_g=[0.2, 0.3, 0.4, 0.5, 0.6, 0.7],
-                                                       compartment=Active(activation="threshold_linear", theta_d=0.2, v_rest=0.1,
-                                                                          strength=[0.5, 1, 1.5, 2.0])),
+    "active_coupled_tree_if": lambda: DendIF(
+        Tree([-1, 0, 0, 1]), compartment=Active(activation="sigmoid"), v_reset=None, phi=0.6
+    ),
+    "active_coupled_threshold_linear": lambda: DendLIF(
+        KTo1(3, 1, bidirectional=True),
+        phi=0.7,
+        coupling_g=[0.2, 0.3, 0.4, 0.5, 0.6, 0.7],
+        compartment=Active(activation="threshold_linear", theta_d=0.2, v_rest=0.1, strength=[0.5, 1, 1.5, 2.0]),
+    ),
 }
 
 
 def _run(make, x, general: bool, chunks: bool):
     n = make().double()
-    n.store_seq = general                                   # store_seq takes the general path
+    n.store_seq = general  # store_seq takes the general path
     xx = x.clone().requires_grad_()
     s = torch.cat([n(xx[:3]), n(xx[3:])]) if chunks else n(xx)
     w = torch.randn(s.shape, generator=torch.Generator().manual_seed(5), dtype=s.dtype)
-    g, = torch.autograd.grad((s * w).sum() + (n.v ** 2).sum() + n.v_dend.sum(), xx)
+    (g,) = torch.autograd.grad((s * w).sum() + (n.v**2).sum() + n.v_dend.sum(), xx)
     return s, n.v, n.v_dend, n.v_dend_p, g
 
 
@@ -71,8 +85,12 @@ def test_fast_path_equals_general_path(name, chunks):
 
 
 def test_fast_path_is_taken_for_the_default_neurons():
-    for make in (NEURONS["segregated"], NEURONS["kto1_2x2_phi_list"], NEURONS["active_sigmoid_segregated"],
-                 NEURONS["active_coupled_kto1"]):
+    for make in (
+        NEURONS["segregated"],
+        NEURONS["kto1_2x2_phi_list"],
+        NEURONS["active_sigmoid_segregated"],
+        NEURONS["active_coupled_kto1"],
+    ):
         n = make()
         n(torch.rand(4, 2, 3 * n.inputs_per_neuron))
         assert readout.cached_terms(n)[0] is not None
@@ -82,15 +100,18 @@ def test_conv_layout_fast_path():
     for make in (lambda: DendLIF(KTo1(3, 1)), lambda: DendLIF(Segregated(2), compartment=Active(activation="sigmoid"))):
         k = make().inputs_per_neuron
         torch.manual_seed(1)
-        x = torch.rand(5, 2, 2 * k, 3, 3, dtype=torch.float64) * 5 - 0.5   # [T, B, K_in * C, H, W]
+        x = torch.rand(5, 2, 2 * k, 3, 3, dtype=torch.float64) * 5 - 0.5  # [T, B, K_in * C, H, W]
         fast, general = _run(make, x, False, False), _run(make, x, True, False)
         assert torch.equal(fast[0], general[0])
         for a, b in zip(fast[1:], general[1:]):
             torch.testing.assert_close(a, b)
 
 
-@pytest.mark.parametrize("firing", [surrogate.Sigmoid(4.0), surrogate.ATan(), surrogate.Triangle(), surrogate.SuperSpike()],
-                         ids=lambda f: type(f).__name__)
+@pytest.mark.parametrize(
+    "firing",
+    [surrogate.Sigmoid(4.0), surrogate.ATan(), surrogate.Triangle(), surrogate.SuperSpike()],
+    ids=lambda f: type(f).__name__,
+)
 @pytest.mark.parametrize("v_reset", [0.0, -0.3, None])
 @pytest.mark.parametrize("detach_reset", [False, True])
 def test_soma_kernel_matches_single_step_autograd(firing, v_reset, detach_reset):

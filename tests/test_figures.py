@@ -41,6 +41,7 @@ def _texts(fig):
 
 # --------------------------------------------------------------------------- raster
 
+
 def test_raster_marks_are_the_spikes():
     g = torch.Generator().manual_seed(0)
     T, S, N = 10, 3, 40
@@ -105,9 +106,11 @@ def test_raster_T1_N1_single_spike_and_2d_input():
 
 # --------------------------------------------------------------------------- traces
 
+
 def _threshold_lines(ax, thr):
-    return [l for l in ax.get_lines()
-            if l.get_linestyle() == "--" and np.allclose(np.asarray(l.get_ydata(), float), thr)]
+    return [
+        l for l in ax.get_lines() if l.get_linestyle() == "--" and np.allclose(np.asarray(l.get_ydata(), float), thr)
+    ]
 
 
 def test_traces_threshold_spikes_and_compartments():
@@ -116,8 +119,15 @@ def test_traces_threshold_spikes_and_compartments():
     v = torch.cumsum(torch.randn(T, n, generator=g) * 0.3, 0)
     spikes = (v > 0.5).float()
     v_dend = torch.randn(T, n, K, generator=g)
-    fig = F.traces(v, spikes, 0.5, v_dend, title="hidden.0", neuron_ids=[7, 11, 2, 40],
-                   compartment_names=["apical", "basal", "oblique"])
+    fig = F.traces(
+        v,
+        spikes,
+        0.5,
+        v_dend,
+        title="hidden.0",
+        neuron_ids=[7, 11, 2, 40],
+        compartment_names=["apical", "basal", "oblique"],
+    )
     axes = fig.axes
     assert len(axes) == 2 * n
     left, right = axes[0::2], axes[1::2]
@@ -184,6 +194,7 @@ def test_traces_T1_single_neuron_all_nan():
 
 # --------------------------------------------------------------------------- rate histogram
 
+
 def test_rate_histogram_never_fired_fraction_and_mean():
     rates = torch.linspace(0.01, 0.3, 400)
     rates[:100] = 0  # a quarter never fired
@@ -211,6 +222,7 @@ def test_rate_histogram_edge_cases(rates):
 
 
 # --------------------------------------------------------------------------- confusion matrix
+
 
 def test_confusion_matrix_accuracy_counts_and_normalisation():
     cm = torch.tensor([[50, 5, 0], [10, 30, 10], [0, 0, 20]])
@@ -251,6 +263,7 @@ def test_confusion_matrix_zero_row_large_and_empty():
 
 
 # --------------------------------------------------------------------------- output helpers
+
 
 def test_save_png_and_tensorboard_add_figure(tmp_path):
     from PIL import Image

@@ -21,10 +21,9 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))   # tests/: `golden` whatever pytest's import mode
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/: `golden` whatever pytest's import mode
 
-from golden import DATA, HERE, differences, load_tensors, text_differences  # noqa: E402
-from golden import configs, neurons  # noqa: E402
+from golden import DATA, HERE, configs, differences, load_tensors, neurons, text_differences  # noqa: E402  # noqa: E402
 
 GOLDEN_CONFIGS = json.loads((DATA / "configs.json").read_text())
 GOLDEN_NEURONS = json.loads((DATA / "neurons.json").read_text())
@@ -33,8 +32,11 @@ GOLDEN_CLI = json.loads((DATA / "cli.json").read_text())
 
 def fail_on(diff: list[str], what: str) -> None:
     if diff:
-        pytest.fail(f"{what} differs from the golden output (tests/golden/recorded; re-record only for an intended "
-                    "change: .venv/bin/python tests/golden/record.py):\n" + "\n".join(diff), pytrace=False)
+        pytest.fail(
+            f"{what} differs from the golden output (tests/golden/recorded; re-record only for an intended "
+            "change: .venv/bin/python tests/golden/record.py):\n" + "\n".join(diff),
+            pytrace=False,
+        )
 
 
 # ---------------------------------------------------------------- the CLI suite, in a child process
@@ -50,8 +52,12 @@ def cli_process(tmp_path_factory, request):
     tmp = tmp_path_factory.mktemp("golden_cli")
     out, log = tmp / "cli.json", tmp / "cli_suite.log"
     with open(log, "wb") as f:
-        proc = subprocess.Popen([sys.executable, str(HERE / "cli_suite.py"), str(tmp / "root"), str(out)],
-                                stdout=f, stderr=subprocess.STDOUT, env=clean_env())
+        proc = subprocess.Popen(
+            [sys.executable, str(HERE / "cli_suite.py"), str(tmp / "root"), str(out)],
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            env=clean_env(),
+        )
     result = {}
 
     def wait() -> dict:
@@ -115,8 +121,10 @@ def test_neuron(case, composed, golden_tensors):
         k, tensors = neurons.probe(cfg)
         keys = {"overrides": overrides, **k}
     fail_on(differences(golden, keys, case), f"`{case}`'s state_dict keys / outputs")
-    fail_on(neurons.tensor_differences(golden_tensors.get(case, {}), tensors, case),
-            f"`{case}`'s spikes / potentials / gradients")
+    fail_on(
+        neurons.tensor_differences(golden_tensors.get(case, {}), tensors, case),
+        f"`{case}`'s spikes / potentials / gradients",
+    )
 
 
 # ---------------------------------------------------------------- the CLI runs
@@ -125,7 +133,7 @@ def test_cli_commands_unchanged(cli_process):
     assert {k: v["argv"] for k, v in current.items()} == {k: v["argv"] for k, v in GOLDEN_CLI.items()}
 
 
-TOLERANT = ("tensorboard:",)     # TensorBoard scalars (float32 summaries): within 1e-6; everything else exactly
+TOLERANT = ("tensorboard:",)  # TensorBoard scalars (float32 summaries): within 1e-6; everything else exactly
 
 
 @pytest.mark.parametrize("name", list(GOLDEN_CLI))
@@ -151,6 +159,11 @@ def test_cli(name, cli_process):
             elif part.startswith("log:"):
                 diff += text_differences(g[part], c[part], f"{name}: {key} {part}")
             else:
-                diff += differences(g[part], c[part], f"{name}: {key} {part}", tol=1e-6 if part.startswith(TOLERANT) else 0.0,
-                                    targets=part.startswith("config:"))
+                diff += differences(
+                    g[part],
+                    c[part],
+                    f"{name}: {key} {part}",
+                    tol=1e-6 if part.startswith(TOLERANT) else 0.0,
+                    targets=part.startswith("config:"),
+                )
     fail_on(diff, f"`dendsn {' '.join(golden['argv'])}`")

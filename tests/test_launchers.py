@@ -13,7 +13,6 @@ import subprocess
 import time
 
 import pytest
-
 from conftest import DENDSN, TINY, one_error, run_dendsn
 
 SWEEP = [*TINY, "epochs=1", "seed=0,1", "hydra.sweep.dir=sweep"]
@@ -35,29 +34,53 @@ def assert_like_the_basic_launcher(root, p, jobs=("0_seed=0", "1_seed=1")):
 def test_a_sweep_through_submitits_local_executor(tmp_path):
     p = run_dendsn("train", "-m", *SWEEP, "hydra/launcher=submitit_local", cwd=tmp_path)
     assert_like_the_basic_launcher(tmp_path, p)
-    assert (tmp_path / "sweep" / ".submitit").is_dir()                 # each job's own stdout / stderr
+    assert (tmp_path / "sweep" / ".submitit").is_dir()  # each job's own stdout / stderr
 
 
 def test_a_sweep_on_a_local_ray_cluster(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_ray_launcher")
-    p = run_dendsn("train", "-m", *SWEEP, "hydra/launcher=ray", "+hydra.launcher.ray.init.num_cpus=2",
-                   cwd=tmp_path, env={"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"})
+    p = run_dendsn(
+        "train",
+        "-m",
+        *SWEEP,
+        "hydra/launcher=ray",
+        "+hydra.launcher.ray.init.num_cpus=2",
+        cwd=tmp_path,
+        env={"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"},
+    )
     assert_like_the_basic_launcher(tmp_path, p)
 
 
 def test_ctrl_c_stops_a_submitit_sweep_in_one_line_and_the_same_command_finishes_it(tmp_path):
-    args = ["train", "-m", *TINY, "epochs=3", "seed=0,1,2", "hydra.sweep.dir=sweep",
-            "hydra/launcher=submitit_local", "hydra.sweeper.max_batch_size=1"]           # one job at a time
+    args = [
+        "train",
+        "-m",
+        *TINY,
+        "epochs=3",
+        "seed=0,1,2",
+        "hydra.sweep.dir=sweep",
+        "hydra/launcher=submitit_local",
+        "hydra.sweeper.max_batch_size=1",
+    ]  # one job at a time
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([DENDSN, *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [DENDSN, *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     first = tmp_path / "sweep" / "0_seed=0" / "metrics.json"
     deadline = time.time() + 300
-    while time.time() < deadline and not (first.exists() and json.loads(first.read_text() or "{}").get("status") == "completed"):
+    while time.time() < deadline and not (
+        first.exists() and json.loads(first.read_text() or "{}").get("status") == "completed"
+    ):
         time.sleep(0.2)
     assert proc.poll() is None, proc.communicate()
-    time.sleep(2.0)                                          # job 1 is under way
-    os.killpg(proc.pid, signal.SIGINT)                       # Ctrl-C in the terminal: the whole process group
+    time.sleep(2.0)  # job 1 is under way
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in the terminal: the whole process group
     out, err = proc.communicate(timeout=300)
 
     class P:

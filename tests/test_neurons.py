@@ -41,11 +41,17 @@ def test_lif_matches_spikingjelly(v_reset, detach_reset, decay_input):
     x = (torch.randn(8, 4, 16) * 1.5).requires_grad_()
     w = torch.randn(16)
     ours = neurons.LIF(tau=2.0, decay_input=decay_input, v_reset=v_reset, detach_reset=detach_reset)
-    theirs = sj_neuron.LIFNode(tau=2.0, decay_input=decay_input, v_reset=v_reset, detach_reset=detach_reset,
-                               step_mode="m", surrogate_function=sj_surrogate.Sigmoid(alpha=4.0))
+    theirs = sj_neuron.LIFNode(
+        tau=2.0,
+        decay_input=decay_input,
+        v_reset=v_reset,
+        detach_reset=detach_reset,
+        step_mode="m",
+        surrogate_function=sj_surrogate.Sigmoid(alpha=4.0),
+    )
     s1, s2 = ours(x), theirs(x)
-    g1, = torch.autograd.grad((s1 * w).sum(), x)
-    g2, = torch.autograd.grad((s2 * w).sum(), x)
+    (g1,) = torch.autograd.grad((s1 * w).sum(), x)
+    (g2,) = torch.autograd.grad((s2 * w).sum(), x)
     assert torch.equal(s1, s2)
     torch.testing.assert_close(g1, g2, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(ours.v, theirs.v)
@@ -93,9 +99,14 @@ def test_plif_learns_its_time_constant():
     assert plif.w.grad is not None and plif.w.grad.abs() > 0
 
 
-@pytest.mark.parametrize("kw,match", [({"tau": 1.0}, "tau must be > 1"),
-                                      ({"v_reset": 1.0}, "v_reset must be below v_threshold"),
-                                      ({"step_mode": "x"}, "step_mode")])
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        ({"tau": 1.0}, "tau must be > 1"),
+        ({"v_reset": 1.0}, "v_reset must be below v_threshold"),
+        ({"step_mode": "x"}, "step_mode"),
+    ],
+)
 def test_bad_parameters_name_themselves(kw, match):
     with pytest.raises(ValueError, match=match):
         neurons.LIF(**kw)

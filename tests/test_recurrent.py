@@ -7,8 +7,8 @@ import json
 
 import pytest
 import torch
-
 from conftest import TINY, one_error
+
 from dendsn.calibrate import calibrate_rates, layer_pairs
 from dendsn.compartments import Passive
 from dendsn.dendritic import DendLIF
@@ -50,13 +50,13 @@ def test_point_layer_equals_a_hand_written_step_loop():
     torch.manual_seed(0)
     net = MLP([N_IN], C, functools.partial(LIF, tau=3.0), LIF, hidden=[S], recurrent=True, recurrent_init=2.0).double()
     with torch.no_grad():
-        net.layers[0].weight.mul_(4.0)                               # a layer that fires, so the recurrence acts
+        net.layers[0].weight.mul_(4.0)  # a layer that fires, so the recurrence acts
     x = spikes_in()
     W_rec = net.recurrent["1"].weight.detach()
     assert W_rec.shape == (S, S) and W_rec.abs().sum() > 0
     ff = x @ net.layers[0].weight.detach().T + net.layers[0].bias.detach()
     hidden = lif_steps(ff, 3.0, W_rec)
-    assert hidden.sum() > 0 and not torch.equal(hidden, lif_steps(ff, 3.0))   # the recurrence changes the spikes
+    assert hidden.sum() > 0 and not torch.equal(hidden, lif_steps(ff, 3.0))  # the recurrence changes the spikes
     with torch.no_grad():
         out = net(x)
         assert torch.equal(out, readout_by_hand(net, hidden))
@@ -67,19 +67,20 @@ def test_dendritic_layer_equals_a_hand_written_step_loop():
     phi = 1/K, LIF soma: the recurrent current enters compartment k of neuron s as feature s*K + k."""
     K, tau, tau_d = 3, 2.0, 2.0
     torch.manual_seed(1)
-    cell = functools.partial(DendLIF, wiring=Segregated(K), tau=tau,
-                             compartment=Passive(tau_d=tau_d, decay_input=False))
+    cell = functools.partial(
+        DendLIF, wiring=Segregated(K), tau=tau, compartment=Passive(tau_d=tau_d, decay_input=False)
+    )
     net = MLP([N_IN], C, cell, LIF, hidden=[S], recurrent=True, recurrent_init=2.0).double()
     with torch.no_grad():
         net.layers[0].weight.mul_(4.0)
     x = spikes_in(1)
-    W_rec = net.recurrent["1"].weight.detach()                       # [S*K, S]
+    W_rec = net.recurrent["1"].weight.detach()  # [S*K, S]
     assert W_rec.shape == (S * K, S)
-    ff = x @ net.layers[0].weight.detach().T + net.layers[0].bias.detach()     # [T, B, S*K]
+    ff = x @ net.layers[0].weight.detach().T + net.layers[0].bias.detach()  # [T, B, S*K]
     v, vd, s, spikes = torch.zeros(B, S), torch.zeros(B, S, K), torch.zeros(B, S), []
     v, vd, s = v.double(), vd.double(), s.double()
     for t in range(T):
-        I = (ff[t] + s @ W_rec.T).reshape(B, S, K)                   # neuron-major: [B, S, K]
+        I = (ff[t] + s @ W_rec.T).reshape(B, S, K)  # neuron-major: [B, S, K]
         vd = vd - vd / tau_d + I
         J = (vd - v.unsqueeze(-1)).sum(-1) / K
         h = v + (J - v) / tau
@@ -148,9 +149,10 @@ def test_feed_forward_net_is_unchanged():
 def neuron_options():
     from importlib import resources
 
-    folder = resources.files("dendsn_conf").joinpath("neuron")            # not neuron=theta: event-driven only
-    return sorted(f.name[:-5] for f in folder.iterdir()
-                  if f.name.endswith(".yaml") and "dendsn.events." not in f.read_text())
+    folder = resources.files("dendsn_conf").joinpath("neuron")  # not neuron=theta: event-driven only
+    return sorted(
+        f.name[:-5] for f in folder.iterdir() if f.name.endswith(".yaml") and "dendsn.events." not in f.read_text()
+    )
 
 
 def test_every_neuron_option_runs_a_recurrent_layer():
@@ -163,7 +165,7 @@ def test_every_neuron_option_runs_a_recurrent_layer():
     for name in neuron_options():
         cfg = compose([f"neuron={name}", f"T={T}"])
         neuron = instantiate(cfg.neuron)
-        if type(neuron()).single_step is SpikingModule.single_step:          # multi-step only (PSN): refused
+        if type(neuron()).single_step is SpikingModule.single_step:  # multi-step only (PSN): refused
             with pytest.raises(ValueError, match="has no single step, so it cannot sit in a recurrent layer"):
                 MLP([N_IN], C, neuron, LIF, hidden=[S], recurrent=True)
             continue
@@ -176,8 +178,10 @@ def test_every_neuron_option_runs_a_recurrent_layer():
             nets.append(net)
         x = spikes_in().float()
         with torch.no_grad():
-            hidden = [net.layers[:2](x) if i == 0 else net.recurrent["1"].run(net.layers[1], net.layers[0](x))
-                      for i, net in enumerate(nets)]
+            hidden = [
+                net.layers[:2](x) if i == 0 else net.recurrent["1"].run(net.layers[1], net.layers[0](x))
+                for i, net in enumerate(nets)
+            ]
         assert hidden[0].shape == (T, B, S) and hidden[0].sum() > 0, name
         torch.testing.assert_close(hidden[1], hidden[0], msg=name)
         assert hidden[2].shape == (T, B, S) and torch.isfinite(hidden[2]).all(), name
@@ -215,8 +219,18 @@ def test_conv_refuses_recurrent():
         ConvNet([1, 8, 8], C, LIF, LIF, recurrent=True)
 
 
-RUN = [*TINY, "neuron=lif", "lr_schedule=none", "network.recurrent=true", "network.recurrent_init=1.0",
-       "dataset.n_train=200", "dataset.val=50", "dataset.n_test=50", "T=8", "network.hidden=[24]"]
+RUN = [
+    *TINY,
+    "neuron=lif",
+    "lr_schedule=none",
+    "network.recurrent=true",
+    "network.recurrent_init=1.0",
+    "dataset.n_train=200",
+    "dataset.val=50",
+    "dataset.n_test=50",
+    "T=8",
+    "network.hidden=[24]",
+]
 
 
 def test_a_local_rule_with_recurrence_is_one_line(dendsn_here):
@@ -242,6 +256,6 @@ def test_recurrent_run_trains_and_resumes(dendsn_here, tmp_path):
     assert resumed.returncode == 0 and "resuming" in resumed.stderr
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert m["status"] == "completed" and [r["epoch"] for r in m["history"]] == [1, 2]
-    assert m["history"][1]["train_loss"] < m["history"][0]["train_loss"]                  # it learns
+    assert m["history"][1]["train_loss"] < m["history"][0]["train_loss"]  # it learns
     W2 = torch.load(last, weights_only=False)["model"]["recurrent.1.weight"]
-    assert W1.shape == W2.shape == (24, 24) and not torch.equal(W1, W2)                   # W_rec is trained
+    assert W1.shape == W2.shape == (24, 24) and not torch.equal(W1, W2)  # W_rec is trained

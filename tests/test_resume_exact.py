@@ -9,7 +9,6 @@ import json
 import signal
 
 import pytest
-
 from conftest import SIGNAL_RULE, SIGNAL_TARGET, TINY, run_dendsn, run_here
 
 RANDOM = ["network.dropout=0.2", "neuron.firing.kind=logistic", "init_rate=0.05", "optim.lr=0.01"]
@@ -31,7 +30,7 @@ def reference(tmp_path_factory, plugin):
     root = tmp_path_factory.mktemp("ref")
     run_here("train", *TINY, *RANDOM, SIGNAL_TARGET, "hydra.run.dir=run", cwd=root, env=plugin, check=True)
     h = history(root / "run")
-    assert len(h) == 2 and h[-1]["train_acc"] > 0.15         # it learns (chance: 0.10)
+    assert len(h) == 2 and h[-1]["train_acc"] > 0.15  # it learns (chance: 0.10)
     return h
 
 
@@ -49,10 +48,17 @@ WAYS = {
 @pytest.mark.parametrize("way", list(WAYS))
 def test_a_stopped_run_resumed_ends_exactly_as_one_never_stopped(tmp_path, plugin, reference, way):
     signals, code = WAYS[way]
-    p = run_dendsn("train", *TINY, *RANDOM, SIGNAL_TARGET, "hydra.run.dir=run", cwd=tmp_path,
-                   env={**plugin, "DENDSN_TEST_SIGNALS": signals})
+    p = run_dendsn(
+        "train",
+        *TINY,
+        *RANDOM,
+        SIGNAL_TARGET,
+        "hydra.run.dir=run",
+        cwd=tmp_path,
+        env={**plugin, "DENDSN_TEST_SIGNALS": signals},
+    )
     assert p.returncode == code, p.stderr
-    if way == "sigterm before the first batch":          # nothing saved: the same command again is the resume
+    if way == "sigterm before the first batch":  # nothing saved: the same command again is the resume
         p = run_here("train", *TINY, *RANDOM, SIGNAL_TARGET, "hydra.run.dir=run2", cwd=tmp_path, env=plugin)
         assert p.returncode == 0, p.stderr
         assert history(tmp_path / "run2") == reference

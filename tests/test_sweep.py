@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from conftest import TINY
 
 JOB = [*TINY, "epochs=1"]
@@ -36,8 +35,11 @@ def test_sweep_writes_a_results_table_and_names_job_dirs_by_their_overrides(dend
     rows, doc = results(sweep)
     assert len(rows) == 2 and {r["status"] for r in rows} == {"completed"}
     assert {r["dir"] for r in rows} == {"0_neuron=lif,seed=3", "1_neuron=if,seed=3"}
-    assert sorted(o for r in doc["rows"] for o in r["override_list"] if o.startswith("neuron=")) == ["neuron=if", "neuron=lif"]
-    assert "dataset.n_train=300" in rows[0]["overrides"]          # the csv keeps every override
+    assert sorted(o for r in doc["rows"] for o in r["override_list"] if o.startswith("neuron=")) == [
+        "neuron=if",
+        "neuron=lif",
+    ]
+    assert "dataset.n_train=300" in rows[0]["overrides"]  # the csv keeps every override
     assert doc["sort_key"] == "best_val_acc" and len(doc["rows"]) == 2
     accs = [r["best_val_acc"] for r in doc["rows"]]
     assert all(isinstance(a, float) for a in accs) and accs == sorted(accs, reverse=True)
@@ -45,13 +47,13 @@ def test_sweep_writes_a_results_table_and_names_job_dirs_by_their_overrides(dend
     header = next(ln for ln in p.stdout.splitlines() if ln.lstrip().startswith("job"))
     for col in ("overrides", "status", "best val", "test@best", "final test", "epochs", "time (s)"):
         assert col in header
-    table = p.stdout[p.stdout.index(header):]
+    table = p.stdout[p.stdout.index(header) :]
     assert re.search(r"^\s+[01]\s+neuron=lif,seed=3\s+completed\s+[\d.]+%", table, re.M), table
     assert re.search(r"^\s+[01]\s+neuron=if,seed=3\s+completed\s+[\d.]+%", table, re.M), table
     assert max(map(len, table.splitlines()[:4])) <= 120
     assert "2 job(s) completed, 0 failed" in p.stderr
 
-    job = sweep / "1_neuron=if,seed=3"                             # resume= a sweep job dir
+    job = sweep / "1_neuron=if,seed=3"  # resume= a sweep job dir
     dendsn_here("train", f"resume={job}", "epochs=2", check=True)
     assert json.loads((job / "metrics.json").read_text())["epochs_completed"] == 2
     assert sorted(d.name for d in sweep.iterdir() if d.is_dir()) == ["0_neuron=lif,seed=3", "1_neuron=if,seed=3"]
@@ -61,7 +63,7 @@ def test_failed_job_is_in_the_table_with_its_error(dendsn_here, tmp_path):
     p = dendsn_here("train", "-m", *JOB, "neuron.tau=2.0,0.5", "hydra.sweep.dir=sweep")
     assert p.returncode == 1 and "Traceback" not in p.stderr
     rows, doc = results(tmp_path / "sweep")
-    assert [r["status"] for r in rows] == ["completed", "failed"]    # a job without a value sorts last
+    assert [r["status"] for r in rows] == ["completed", "failed"]  # a job without a value sorts last
     assert rows[1]["dir"] == "1_neuron.tau=0.5" and "tau must be > 1" in rows[1]["error"]
     assert doc["rows"][1]["best_val_acc"] is None
     assert re.search(r"^\s+1\s+neuron.tau=0.5\s+failed\s+-\s+-\s+-", p.stdout, re.M), p.stdout
@@ -72,8 +74,18 @@ def test_failed_job_is_in_the_table_with_its_error(dendsn_here, tmp_path):
 # ------------------------------------------------------------------ Optuna
 def test_optuna_study_with_an_interval_and_a_categorical_key(dendsn_here, tmp_path):
     job = [o for o in JOB if not o.startswith("optim.lr=")]
-    p = dendsn_here("train", "-m", *job, "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.seed=0",
-               "optim.lr=interval(0.001,0.03)", "neuron=lif,if", "hydra.sweep.dir=study", check=True)
+    p = dendsn_here(
+        "train",
+        "-m",
+        *job,
+        "hydra/sweeper=optuna",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.sampler.seed=0",
+        "optim.lr=interval(0.001,0.03)",
+        "neuron=lif,if",
+        "hydra.sweep.dir=study",
+        check=True,
+    )
     sweep = tmp_path / "study"
     rows, doc = results(sweep)
     assert len(rows) == 2 and {r["status"] for r in rows} == {"completed"}
@@ -81,21 +93,27 @@ def test_optuna_study_with_an_interval_and_a_categorical_key(dendsn_here, tmp_pa
         lr = float(re.search(r"optim.lr=([\d.e-]+)", r["overrides"]).group(1))
         assert 0.001 <= lr <= 0.03 and re.search(r"neuron=(lif|if)\b", r["overrides"])
         assert re.fullmatch(r"\d_neuron=(lif|if),optim.lr=[\d.e-]+", r["dir"]), r["dir"]
-    best = doc["optuna"]                                             # maximized: the best job's value
+    best = doc["optuna"]  # maximized: the best job's value
     assert best["best_value"] == pytest.approx(max(r["best_val_acc"] for r in doc["rows"]))
     assert set(best["best_params"]) == {"optim.lr", "neuron"}
     assert "optim.lr=" in p.stdout and "dendsn: optuna: best validation accuracy" in p.stdout
 
 
 # ------------------------------------------------------------------ checks before the first job
-@pytest.mark.parametrize("args,expected", [
-    (["optim.lr=interval(0.001,0.01)"], "use hydra/sweeper=optuna"),
-    (["neuron=glob(*zz)"], "neuron=glob(*zz) matches no option of 'neuron'; available: adex, alif"),
-    (["neuron=glob(*lif)", "wiring=chain"], "wiring applies to dendritic neurons only"),   # glob expanded: lif, plif
-    (["hydra/sweeper=optuna", "T=interval(4,16)"], "for an integer key use range("),
-    (["hydra.sweeper.n_trials=5", "seed=0,1"], "need hydra/sweeper=optuna"),
-    (["optim.lr=0.005", "optim.lr=0.01,0.02"], "optim.lr is given twice (optim.lr=0.005 and optim.lr=0.01,0.02); keep one"),
-])
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["optim.lr=interval(0.001,0.01)"], "use hydra/sweeper=optuna"),
+        (["neuron=glob(*zz)"], "neuron=glob(*zz) matches no option of 'neuron'; available: adex, alif"),
+        (["neuron=glob(*lif)", "wiring=chain"], "wiring applies to dendritic neurons only"),  # glob expanded: lif, plif
+        (["hydra/sweeper=optuna", "T=interval(4,16)"], "for an integer key use range("),
+        (["hydra.sweeper.n_trials=5", "seed=0,1"], "need hydra/sweeper=optuna"),
+        (
+            ["optim.lr=0.005", "optim.lr=0.01,0.02"],
+            "optim.lr is given twice (optim.lr=0.005 and optim.lr=0.01,0.02); keep one",
+        ),
+    ],
+)
 def test_sweep_mistakes_end_in_one_line(dendsn_here, tmp_path, args, expected):
     line = one_error_line(dendsn_here("train", "-m", *args, "hydra.sweep.dir=sweep"))
     assert expected in line
@@ -124,27 +142,41 @@ def test_collect_reads_old_and_new_metrics_and_every_status(tmp_path):
     from dendsn_cli import sweep as sw
 
     s = tmp_path / "sweep"
-    new = {"status": "completed", "epochs_completed": 3, "time_s": 4.2,
-           "final": {"epoch": 3, "val_acc": 0.8, "test_acc": 0.79},
-           "best": {"epoch": 2, "val_acc": 0.85, "test_acc": 0.83}}
-    old = {"status": "completed", "epochs_completed": 2, "time_s": 3.0,        # before the validation split
-           "final": {"epoch": 2, "test_acc": 0.7}, "best": {"test_acc": 0.75, "epoch": 1}}
+    new = {
+        "status": "completed",
+        "epochs_completed": 3,
+        "time_s": 4.2,
+        "final": {"epoch": 3, "val_acc": 0.8, "test_acc": 0.79},
+        "best": {"epoch": 2, "val_acc": 0.85, "test_acc": 0.83},
+    }
+    old = {
+        "status": "completed",
+        "epochs_completed": 2,
+        "time_s": 3.0,  # before the validation split
+        "final": {"epoch": 2, "test_acc": 0.7},
+        "best": {"test_acc": 0.75, "epoch": 1},
+    }
     _job(s, "0", ["neuron=lif", "T=8"], old)
     _job(s, "1_neuron=if", ["neuron=if", "T=8"], new)
-    _job(s, "2_neuron=plif", ["neuron=plif", "T=8"], {"status": "diverged", "epochs_completed": 1, "best": {}},
-         error="loss became nan at epoch 2")
+    _job(
+        s,
+        "2_neuron=plif",
+        ["neuron=plif", "T=8"],
+        {"status": "diverged", "epochs_completed": 1, "best": {}},
+        error="loss became nan at epoch 2",
+    )
     _job(s, "3_neuron=dend_lif", ["neuron=dend_lif", "T=8"], {"status": "interrupted"}, error="interrupted (epoch 1)")
     _job(s, "4_neuron=dend_if", ["neuron=dend_if", "T=8"], error="neuron: tau must be > 1")
-    _job(s, "5_neuron=lif", ["neuron=lif", "T=8"])                              # no metrics yet
-    (s / "6_x").mkdir()                                                         # not a job (no .hydra)
+    _job(s, "5_neuron=lif", ["neuron=lif", "T=8"])  # no metrics yet
+    (s / "6_x").mkdir()  # not a job (no .hydra)
     rows = sw.collect(s)
     assert [r["job"] for r in rows] == [1, 0, 2, 3, 4, 5]
     assert [r["status"] for r in rows] == ["completed", "completed", "diverged", "interrupted", "failed", "running"]
     assert rows[0]["best_val_acc"] == 0.85 and rows[0]["test_acc_at_best_val"] == 0.83 and rows[0]["best_epoch"] == 2
-    assert rows[1]["best_val_acc"] is None and rows[1]["test_acc_at_best_val"] is None   # old: best was by test
+    assert rows[1]["best_val_acc"] is None and rows[1]["test_acc_at_best_val"] is None  # old: best was by test
     assert rows[1]["final_test_acc"] == 0.7 and rows[1]["epochs"] == 2
     assert rows[2]["error"] == "loss became nan at epoch 2"
-    assert [r["swept"] for r in rows[:2]] == ["neuron=if", "neuron=lif"]          # T is the same everywhere
+    assert [r["swept"] for r in rows[:2]] == ["neuron=if", "neuron=lif"]  # T is the same everywhere
     table = sw.format_table(rows)
     assert "85.00%" in table and "83.00%" in table and "70.00%" in table
     assert all(len(ln) <= 120 for ln in table.splitlines())
@@ -159,6 +191,8 @@ def test_job_dir_names_are_safe_and_short():
 
     assert job_dir_name(0, "neuron=lif,seed=0") == "0_neuron=lif,seed=0"
     assert job_dir_name(7, "") == "7"
-    assert job_dir_name(1, "dataset.root=/data/x y,optim.lr=0.0123456789") == "1_dataset.root=_data_x_y,optim.lr=0.01235"
+    assert (
+        job_dir_name(1, "dataset.root=/data/x y,optim.lr=0.0123456789") == "1_dataset.root=_data_x_y,optim.lr=0.01235"
+    )
     long = job_dir_name(2, ",".join(f"k{i}=v{i}" for i in range(100)))
     assert len(long.encode()) <= MAX_DIR_NAME and long.startswith("2_k0=v0,") and "/" not in long

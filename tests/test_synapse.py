@@ -5,6 +5,7 @@ two short real runs of the CLI."""
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import TINY, one_error
 from torch import nn
 
 from dendsn.calibrate import calibrate_rates, layer_pairs
@@ -13,8 +14,6 @@ from dendsn.neurons import LIF
 from dendsn.synapses import ExpFilter, Synapse, SynapticConv2d, SynapticLinear
 from dendsn_cli.learning import BPTT, DPP, RSTDP, STDP, Readout, SemiSTDP
 from dendsn_cli.learning.base import clamp_weights
-
-from conftest import TINY, one_error
 
 
 def lif(**kw):
@@ -45,8 +44,11 @@ def test_plain_builds_exactly_the_modules_and_keys_of_before():
     a = MLP([6], 3, lif(), lif(), hidden=[4])
     torch.manual_seed(0)
     b = MLP([6], 3, lif(), lif(), hidden=[4], synapse=Synapse())
-    assert a.state_dict().keys() == b.state_dict().keys() == {"layers.0.weight", "layers.0.bias",
-                                                              "layers.2.weight", "layers.2.bias"}
+    assert (
+        a.state_dict().keys()
+        == b.state_dict().keys()
+        == {"layers.0.weight", "layers.0.bias", "layers.2.weight", "layers.2.bias"}
+    )
     assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
     assert type(b.layers[0]) is nn.Linear
     conv = ConvNet([1, 4, 4], 3, lif(), lif(), channels=[2], fc=4, synapse=Synapse())
@@ -54,15 +56,18 @@ def test_plain_builds_exactly_the_modules_and_keys_of_before():
     assert Synapse().plain and not Synapse(tau_s=2.0).plain and not Synapse(wmax=1.0).plain
 
 
-@pytest.mark.parametrize("kw, match", [
-    (dict(sparsity=1.0), r"sparsity must be in \[0, 1\) \(got sparsity=1.0\)"),
-    (dict(sparsity=-0.1), r"sparsity must be in \[0, 1\)"),
-    (dict(tau_s=0.0), r"tau_s must be null \(no filter\) or a number > 1 \(got tau_s=0.0\)"),
-    (dict(wmin=0.5, wmax=0.5), r"wmin must be < wmax"),
-    (dict(inhibitory_fraction=1.5), r"inhibitory_fraction must be in \[0, 1\]"),
-    (dict(inhibitory_fraction=0.2, wmin=0.0), r"inhibitory_fraction=0.2 needs negative weights"),
-    (dict(inhibitory_fraction=0.2, wmax=-0.1, wmin=-1.0), r"set wmax > 0"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(sparsity=1.0), r"sparsity must be in \[0, 1\) \(got sparsity=1.0\)"),
+        (dict(sparsity=-0.1), r"sparsity must be in \[0, 1\)"),
+        (dict(tau_s=0.0), r"tau_s must be null \(no filter\) or a number > 1 \(got tau_s=0.0\)"),
+        (dict(wmin=0.5, wmax=0.5), r"wmin must be < wmax"),
+        (dict(inhibitory_fraction=1.5), r"inhibitory_fraction must be in \[0, 1\]"),
+        (dict(inhibitory_fraction=0.2, wmin=0.0), r"inhibitory_fraction=0.2 needs negative weights"),
+        (dict(inhibitory_fraction=0.2, wmax=-0.1, wmin=-1.0), r"set wmax > 0"),
+    ],
+)
 def test_bad_keys_are_refused(kw, match):
     with pytest.raises(ValueError, match=match):
         Synapse(**kw)
@@ -90,7 +95,7 @@ def test_bptt_keeps_bounds_signs_and_masks_after_every_step():
     syn = Synapse(sparsity=0.5, wmin=-0.3, wmax=0.2, inhibitory_fraction=0.25)
     model = MLP([8], 3, lif(), lif(), hidden=[6], synapse=syn)
     first = model.layers[0]
-    assert (first.sign < 0).sum() == 2 and first.sign.shape == (1, 8)        # one sign per presynaptic unit
+    assert (first.sign < 0).sum() == 2 and first.sign.shape == (1, 8)  # one sign per presynaptic unit
     assert_constraints(model, -0.3, 0.2)
     rule = BPTT()
     rule.setup(model, lambda p: torch.optim.Adam(p, lr=1.0), total_steps=3)
@@ -100,7 +105,7 @@ def test_bptt_keeps_bounds_signs_and_masks_after_every_step():
         rule.train_batch(model, (torch.rand(5, 4, 8) < 0.5).float() * 4, torch.tensor([0, 1, 2, 0]))
         assert_constraints(model, -0.3, 0.2)
     assert not torch.equal(first.weight, before)
-    inh = first.sign[0] < 0                                                  # a column of one kind, one sign
+    inh = first.sign[0] < 0  # a column of one kind, one sign
     assert (first.weight[:, inh] <= 0).all() and (first.weight[:, ~inh] >= 0).all()
 
 
@@ -124,7 +129,7 @@ def test_exp_filter_is_the_recursion_by_hand_multi_and_single_step():
     lin, (filt,) = syn.linear(3, 2), syn.filters("m")
     x = torch.rand(6, 2, 3)
     got = filt(lin(x))
-    d = 1 - 1 / 4.0                                                           # 1 - 1/tau_s
+    d = 1 - 1 / 4.0  # 1 - 1/tau_s
     I, want = torch.zeros(2, 2), []
     for t in range(6):
         I = d * I + lin(x[t])
@@ -148,12 +153,12 @@ def test_dropout_mask_is_one_per_sample_for_every_step():
     torch.manual_seed(0)
     drop = SampleDropout(0.5)
     y = drop(torch.ones(7, 64, 10))
-    assert torch.equal(y, y[:1].expand_as(y))                               # the same mask at every t
-    assert set(y.unique().tolist()) == {0.0, 2.0}                             # inverted: kept x / (1 - p)
-    assert not torch.equal(y[0, 0], y[0, 1])                                  # samples differ
+    assert torch.equal(y, y[:1].expand_as(y))  # the same mask at every t
+    assert set(y.unique().tolist()) == {0.0, 2.0}  # inverted: kept x / (1 - p)
+    assert not torch.equal(y[0, 0], y[0, 1])  # samples differ
     drop.eval()
     assert torch.equal(drop(torch.ones(7, 4, 10)), torch.ones(7, 4, 10))
-    step = SampleDropout(0.5, step_mode="s")                                  # single-step: kept until reset
+    step = SampleDropout(0.5, step_mode="s")  # single-step: kept until reset
     a, b = step(torch.ones(64, 10)), step(torch.ones(64, 10))
     assert torch.equal(a, b)
     step.reset()
@@ -170,10 +175,10 @@ def test_conv1d_net_shapes_and_its_convolution_is_conv1d():
     assert net(x).shape == (4, 2, 5)
     conv = net.layers[1].module
     assert conv.weight.shape == (3, 1, 1, 5)
-    as2d = net.layers[0](x)                                                    # [T, B, 1, 1, 20]
+    as2d = net.layers[0](x)  # [T, B, 1, 1, 20]
     want = F.conv1d(x.flatten(0, 1)[:, None], conv.weight[:, :, 0], conv.bias, padding=2)
     assert torch.allclose(net.layers[1](as2d)[:, :, :, 0].flatten(0, 1), want, atol=1e-6)
-    assert net.layers[-4].in_features == 4 * 5                                 # 20 -> 10 -> 5 positions
+    assert net.layers[-4].in_features == 4 * 5  # 20 -> 10 -> 5 positions
     two = Conv1dNet([2, 12], 3, lif(), lif(), channels=[4], fc=6, synapse=Synapse(sparsity=0.5, tau_s=2.0))
     assert two(torch.rand(3, 2, 2, 12)).shape == (3, 2, 3)
     assert len(layer_pairs(two)) == 3
@@ -187,8 +192,9 @@ def test_conv1d_net_shapes_and_its_convolution_is_conv1d():
 # --------------------------------------------------------------------------------------- local rules
 OPT = lambda p: torch.optim.Adam(p, lr=0.05)
 LOCAL = {
-    "stdp": lambda: STDP(a_plus=0.5, a_minus=0.3, wmin=-1.0, wmax=1.0, normalize=1.0, init="uniform", readout="delta",
-                         readout_eta=0.5),
+    "stdp": lambda: STDP(
+        a_plus=0.5, a_minus=0.3, wmin=-1.0, wmax=1.0, normalize=1.0, init="uniform", readout="delta", readout_eta=0.5
+    ),
     "semi_stdp": lambda: SemiSTDP(a_plus=0.5, wmin=-1.0, wmax=1.0, readout="gradient"),
     "rstdp": lambda: RSTDP(a_plus=0.5, a_minus=0.3, eta=2.0, readout="delta", readout_eta=0.5),
     "dpp": lambda: DPP(eta=0.5, feedback=1.0),
@@ -200,9 +206,12 @@ LOCAL = {
 def test_local_rules_never_move_a_masked_weight_nor_flip_a_sign(rule_name, net):
     torch.manual_seed(0)
     syn = Synapse(sparsity=0.5, inhibitory_fraction=0.25, tau_s=2.0 if net == "conv1d" else None)
-    model = (MLP([8], 3, lif(), lif(), hidden=[6], synapse=syn) if net == "mlp"
-             else Conv1dNet([8], 3, lif(), lif(), channels=[2], fc=4, kernel_size=3, synapse=syn))
-    for m in constrained(model):                                               # loud enough to spike
+    model = (
+        MLP([8], 3, lif(), lif(), hidden=[6], synapse=syn)
+        if net == "mlp"
+        else Conv1dNet([8], 3, lif(), lif(), channels=[2], fc=4, kernel_size=3, synapse=syn)
+    )
+    for m in constrained(model):  # loud enough to spike
         m.weight.data.mul_(6.0)
     rule = LOCAL[rule_name]()
     rule.setup(model, OPT, total_steps=3)
@@ -218,6 +227,7 @@ def test_local_rules_never_move_a_masked_weight_nor_flip_a_sign(rule_name, net):
 
 def test_a_local_rule_refuses_bounds_that_would_silence_inhibitory_synapses():
     from dendsn_cli.errors import UserError
+
     model = MLP([8], 3, lif(), lif(), hidden=[6], synapse=Synapse(inhibitory_fraction=0.25))
     with pytest.raises(UserError, match=r"learning.wmin=0 keeps weights >= 0, and layer1 has 2 inhibitory inputs"):
         STDP(wmin=0.0, wmax=1.0).setup(model, OPT, total_steps=1)
@@ -234,7 +244,11 @@ def test_clamp_weights_reaches_wrapped_conv_synapses():
 
 # --------------------------------------------------------------------------------------- the CLI
 SMALL = [a for a in TINY if not a.startswith(("dataset.n_train", "T=", "epochs"))] + [
-    "dataset.n_train=100", "T=8", "epochs=1", "dataset.n_channels=24"]
+    "dataset.n_train=100",
+    "T=8",
+    "epochs=1",
+    "dataset.n_channels=24",
+]
 
 
 def _checkpoint(path):
@@ -242,8 +256,15 @@ def _checkpoint(path):
 
 
 def test_cli_stdp_on_masked_dale_synapses_keeps_masked_weights_zero(dendsn_here, tmp_path):
-    p = dendsn_here("train", *SMALL, "synapse=masked", "synapse.inhibitory_fraction=0.2", "learning=stdp",
-                    "learning.wmin=-1.0", "hydra.run.dir=run")
+    p = dendsn_here(
+        "train",
+        *SMALL,
+        "synapse=masked",
+        "synapse.inhibitory_fraction=0.2",
+        "learning=stdp",
+        "learning.wmin=-1.0",
+        "hydra.run.dir=run",
+    )
     assert p.returncode == 0, p.stderr
     sd = _checkpoint(tmp_path / "run")
     masks = [k for k in sd if k.endswith(".mask")]
@@ -255,27 +276,41 @@ def test_cli_stdp_on_masked_dale_synapses_keeps_masked_weights_zero(dendsn_here,
 
 
 def test_cli_conv1d_with_bounded_filtered_dale_synapses(dendsn_here, tmp_path):
-    p = dendsn_here("train", *[a for a in SMALL if not a.startswith("network.hidden")], "network=conv1d",
-                    "network.channels=[3]", "network.fc=8", "neuron=lif", "synapse=bounded", "synapse.wmin=-0.2",
-                    "synapse.wmax=0.2", "synapse.tau_s=2.0", "synapse.inhibitory_fraction=0.2", "hydra.run.dir=run")
+    p = dendsn_here(
+        "train",
+        *[a for a in SMALL if not a.startswith("network.hidden")],
+        "network=conv1d",
+        "network.channels=[3]",
+        "network.fc=8",
+        "neuron=lif",
+        "synapse=bounded",
+        "synapse.wmin=-0.2",
+        "synapse.wmax=0.2",
+        "synapse.tau_s=2.0",
+        "synapse.inhibitory_fraction=0.2",
+        "hydra.run.dir=run",
+    )
     assert p.returncode == 0, p.stderr
     sd = _checkpoint(tmp_path / "run")
-    assert sd["layers.1.module.weight"].shape == (3, 1, 1, 5)                  # Conv1d(1 -> 3, k=5) as 1 x 5
+    assert sd["layers.1.module.weight"].shape == (3, 1, 1, 5)  # Conv1d(1 -> 3, k=5) as 1 x 5
     for k in [k for k in sd if k.endswith("weight")]:
         W = sd[k]
         assert W.min() >= -0.2 and W.max() <= 0.2
         assert ((W * sd[k[:-6] + "sign"]) >= 0).all()
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["synapse=masked", "synapse.sparsity=1.0"], "synapse: sparsity must be in [0, 1) (got sparsity=1.0)"),
-    (["synapse=dale", "learning=stdp"], "learning.wmin=0 keeps weights >= 0, and layer1 has 5 inhibitory inputs"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["synapse=masked", "synapse.sparsity=1.0"], "synapse: sparsity must be in [0, 1) (got sparsity=1.0)"),
+        (["synapse=dale", "learning=stdp"], "learning.wmin=0 keeps weights >= 0, and layer1 has 5 inhibitory inputs"),
+    ],
+)
 def test_cli_bad_synapse_keys_are_one_line(dendsn_here, args, fragment):
     one_error(dendsn_here("train", *SMALL, *args, "hydra.run.dir=run"), fragment)
 
 
-CUSTOM = '''
+CUSTOM = """
 import torch
 from torch import nn
 
@@ -290,16 +325,24 @@ class Plain(nn.Module):
 
     def reset(self):
         self.out.reset()
-'''
+"""
 
 
 def test_cli_a_custom_network_without_synapse_runs_plain_and_refuses_others(dendsn_here, tmp_path, monkeypatch):
     (tmp_path / "mynet.py").write_text(CUSTOM)
     monkeypatch.syspath_prepend(str(tmp_path))
-    net = ["network._target_=mynet.Plain", "~network.hidden", "~network.bias", "~network.dropout",
-           "~network.recurrent", "~network.inhibition", "~network.recurrent_init"]
+    net = [
+        "network._target_=mynet.Plain",
+        "~network.hidden",
+        "~network.bias",
+        "~network.dropout",
+        "~network.recurrent",
+        "~network.inhibition",
+        "~network.recurrent_init",
+    ]
     p = dendsn_here("train", *[a for a in SMALL if not a.startswith("network.hidden")], *net, "hydra.run.dir=a")
     assert p.returncode == 0, p.stderr
-    p = dendsn_here("train", *[a for a in SMALL if not a.startswith("network.hidden")], *net, "synapse=masked",
-                    "hydra.run.dir=b")
+    p = dendsn_here(
+        "train", *[a for a in SMALL if not a.startswith("network.hidden")], *net, "synapse=masked", "hydra.run.dir=b"
+    )
     one_error(p, "synapse=masked", "mynet.Plain")

@@ -32,7 +32,7 @@ def test_chain():
     assert torch.equal(w.adjacency, A)
     assert Chain(3, input_index=[0, 1]).input_index == [0, 1]
     assert torch.equal(Chain(3, bidirectional=True).adjacency, A + A.T)
-    one = Chain(1)                                  # a single compartment is input and output
+    one = Chain(1)  # a single compartment is input and output
     assert one.input_index == [0] and one.output_index == [0] and one.n_edges == 0
 
 
@@ -47,7 +47,7 @@ def test_tree():
     assert w.edges == [(1, 0), (2, 0), (3, 1)]
     assert w.adjacency[3, 1] == 1 and w.adjacency[1, 3] == 0
     assert Tree([-1, 0, 0, 1], bidirectional=True).adjacency[1, 3] == 1
-    forest = Tree([-1, -1, 0])                      # two roots; root 1 has no child, so it is also a leaf
+    forest = Tree([-1, -1, 0])  # two roots; root 1 has no child, so it is also a leaf
     assert forest.output_index == [0, 1] and forest.input_index == [1, 2]
 
 

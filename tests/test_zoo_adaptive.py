@@ -37,9 +37,9 @@ def test_adex_two_steps_by_hand():
     n = adaptive.AdEx(tau=2.0, delta_T=0.1, theta_rh=0.8, tau_w=10.0, a=0.1, b=0.1)
     s = n(torch.tensor([0.9, 2.0]).view(2, 1, 1))
     e = lambda v: 0.1 * math.exp((v - 0.8) / 0.1)
-    h1 = 0 + (0.9 - 0 + e(0) - 0) / 2                        # 0.45..., no spike
+    h1 = 0 + (0.9 - 0 + e(0) - 0) / 2  # 0.45..., no spike
     w1 = 0 + (0.1 * h1 - 0) / 10
-    h2 = h1 + (2.0 - h1 + e(h1) - w1) / 2                    # > 1: spike, v -> -0.1, w += 0.1
+    h2 = h1 + (2.0 - h1 + e(h1) - w1) / 2  # > 1: spike, v -> -0.1, w += 0.1
     w2 = w1 + (0.1 * h2 - w1) / 10 + 0.1
     assert s.flatten().tolist() == [0.0, 1.0] and h2 > 1
     assert n.v.item() == pytest.approx(-0.1) and n.state[1].item() == pytest.approx(w2, rel=1e-5)
@@ -52,22 +52,34 @@ def test_izhikevich_matches_spikingjelly(v_reset, detach_reset):
     x = (torch.randn(12, 4, 32) * 0.8 + 0.6).requires_grad_()
     w = torch.randn(32)
     ours = adaptive.Izhikevich(**SJ_KW, v_reset=v_reset, detach_reset=detach_reset)
-    theirs = sj_neuron.IzhikevichNode(**SJ_KW, v_reset=v_reset, detach_reset=detach_reset, step_mode="m",
-                                      surrogate_function=sj_surrogate.Sigmoid(alpha=4.0))
-    v0 = torch.full((4, 32), 0.0 if v_reset is None else v_reset)       # SJ starts at v_reset, ours at rest
+    theirs = sj_neuron.IzhikevichNode(
+        **SJ_KW,
+        v_reset=v_reset,
+        detach_reset=detach_reset,
+        step_mode="m",
+        surrogate_function=sj_surrogate.Sigmoid(alpha=4.0),
+    )
+    v0 = torch.full((4, 32), 0.0 if v_reset is None else v_reset)  # SJ starts at v_reset, ours at rest
     ours.state = (v0, torch.zeros(4, 32))
     s1, s2 = ours(x), theirs(x)
     assert s1.mean() > 0.05
     assert torch.equal(s1, s2)
     torch.testing.assert_close(ours.v, theirs.v, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(ours.state[1], theirs.w, rtol=1e-5, atol=1e-6)
-    g1, = torch.autograd.grad((s1 * w).sum(), x)
-    g2, = torch.autograd.grad((s2 * w).sum(), x)
+    (g1,) = torch.autograd.grad((s1 * w).sum(), x)
+    (g2,) = torch.autograd.grad((s2 * w).sum(), x)
     torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("cls,kw", [(adaptive.Izhikevich, {}), (adaptive.Izhikevich, {"v_reset": None, "input_scale": 1.5}),
-                                    (adaptive.AdEx, {}), (adaptive.AdEx, {"v_reset": None, "v_rest": 0.1})])
+@pytest.mark.parametrize(
+    "cls,kw",
+    [
+        (adaptive.Izhikevich, {}),
+        (adaptive.Izhikevich, {"v_reset": None, "input_scale": 1.5}),
+        (adaptive.AdEx, {}),
+        (adaptive.AdEx, {"v_reset": None, "v_rest": 0.1}),
+    ],
+)
 def test_fused_kernel_equals_generic_loop_with_feedback(cls, kw):
     torch.manual_seed(1)
     x = (torch.randn(10, 3, 16) * 0.8 + 0.9).requires_grad_()
@@ -123,10 +135,10 @@ def test_izhikevich_presets_fire_with_their_signatures():
     x = torch.ones(400, 1, 1)
     isi = {name: _isis(adaptive.Izhikevich(preset=name)(x)) for name in adaptive.IZHIKEVICH_PRESETS}
     rs, fs, ib, ch = (isi[k] for k in ("regular_spiking", "fast_spiking", "intrinsically_bursting", "chattering"))
-    assert rs[-1] > 1.5 * rs[0] and all(i > 20 for i in rs)                 # adapts: the intervals grow
-    assert len(fs) > 2 * len(rs) and max(fs[3:]) <= 1.5 * min(fs[3:])        # fast, no adaptation
-    assert max(ib[:2]) <= 8 and min(ib[2:]) > 25                             # a burst, then single spikes
-    long = [i for i in ch if i > 25]                                         # chattering: repeated bursts
+    assert rs[-1] > 1.5 * rs[0] and all(i > 20 for i in rs)  # adapts: the intervals grow
+    assert len(fs) > 2 * len(rs) and max(fs[3:]) <= 1.5 * min(fs[3:])  # fast, no adaptation
+    assert max(ib[:2]) <= 8 and min(ib[2:]) > 25  # a burst, then single spikes
+    long = [i for i in ch if i > 25]  # chattering: repeated bursts
     assert len(long) >= 4 and sum(i <= 8 for i in ch) >= 2 * len(long)
     assert adaptive.Izhikevich(preset="bursting").b == adaptive.Izhikevich(preset="intrinsically_bursting").b
 
@@ -144,7 +156,7 @@ def test_alif_threshold_rises_after_spikes_and_recovers():
     x = torch.cat([torch.full((20, 1, 1), 3.0), torch.zeros(30, 1, 1)])
     s = n(x[:20])
     a = n.state[1].item()
-    assert a > 1 and s[:10].sum() > s[10:].sum()                             # the threshold rises: fewer spikes
+    assert a > 1 and s[:10].sum() > s[10:].sum()  # the threshold rises: fewer spikes
     n(x[20:])
     assert n.state[1].item() == pytest.approx(a * math.exp(-30 / 10.0), rel=1e-5)
 
@@ -154,7 +166,7 @@ def test_alif_soft_reset_subtracts_the_adapted_threshold_by_hand():
     n.state = (torch.tensor([[0.0]]), torch.tensor([[1.0]]))
     s = n(torch.tensor([4.0]).view(1, 1, 1))
     rho = math.exp(-0.1)
-    A = 1.0 + 0.5 * rho                                                      # h = 2 >= A
+    A = 1.0 + 0.5 * rho  # h = 2 >= A
     assert s.item() == 1.0 and n.v.item() == pytest.approx(2.0 - A) and n.state[1].item() == pytest.approx(rho + 1)
 
 
@@ -169,7 +181,7 @@ def test_theta_lif_is_alif_with_theta_equal_beta_a():
 
 def test_theta_lif_state_is_theta():
     th = adaptive.ThetaLIF(tau_theta=5.0, theta_plus=0.2)
-    s = th(torch.tensor([3.0, 0.0]).view(2, 1, 1))                          # spike at t=0, then decay
+    s = th(torch.tensor([3.0, 0.0]).view(2, 1, 1))  # spike at t=0, then decay
     assert s.flatten().tolist() == [1.0, 0.0]
     assert th.state[1].item() == pytest.approx(0.2 * math.exp(-1 / 5.0))
 
@@ -181,9 +193,9 @@ def test_clif_snntorch_equations_by_hand():
     n = adaptive.CLIF(tau_s=5.0, tau=2.0, decay_input=False, v_reset=None)
     al, be = math.exp(-1 / 5), math.exp(-1 / 2)
     s = n(torch.tensor([0.5, 0.3]).view(2, 1, 1))
-    i1, v1 = 0.5, 0.5                                                        # i = alpha i + x; h = beta v + i
+    i1, v1 = 0.5, 0.5  # i = alpha i + x; h = beta v + i
     i2 = al * i1 + 0.3
-    h2 = be * v1 + i2                                                        # 1.0... >= 1: spike, soft reset
+    h2 = be * v1 + i2  # 1.0... >= 1: spike, soft reset
     assert s.flatten().tolist() == [0.0, 1.0]
     assert n.v.item() == pytest.approx(h2 - 1.0, rel=1e-5) and n.state[1].item() == pytest.approx(i2)
 
@@ -195,13 +207,31 @@ def test_clif_decay_input_settles_at_the_input():
 
 
 def test_glif_spike_resets_and_jumps_by_hand():
-    n = adaptive.GLIF(tau=2.0, k1=0.5, k2=0.1, delta_i1=0.2, delta_i2=-0.1, f1=0.5, b_s=0.2, delta_theta_s=0.3,
-                      a_v=0.1, b_v=0.5, f_v=0.2, delta_v=0.05)
-    n.state = (torch.tensor([[0.8]]), torch.tensor([[0.4]]), torch.tensor([[0.0]]), torch.tensor([[0.1]]), torch.tensor([[0.0]]))
+    n = adaptive.GLIF(
+        tau=2.0,
+        k1=0.5,
+        k2=0.1,
+        delta_i1=0.2,
+        delta_i2=-0.1,
+        f1=0.5,
+        b_s=0.2,
+        delta_theta_s=0.3,
+        a_v=0.1,
+        b_v=0.5,
+        f_v=0.2,
+        delta_v=0.05,
+    )
+    n.state = (
+        torch.tensor([[0.8]]),
+        torch.tensor([[0.4]]),
+        torch.tensor([[0.0]]),
+        torch.tensor([[0.1]]),
+        torch.tensor([[0.0]]),
+    )
     s = n(torch.tensor([1.6]).view(1, 1, 1))
-    h = 0.8 + (1.6 + 0.4 + 0.0 - 0.8) / 2                                    # 1.4
-    th_v = 0.1 * h                                                           # 0.14
-    th_s = 0.8 * 0.1                                                         # 0.08: threshold 1.22 < h
+    h = 0.8 + (1.6 + 0.4 + 0.0 - 0.8) / 2  # 1.4
+    th_v = 0.1 * h  # 0.14
+    th_s = 0.8 * 0.1  # 0.08: threshold 1.22 < h
     v, i1, i2, ts, tv = (z.item() for z in n.state)
     assert s.item() == 1.0
     assert v == pytest.approx(0.2 * h - 0.05) and i1 == pytest.approx(0.5 * 0.2 + 0.2) and i2 == pytest.approx(-0.1)
@@ -223,8 +253,8 @@ def test_hh_fires_repetitively_above_rheobase_only():
     s = n(x)
     counts = s.sum(0).flatten().tolist()
     assert counts[0] == 0 and counts[1] == 0 and counts[2] >= 4
-    assert (s[1:] * s[:-1]).sum() == 0                                        # one spike per crossing
-    assert abs(n.v[0, 0].item()) < 0.01                                       # rest stays at rest
+    assert (s[1:] * s[:-1]).sum() == 0  # one spike per crossing
+    assert abs(n.v[0, 0].item()) < 0.01  # rest stays at rest
     (s[:, 0, 2].sum()).backward()
     assert torch.isfinite(x.grad).all() and x.grad[:, 0, 2].abs().sum() > 0
 
@@ -240,8 +270,18 @@ def test_refractory_holds_the_neuron_after_a_spike(cls):
     assert t and all(b - a >= 3 for a, b in zip(t, t[1:]))
 
 
-@pytest.mark.parametrize("cls", [adaptive.ALIF, adaptive.ThetaLIF, adaptive.CLIF, adaptive.GLIF, adaptive.HodgkinHuxley,
-                                 adaptive.AdEx, adaptive.Izhikevich])
+@pytest.mark.parametrize(
+    "cls",
+    [
+        adaptive.ALIF,
+        adaptive.ThetaLIF,
+        adaptive.CLIF,
+        adaptive.GLIF,
+        adaptive.HodgkinHuxley,
+        adaptive.AdEx,
+        adaptive.Izhikevich,
+    ],
+)
 def test_feedback_is_subtracted_from_the_input(cls):
     """run(x, feedback=f) (fused or generic) steps on x[t] - f v[t-1], as a dendritic soma needs."""
     torch.manual_seed(4)
@@ -266,27 +306,33 @@ def test_every_config_builds_a_working_neuron():
         assert s.shape == (4, 2, 3) and torch.isfinite(cell.v).all(), name
 
 
-@pytest.mark.parametrize("make,match", [
-    (lambda: adaptive.AdEx(tau=0.0), "tau must be > 0"),
-    (lambda: adaptive.AdEx(theta_rh=-1.0), "theta_rh must be above v_rest"),
-    (lambda: adaptive.AdEx(delta_T=float("nan")), "delta_T must be a finite number"),
-    (lambda: adaptive.Izhikevich(preset="tonic"), "preset must be one of regular_spiking, fast_spiking, intrinsically_bursting, chattering, bursting"),
-    (lambda: adaptive.Izhikevich(dt=0.5), "dt applies to a preset only"),
-    (lambda: adaptive.Izhikevich(preset="chattering", dt=0.0), "dt must be > 0"),
-    (lambda: adaptive.Izhikevich(substeps=0), "substeps must be a whole number"),
-    (lambda: adaptive.Izhikevich(a0=-1.0), "a0 must be > 0"),
-    (lambda: adaptive.Izhikevich(v_reset=2.0), "v_reset must be below v_threshold"),
-    (lambda: adaptive.ALIF(tau_a=0.0), "tau_a must be > 0"),
-    (lambda: adaptive.ALIF(beta=-0.1), "beta must be >= 0"),
-    (lambda: adaptive.ThetaLIF(theta_plus=-1.0), "theta_plus must be >= 0"),
-    (lambda: adaptive.CLIF(tau_s=0.0), "tau_s must be > 0"),
-    (lambda: adaptive.GLIF(k1=2.0), "k1 must be >= 0.0 and <= 1.0"),
-    (lambda: adaptive.GLIF(v_reset=None), "glif resets by f_v and delta_v"),
-    (lambda: adaptive.GLIF(f_v=1.0), "f_v must be >= 0.0 and < 1.0"),
-    (lambda: adaptive.HodgkinHuxley(substeps=0), "substeps must be a whole number"),
-    (lambda: adaptive.HodgkinHuxley(refractory=1), "has no reset"),
-    (lambda: adaptive.HodgkinHuxley(input_scale=0.0), "input_scale must be > 0"),
-])
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda: adaptive.AdEx(tau=0.0), "tau must be > 0"),
+        (lambda: adaptive.AdEx(theta_rh=-1.0), "theta_rh must be above v_rest"),
+        (lambda: adaptive.AdEx(delta_T=float("nan")), "delta_T must be a finite number"),
+        (
+            lambda: adaptive.Izhikevich(preset="tonic"),
+            "preset must be one of regular_spiking, fast_spiking, intrinsically_bursting, chattering, bursting",
+        ),
+        (lambda: adaptive.Izhikevich(dt=0.5), "dt applies to a preset only"),
+        (lambda: adaptive.Izhikevich(preset="chattering", dt=0.0), "dt must be > 0"),
+        (lambda: adaptive.Izhikevich(substeps=0), "substeps must be a whole number"),
+        (lambda: adaptive.Izhikevich(a0=-1.0), "a0 must be > 0"),
+        (lambda: adaptive.Izhikevich(v_reset=2.0), "v_reset must be below v_threshold"),
+        (lambda: adaptive.ALIF(tau_a=0.0), "tau_a must be > 0"),
+        (lambda: adaptive.ALIF(beta=-0.1), "beta must be >= 0"),
+        (lambda: adaptive.ThetaLIF(theta_plus=-1.0), "theta_plus must be >= 0"),
+        (lambda: adaptive.CLIF(tau_s=0.0), "tau_s must be > 0"),
+        (lambda: adaptive.GLIF(k1=2.0), "k1 must be >= 0.0 and <= 1.0"),
+        (lambda: adaptive.GLIF(v_reset=None), "glif resets by f_v and delta_v"),
+        (lambda: adaptive.GLIF(f_v=1.0), "f_v must be >= 0.0 and < 1.0"),
+        (lambda: adaptive.HodgkinHuxley(substeps=0), "substeps must be a whole number"),
+        (lambda: adaptive.HodgkinHuxley(refractory=1), "has no reset"),
+        (lambda: adaptive.HodgkinHuxley(input_scale=0.0), "input_scale must be > 0"),
+    ],
+)
 def test_bad_parameters_are_one_line_errors(make, match):
     with pytest.raises(ValueError, match=match) as e:
         make()

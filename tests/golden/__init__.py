@@ -35,18 +35,18 @@ DATA = HERE / "recorded"
 # ---------------------------------------------------------------- masks
 # Each mask: (pattern, replacement). Applied in order to every line of a run's terminal output and logs.
 MASKS = [
-    (re.compile(r"\d{4}-\d{2}-\d{2}"), "<DATE>"),                              # dates (log lines, run dirs)
-    (re.compile(r"\d{2}[:-]\d{2}[:-]\d{2}(?:[,.]\d+)?"), "<TIME>"),             # clock times (log lines, run dirs)
-    (re.compile(r"\d[\d,]*(?:\.\d+)? (train )?samples/s"), r"<N> \1samples/s"),   # throughput
-    (re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?:e-?\d+)?(s|ms)\b"), "<DUR>"),       # durations: 10.8s, 4.12ms (s or ms
-                                                                               # by the duration itself: unit masked too)
-    (re.compile(r"\(\d+%\)"), "(<PCT>)"),                                      # share of the time of a phase (profile)
-    (re.compile(r"torch [0-9][^\s,)]*"), "torch <V>"),                         # dendsn --version: the environment's
-    (re.compile(r"python 3\.[0-9.]+"), "python <V>"),                          # torch and python versions
-    (re.compile(r"(?<![^\s'\"(\[=])/(?:[\w.+-]+/)+[\w.+-]*"), "<PATH>"),        # other absolute paths (site-packages)
+    (re.compile(r"\d{4}-\d{2}-\d{2}"), "<DATE>"),  # dates (log lines, run dirs)
+    (re.compile(r"\d{2}[:-]\d{2}[:-]\d{2}(?:[,.]\d+)?"), "<TIME>"),  # clock times (log lines, run dirs)
+    (re.compile(r"\d[\d,]*(?:\.\d+)? (train )?samples/s"), r"<N> \1samples/s"),  # throughput
+    (re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?:e-?\d+)?(s|ms)\b"), "<DUR>"),  # durations: 10.8s, 4.12ms (s or ms
+    # by the duration itself: unit masked too)
+    (re.compile(r"\(\d+%\)"), "(<PCT>)"),  # share of the time of a phase (profile)
+    (re.compile(r"torch [0-9][^\s,)]*"), "torch <V>"),  # dendsn --version: the environment's
+    (re.compile(r"python 3\.[0-9.]+"), "python <V>"),  # torch and python versions
+    (re.compile(r"(?<![^\s'\"(\[=])/(?:[\w.+-]+/)+[\w.+-]*"), "<PATH>"),  # other absolute paths (site-packages)
 ]
 VERSION_MASKS = MASKS[5:7]
-TABLE_HEAD = re.compile(r"time \(s\)\s*$")            # the sweep table: its last column is a duration
+TABLE_HEAD = re.compile(r"time \(s\)\s*$")  # the sweep table: its last column is a duration
 TABLE_TIME = re.compile(r"\s+(\d+\.\d|-)$")
 
 # metrics.json keys that measure time (seconds, throughput, clocks): left out of the comparison
@@ -107,7 +107,9 @@ def locate(path: str):
         return None
 
 
-def differences(golden, current, where: str = "", tol: float = 0.0, targets: bool = False, limit: int = 30) -> list[str]:
+def differences(
+    golden, current, where: str = "", tol: float = 0.0, targets: bool = False, limit: int = 30
+) -> list[str]:
     """Every place where ``current`` differs from ``golden`` (JSON-like values), as lines 'where: golden != current'.
 
     tol: floats may differ by tol * (1 + |golden|) (0: exactly equal). targets: a `_target_` string

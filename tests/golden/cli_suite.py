@@ -24,17 +24,34 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # tests/: `import golden` as a script too
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/: `import golden` as a script too
 
 from golden import MASKS, VERSION_MASKS, clean_metrics, masked_listing, normalise_text  # noqa: E402
 
 # Tiny sizes: tests/conftest.py's TINY (copied, so that a change there cannot change the golden runs).
 TINY = [
-    "dataset.n_train=300", "dataset.n_test=100", "dataset.val=100", "T=12", "network.hidden=[48]",
-    "batch_size=50", "epochs=2", "progress=false", "optim.lr=0.005", "logger.rasters=false",
+    "dataset.n_train=300",
+    "dataset.n_test=100",
+    "dataset.val=100",
+    "T=12",
+    "network.hidden=[48]",
+    "batch_size=50",
+    "epochs=2",
+    "progress=false",
+    "optim.lr=0.005",
+    "logger.rasters=false",
 ]
-SMALLER = ["dataset.n_train=100", "dataset.n_test=50", "dataset.val=50", "T=8", "network.hidden=[16]",
-           "batch_size=50", "progress=false", "optim.lr=0.005", "logger.rasters=false"]
+SMALLER = [
+    "dataset.n_train=100",
+    "dataset.n_test=50",
+    "dataset.val=50",
+    "T=8",
+    "network.hidden=[16]",
+    "batch_size=50",
+    "progress=false",
+    "optim.lr=0.005",
+    "logger.rasters=false",
+]
 
 # (name, argv, the run dirs it writes (relative to ROOT)); run in this order (eval reads `run`, resume reads `res`).
 COMMANDS = [
@@ -52,10 +69,13 @@ COMMANDS = [
     # a resume: one epoch, then on to two
     ("resume_first", ["train", *SMALLER, "epochs=1", "neuron=lif", "profile=true", "hydra.run.dir=res"], ["res"]),
     ("resume", ["train", "resume=res", "epochs=2"], ["res"]),
-    ("sweep", ["train", "-m", "neuron=lif,dend_lif", *SMALLER, "epochs=1", "init_readout_rate=0.05",
-               "hydra.sweep.dir=sweep"], ["sweep"]),   # (a read-out that fires: the jobs differ)
+    (
+        "sweep",
+        ["train", "-m", "neuron=lif,dend_lif", *SMALLER, "epochs=1", "init_readout_rate=0.05", "hydra.sweep.dir=sweep"],
+        ["sweep"],
+    ),  # (a read-out that fires: the jobs differ)
     ("simulate", ["simulate", "T=40", "amp_steps=3", "n_neurons=2", "traces=1", "hydra.run.dir=sim"], ["sim"]),
-    ("cfg_job", ["train", "--cfg", "job", "neuron=lif"], []),      # stdout compared as parsed YAML
+    ("cfg_job", ["train", "--cfg", "job", "neuron=lif"], []),  # stdout compared as parsed YAML
     # refusals: one line and an exit code (and no run dir left: see "workdir")
     ("bad_key", ["train", "bogus=1", "hydra.run.dir=bad"], []),
     ("bad_option", ["train", "neuron=nope", "hydra.run.dir=bad"], []),
@@ -69,7 +89,7 @@ COMMANDS = [
 ]
 
 
-TEXT_ONLY = ("help", "list", "list_neuron", "train_help", "simulate_help", "eval_help", "cfg_job")   # not masked
+TEXT_ONLY = ("help", "list", "list_neuron", "train_help", "simulate_help", "eval_help", "cfg_job")  # not masked
 
 
 def clean_env() -> dict:
@@ -110,7 +130,7 @@ def run_inprocess(argv: list[str], root: Path, logs: Path, name: str) -> tuple[i
             cli.main(list(argv))
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    for h in logging.root.handlers[:]:        # as at the end of a process: the run's log file closed
+    for h in logging.root.handlers[:]:  # as at the end of a process: the run's log file closed
         h.close()
         logging.root.removeHandler(h)
     return code, out.read_text(), err.read_text()
@@ -125,7 +145,7 @@ def run_subprocess(argv: list[str], root: Path) -> tuple[int, str, str]:
 
 
 # ---------------------------------------------------------------- what a run dir holds
-TIME_SCALARS = ("perf/",)   # TensorBoard scalars measured in seconds or samples per second: tag kept, values not
+TIME_SCALARS = ("perf/",)  # TensorBoard scalars measured in seconds or samples per second: tag kept, values not
 
 
 def tensorboard(folder: Path) -> dict:
@@ -136,8 +156,11 @@ def tensorboard(folder: Path) -> dict:
     acc = EventAccumulator(str(folder), size_guidance=size)
     acc.Reload()
     tags = {k: sorted(v) for k, v in acc.Tags().items() if isinstance(v, list) and v}
-    scalars = {t: [[e.step, e.value] for e in acc.Scalars(t)] for t in tags.get("scalars", [])
-               if not t.startswith(TIME_SCALARS)}
+    scalars = {
+        t: [[e.step, e.value] for e in acc.Scalars(t)]
+        for t in tags.get("scalars", [])
+        if not t.startswith(TIME_SCALARS)
+    }
     return {"tags": tags, "scalars": scalars}
 
 
@@ -147,7 +170,7 @@ def run_dir(root: Path, rel: str) -> dict:
 
     d = root / rel
     out = {"listing": masked_listing(d)}
-    for f in sorted(d.rglob("*.json")):            # metrics.json, simulate.json, sweep_results.json: times left out
+    for f in sorted(d.rglob("*.json")):  # metrics.json, simulate.json, sweep_results.json: times left out
         out[f"json:{f.relative_to(d)}"] = clean_metrics(json.loads(normalise_text(f.read_text(), root)))
     for f in sorted(d.rglob(".hydra/config.yaml")):
         out[f"config:{f.relative_to(d)}"] = yaml.safe_load(f.read_text())
@@ -170,8 +193,11 @@ def checkpoint_keys(path: Path) -> dict:
 
     ck = torch.load(path, map_location="cpu", weights_only=False)
     model = ck.get("model", {})
-    return {"keys": sorted(ck), "model": {k: list(v.shape) for k, v in model.items()} if isinstance(model, dict) else None,
-            "epoch": ck.get("epoch")}
+    return {
+        "keys": sorted(ck),
+        "model": {k: list(v.shape) for k, v in model.items()} if isinstance(model, dict) else None,
+        "epoch": ck.get("epoch"),
+    }
 
 
 TIME_COLUMNS = ("time_s", "train_samples_per_s", "samples_per_s", "duration")
@@ -199,17 +225,25 @@ def collect(root: Path, subprocess: bool = False) -> dict:
         else:
             code, out, err = run_inprocess(argv, root, logs, name)
         masks = VERSION_MASKS if name == "version" else () if name in TEXT_ONLY else MASKS
-        entry = {"argv": argv, "exit": code, "stdout": normalise_text(out, root, masks).splitlines(),
-                 "stderr": normalise_text(err, root, masks).splitlines()}
-        if "--cfg" in argv:                        # the printed config: `_target_`s compared by what they name
+        entry = {
+            "argv": argv,
+            "exit": code,
+            "stdout": normalise_text(out, root, masks).splitlines(),
+            "stderr": normalise_text(err, root, masks).splitlines(),
+        }
+        if "--cfg" in argv:  # the printed config: `_target_`s compared by what they name
             import yaml
 
             entry["stdout_yaml"], entry["stdout"] = yaml.safe_load(out), []
         for rel in dirs:
             entry[f"dir:{rel}"] = run_dir(root, rel)
         result[name] = entry
-    result["workdir"] = {"argv": ["(what the working directory holds at the end)"], "exit": 0, "stderr": [],
-                         "stdout": sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir())}
+    result["workdir"] = {
+        "argv": ["(what the working directory holds at the end)"],
+        "exit": 0,
+        "stderr": [],
+        "stdout": sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir()),
+    }
     return result
 
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 from importlib import resources
 
 CONFIG_MODULE = "dendsn_conf"
-SKIP_GROUPS = ("hydra",)          # Hydra's own settings, not dendsn's
+SKIP_GROUPS = ("hydra",)  # Hydra's own settings, not dendsn's
 
 
 def register_schemas() -> None:
     """Import what puts dendsn's structured configs (`dendsn_schema`, `dendsn_simulate_schema`) and its
     resolvers into Hydra's global stores, as `dendsn train` / `dendsn simulate` do."""
-    import dendsn_cli.config  # noqa: F401
     import dendsn_cli.commands.simulate  # noqa: F401
+    import dendsn_cli.config  # noqa: F401
 
 
 def options(group: str) -> list[str]:
@@ -73,7 +73,7 @@ def compose_many(todo) -> dict[tuple, dict]:
                 if key not in out:
                     try:
                         out[key] = to_plain(compose(config, overrides=list(overrides)))
-                    except Exception as e:          # recorded as it is: the same failure must stay
+                    except Exception as e:  # recorded as it is: the same failure must stay
                         out[key] = {"error": f"{type(e).__name__}: {e}".splitlines()[0]}
     finally:
         GlobalHydra.instance().clear()

@@ -11,30 +11,43 @@ but without a dataset; the event neurons (theta, qif_exp) run in network=event_m
 
 from __future__ import annotations
 
-N_IN, HIDDEN, N_CLASSES, BATCH = 5, [6], 3, 2   # and the config's T steps (the synthetic dataset's 20; psn's weight is T x T)
-SLOW = {"hh": ["T=8"]}   # Hodgkin-Huxley: 20 Euler sub-steps a step: fewer steps
-GAIN = 3.0   # every Linear's initial weights times GAIN, so that the read-out fires too
+N_IN, HIDDEN, N_CLASSES, BATCH = (
+    5,
+    [6],
+    3,
+    2,
+)  # and the config's T steps (the synthetic dataset's 20; psn's weight is T x T)
+SLOW = {"hh": ["T=8"]}  # Hodgkin-Huxley: 20 Euler sub-steps a step: fewer steps
+GAIN = 3.0  # every Linear's initial weights times GAIN, so that the read-out fires too
 EVENT_NEURONS = ("theta", "qif_exp")
 EVENT_NETWORK = ["network=event_mlp", "learning=exact", "encoder=binned_latency", "readout=first_spike"]
 
 # (case name, overrides) beyond one per neuron option and one per soma: what the refactor of the
 # dendritic neuron and the synapses touches
 EXTRA = [
-    *[(f"neuron=dend_lif wiring={w}", ["neuron=dend_lif", f"wiring={w}", "neuron.v_threshold=0.3"])
-      for w in ("chain", "kto1", "tree")],             # (a lower threshold: these fire on the tiny input)
+    *[
+        (f"neuron=dend_lif wiring={w}", ["neuron=dend_lif", f"wiring={w}", "neuron.v_threshold=0.3"])
+        for w in ("chain", "kto1", "tree")
+    ],  # (a lower threshold: these fire on the tiny input)
     ("neuron=dend_lif bap_psi=0.5", ["neuron=dend_lif", "neuron.bap_psi=0.5"]),
     ("neuron=dend_lif firing=logistic", ["neuron=dend_lif", "neuron.firing.kind=logistic"]),
-    ("neuron=dend_lif forward_mode=activation", ["neuron=dend_lif", "neuron.forward_mode=activation",
-                                                 "neuron.v_threshold=0.6"]),
+    (
+        "neuron=dend_lif forward_mode=activation",
+        ["neuron=dend_lif", "neuron.forward_mode=activation", "neuron.v_threshold=0.6"],
+    ),
     ("neuron=dend_lif activation=sigmoid", ["neuron=dend_lif", "neuron.compartment.activation=sigmoid"]),
     ("neuron=dend_lif v_reset=null", ["neuron=dend_lif", "neuron.v_reset=null"]),
     ("neuron=dend_lif learn_g learn_phi", ["neuron=dend_lif", "neuron.learn_g=true", "neuron.learn_phi=true"]),
     ("neuron=dend_if wiring=tree", ["neuron=dend_if", "wiring=tree", "neuron.v_threshold=0.3"]),
-    ("neuron=dendritic neuron/soma=psn activation", ["neuron=dendritic", "neuron/soma=psn",
-                                                     "neuron.forward_mode=activation"]),
+    (
+        "neuron=dendritic neuron/soma=psn activation",
+        ["neuron=dendritic", "neuron/soma=psn", "neuron.forward_mode=activation"],
+    ),
     ("neuron=dendritic bap_psi=0.5", ["neuron=dendritic", "neuron.bap_psi=0.5"]),
-    ("neuron=dendritic neuron/soma=adex wiring=chain", ["neuron=dendritic", "neuron/soma=adex", "wiring=chain",
-                                                        "neuron.soma.v_threshold=0.5"]),
+    (
+        "neuron=dendritic neuron/soma=adex wiring=chain",
+        ["neuron=dendritic", "neuron/soma=adex", "wiring=chain", "neuron.soma.v_threshold=0.5"],
+    ),
     *[(f"neuron=lif synapse={s}", ["neuron=lif", f"synapse={s}"]) for s in ("bounded", "dale", "exp", "masked")],
     ("neuron=dend_lif synapse=exp", ["neuron=dend_lif", "synapse=exp"]),
     ("neuron=lif recurrent=true", ["neuron=lif", "network.recurrent=true", "network.recurrent_init=0.5"]),
@@ -67,14 +80,15 @@ def _build(cfg: dict):
     net = cfg["network"]
     net["hidden"] = list(HIDDEN)
     readout = net.pop("readout", None)
-    if readout is None:                                   # the event network: no read-out factory, no synapse
+    if readout is None:  # the event network: no read-out factory, no synapse
         net["K"] = 64
         return instantiate(net, input_shape=[N_IN], n_classes=N_CLASSES, neuron=neuron), True
     extra = {}
     if cfg.get("synapse") is not None:
         extra["synapse"] = instantiate(cfg["synapse"])
-    model = instantiate(net, input_shape=[N_IN], n_classes=N_CLASSES, neuron=neuron, readout=instantiate(readout),
-                        **extra)
+    model = instantiate(
+        net, input_shape=[N_IN], n_classes=N_CLASSES, neuron=neuron, readout=instantiate(readout), **extra
+    )
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, torch.nn.Linear):
@@ -92,7 +106,7 @@ def probe(cfg: dict) -> tuple[dict, dict]:
     config ``cfg``; ({"error": message}, {}) where building or running the network fails."""
     try:
         return _probe(cfg)
-    except Exception as e:                         # recorded as it is: the same failure must stay
+    except Exception as e:  # recorded as it is: the same failure must stay
         cause = e.__cause__ or e
         return {"error": f"{type(cause).__name__}: {cause}".splitlines()[0]}, {}
 
@@ -104,7 +118,7 @@ def _probe(cfg: dict) -> tuple[dict, dict]:
     keys = {"state_dict": {k: list(v.shape) for k, v in model.state_dict().items()}}
     g = torch.Generator().manual_seed(1234)
     if events:
-        x = torch.rand(BATCH, N_IN, generator=g) * 1.5       # input spike times (no gradient: the simulator has none)
+        x = torch.rand(BATCH, N_IN, generator=g) * 1.5  # input spike times (no gradient: the simulator has none)
     else:
         x = (torch.rand(int(cfg["T"]), BATCH, N_IN, generator=g) * 3.0).requires_grad_(True)
     tensors = {"state_dict/" + k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -125,9 +139,9 @@ def _probe(cfg: dict) -> tuple[dict, dict]:
         tensors["loss"] = loss.detach().clone()
         if inputs:
             tensors["grad/input"] = grads[0].clone()
-        for (k, _), gr in zip(params, grads[len(inputs):]):
+        for (k, _), gr in zip(params, grads[len(inputs) :]):
             tensors[f"grad/{k}"] = gr.clone() if gr is not None else torch.tensor(float("nan"))
-        for mode in ("eval", "eval_again"):           # twice: a cached fast path must give the same
+        for mode in ("eval", "eval_again"):  # twice: a cached fast path must give the same
             seen.clear()
             model.eval()
             _reset(model)
@@ -138,8 +152,10 @@ def _probe(cfg: dict) -> tuple[dict, dict]:
     finally:
         for h in hooks:
             h.remove()
-    tensors = {k: v.bool() if is_spikes(v) and not k.startswith(("grad/", "state_dict/")) else v.contiguous()
-               for k, v in tensors.items()}       # spikes kept as bool: a small golden file
+    tensors = {
+        k: v.bool() if is_spikes(v) and not k.startswith(("grad/", "state_dict/")) else v.contiguous()
+        for k, v in tensors.items()
+    }  # spikes kept as bool: a small golden file
     keys["tensors"] = sorted(tensors)
     return keys, tensors
 

@@ -17,17 +17,18 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # tests/: `import golden`
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/: `import golden`
 
-from golden import DATA, HERE, differences, save_tensors  # noqa: E402
-from golden import configs, neurons  # noqa: E402
+from golden import DATA, HERE, configs, differences, neurons, save_tensors  # noqa: E402  # noqa: E402
 
 
 def run_cli_suite(root: Path, out: Path, real_subprocesses: bool = False) -> dict:
     """Run cli_suite.py in a child process (its commands in-process, or each as a real `dendsn` process)."""
     from golden.cli_suite import clean_env
 
-    cmd = [sys.executable, str(HERE / "cli_suite.py"), str(root), str(out)] + (["--subprocess"] if real_subprocesses else [])
+    cmd = [sys.executable, str(HERE / "cli_suite.py"), str(root), str(out)] + (
+        ["--subprocess"] if real_subprocesses else []
+    )
     p = subprocess.run(cmd, capture_output=True, text=True, env=clean_env(), timeout=1200)
     if p.returncode != 0:
         raise SystemExit(f"cli_suite failed (exit {p.returncode}):\n{p.stdout}\n{p.stderr}")
@@ -63,8 +64,10 @@ def record() -> None:
         cli = run_cli_suite(Path(tmp) / "root", Path(tmp) / "cli.json")
     (DATA / "cli.json").write_text(dump(cli))
     size = sum(f.stat().st_size for f in DATA.iterdir())
-    print(f"recorded {DATA} ({size / 1e6:.2f} MB): {len(cli)} commands, "
-          f"{len(json.loads((DATA / 'configs.json').read_text()))} configs, {len(keys)} neuron cases")
+    print(
+        f"recorded {DATA} ({size / 1e6:.2f} MB): {len(cli)} commands, "
+        f"{len(json.loads((DATA / 'configs.json').read_text()))} configs, {len(keys)} neuron cases"
+    )
 
 
 def check() -> None:
@@ -81,7 +84,9 @@ def check() -> None:
             print("   ", line)
     k1, t1 = neuron_records()
     k2, t2 = neuron_records()
-    diff = differences(k1, k2, "neurons") + [d for name in t1 for d in neurons.tensor_differences(t1[name], t2[name], name)]
+    diff = differences(k1, k2, "neurons") + [
+        d for name in t1 for d in neurons.tensor_differences(t1[name], t2[name], name)
+    ]
     print(f"neurons, twice: {'identical' if not diff else diff}")
 
 
