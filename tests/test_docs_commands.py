@@ -46,7 +46,16 @@ SKIPPED = {
 }
 # The plug-ins docs/extending.md writes out in full: name -> (its file, the fenced block whose first line names
 # that file). Commands that use them (`PYTHONPATH=. dendsn ...`) run in a folder holding those files.
-PLUGINS = {"rf.ResonateFire": ("rf.py", "# rf.py"), "neuron=rf": ("myconf/neuron/rf.yaml", "# myconf/neuron/rf.yaml")}
+PLUGINS = {
+    "rf.ResonateFire": ("rf.py", "# rf.py"),
+    "neuron=rf": ("myconf/neuron/rf.yaml", "# myconf/neuron/rf.yaml"),
+    "learning=triplet_stdp": ("myconf/learning/triplet_stdp.yaml", "# myconf/learning/triplet_stdp.yaml"),
+    "triplet.": ("triplet.py", "# triplet.py"),
+    "dataset=cifar10": ("myconf/dataset/cifar10.yaml", "# myconf/dataset/cifar10.yaml"),
+    "cifar10.": ("cifar10.py", "# cifar10.py"),
+    "logger=heatmap": ("myconf/logger/heatmap.yaml", "# myconf/logger/heatmap.yaml"),
+    "heatmap.": ("heatmap.py", "# heatmap.py"),
+}
 # command -> why it is refused today (xfail, strict)
 KNOWN_BROKEN = {
     "dendsn train -m hydra/sweeper=optuna hydra.sweeper.n_trials=20 'optim.lr=tag(log,interval(1e-4,0.03))' "

@@ -1,7 +1,7 @@
 """The TensorBoard figures of a run: one `FigureSpec` each, in the order they are logged.
 
 A figure states what it records from the watched evaluation and draws it. To add one, write its draw
-function (and, when it needs data the evaluation does not keep yet, a record function) and register it:
+function (and, when it needs data the evaluation does not keep yet, a record function) and decorate it:
 
     def record_mean_dendrite(layer, module, spikes, monitor):       # first batch; None: nothing for this layer
         vd = getattr(module, "v_dend_seq", None)                      # [T, B, S, K]
@@ -15,7 +15,9 @@ function (and, when it needs data the evaluation does not keep yet, a record fun
             yield f"dendrite_heatmap/{layer}", fig
 
 ``seen.records[name]`` holds what ``record`` kept per layer (name = the draw function's name); ``seen`` also
-has each neuron's rate, the confusion matrix, the split's name. Figures are drawn at the first epoch,
+has each neuron's rate, the confusion matrix, the split's name. The built-in figures are `FIGURES`; a
+figure of your own module joins them with ``+logger.figures=[mymodule.dendrite_heatmap]`` (or a logger
+option of yours that lists it: docs/extending.md). Figures are drawn at the first epoch,
 every ``logger.figures_every`` epochs and the last one, in a worker thread while the loop evaluates
 the test split; they are written at the same point and in the same order as drawn in line.
 """
@@ -61,17 +63,25 @@ class FigureSpec:
     record: Optional[Callable] = None
 
 
-FIGURES: list = []
-
-
 def figure(record: Optional[Callable] = None):
-    """Register the decorated draw function as a `FigureSpec` (logged after those registered before)."""
+    """Make the decorated draw function a figure: its `FigureSpec` is ``draw.figure_spec``."""
 
     def register(draw):
-        FIGURES.append(FigureSpec(draw.__name__, draw, record))
+        draw.figure_spec = FigureSpec(draw.__name__, draw, record)
         return draw
 
     return register
+
+
+def spec_of(draw, name: str) -> FigureSpec:
+    """The `FigureSpec` of a draw function decorated with `figure` (``name``: how the user named it)."""
+    spec = getattr(draw, "figure_spec", None)
+    if not isinstance(spec, FigureSpec):
+        raise ValueError(
+            f"{name} in figures is not a figure; decorate its draw function with "
+            "@dendsn_cli.training.figures.figure (docs/extending.md)"
+        )
+    return spec
 
 
 # --------------------------------------------------------------------------- raster
@@ -154,3 +164,6 @@ def confusion(seen: Seen):
     """confusion/<split>: the row-normalised confusion matrix."""
     if seen.confusion is not None:
         yield f"confusion/{seen.split}", plots.confusion_matrix(seen.confusion, title=seen.split)
+
+
+FIGURES = [raster.figure_spec, traces.figure_spec, rates.figure_spec, confusion.figure_spec]  # in logging order

@@ -314,7 +314,7 @@ def start(run: Run) -> None:
     if not cfg.resume:
         run.logger.config(OmegaConf.to_yaml(cfg, resolve=True), run.overrides)
     event_based = bool(getattr(parts.model, "event_based", False))
-    run.monitor = Monitor(parts.layers, events=parts.model if event_based else None)
+    run.monitor = Monitor(parts.layers, events=parts.model if event_based else None, figures=run.logger.figure_specs)
     run.tally, run.tally_names = tallies_of(parts.decoder)
     run.named_params = named_layer_parameters(parts.model, parts.layers)
     run.log_every = max(1, int(getattr(run.logger, "log_every_n_steps", SYNC_EVERY) or SYNC_EVERY))

@@ -34,6 +34,7 @@ an epoch. They are written where and in the order they were drawn before.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Optional
 
@@ -47,7 +48,9 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import image as image_summary
 
 from .. import figures as plots
-from .figures import FIGURES, Seen
+from ..config import locate
+from ..errors import shorten
+from .figures import FIGURES, Seen, spec_of
 
 SYNC_EVERY = 20  # the loop reads its sums back every N batches (and logs no more often)
 
@@ -60,6 +63,7 @@ class TensorBoardLogger:
         flush_secs: int = 30,
         figures_every: int = 5,
         log_every_n_steps: int = 20,
+        figures: Sequence[str] = (),
     ):
         if not isinstance(figures_every, int) or isinstance(figures_every, bool) or figures_every < 0:
             raise ValueError(
@@ -69,6 +73,8 @@ class TensorBoardLogger:
             raise ValueError(f"log_every_n_steps must be an integer >= 1, got {log_every_n_steps!r}")
         self.histograms, self.rasters, self.flush_secs = histograms, rasters, flush_secs
         self.figures_every, self.log_every_n_steps = figures_every, log_every_n_steps
+        # the built-in figures, then those of the user's modules (dotted names of decorated draw functions)
+        self.figure_specs = [*FIGURES, *(figure_named(name) for name in figures)]
         self.writer = None
         self.drawer: Optional[ThreadPoolExecutor] = None  # the figures' worker thread, made when first needed
 
@@ -110,11 +116,11 @@ class TensorBoardLogger:
         return epoch == 1 or last or (self.figures_every > 0 and epoch % self.figures_every == 0)
 
     def draw_figures(self, seen: Seen) -> Future:
-        """Start drawing the registered figures of ``seen`` (`training.figures.FIGURES`) in the worker
-        thread; `add_figures` writes them. Each is a figure of its own (Agg, no pyplot)."""
+        """Start drawing the figures of ``seen`` (`figure_specs`: the built-in ones and the user's) in the
+        worker thread; `add_figures` writes them. Each is a figure of its own (Agg, no pyplot)."""
         if self.drawer is None:
             self.drawer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dendsn-figures")
-        return self.drawer.submit(render_figures, seen)
+        return self.drawer.submit(render_figures, seen, self.figure_specs)
 
     def add_figures(self, drawn: Future, step: int) -> None:
         """Wait for the figures of `draw_figures` and write them at ``step``, in the registry's order."""
@@ -184,6 +190,18 @@ def figure_chw(fig) -> np.ndarray:
     return np.moveaxis(img, source=2, destination=0)
 
 
+def figure_named(name: str):
+    """The `FigureSpec` of the draw function a dotted ``name`` of ``logger.figures`` names."""
+    try:
+        draw = locate(name)
+    except Exception as e:  # hydra's message spans lines: one line for the user
+        raise ValueError(
+            f"{name} in figures cannot be imported ({shorten(str(e).splitlines()[-1] or type(e).__name__)}); "
+            "name a draw function decorated with @dendsn_cli.training.figures.figure, as module.function"
+        ) from None
+    return spec_of(draw, name)
+
+
 def render_figures(seen: Seen, figures=None) -> list:
     """The image summaries (PNG-encoded) of every registered figure of ``seen``, in order."""
     out = []
@@ -200,6 +218,7 @@ class RankLogger:
     def __init__(self, logger):
         self.logger = logger
         self.log_every_n_steps = getattr(logger, "log_every_n_steps", SYNC_EVERY)
+        self.figure_specs = logger.figure_specs  # the same records on every rank
 
     def wants_figures(self, epoch: int, last: bool) -> bool:
         return self.logger.wants_figures(epoch, last)
