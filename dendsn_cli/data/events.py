@@ -16,7 +16,7 @@ from tqdm import tqdm
 from dendsn_cli.config.checks import is_int, require
 from dendsn_cli.errors import UserError
 
-from .split import DataInfo, Split, hold_out, val_count
+from .split import DataInfo, Split, check_sizes, hold_out
 
 
 @dataclass(frozen=True)
@@ -180,20 +180,7 @@ class TonicEvents:
             binary,
             "true (spikes: a count > 0 is 1) or false (event counts)",
         )
-        require(
-            n_train is None or (is_int(n_train) and n_train >= 1),
-            "dataset.n_train",
-            n_train,
-            "null (all) or an integer >= 1",
-        )
-        require(
-            n_test is None or (is_int(n_test) and n_test >= 1),
-            "dataset.n_test",
-            n_test,
-            "null (all) or an integer >= 1",
-        )
-        val_count(val, 1)  # type / range check
-        require(is_int(seed) and seed >= 0, "dataset.seed", seed, "an integer >= 0")
+        check_sizes(n_train, n_test, val, seed)
         self.name, self.source, self.root = name, source, Path(root).expanduser()
         self.T, self.channels, self.size, self.binary = T, channels, size, binary
         self.n_train, self.n_test, self.val, self.seed = n_train, n_test, val, seed

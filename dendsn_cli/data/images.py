@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dendsn_cli.config.checks import is_int, require
+from dendsn_cli.config.checks import require
 from dendsn_cli.errors import UserError
 
-from .split import DataInfo, Split, hold_out, sequential_kind, val_count
+from .split import DataInfo, Split, check_sizes, hold_out, sequential_kind
 
 #: Where the Debian package `fashion-mnist` installs the original gzipped IDX files.
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -233,20 +233,7 @@ class TorchvisionImages:
     ):
         require(name in _TORCHVISION_CLASS, "dataset.name", name, f"one of {sorted(_TORCHVISION_CLASS)}")
         require(isinstance(root, (str, os.PathLike)) and str(root) != "", "dataset.root", root, "a directory path")
-        require(
-            n_train is None or (is_int(n_train) and n_train >= 1),
-            "dataset.n_train",
-            n_train,
-            "null (all) or an integer >= 1",
-        )
-        require(
-            n_test is None or (is_int(n_test) and n_test >= 1),
-            "dataset.n_test",
-            n_test,
-            "null (all) or an integer >= 1",
-        )
-        val_count(val, 1)  # type / range check
-        require(is_int(seed) and seed >= 0, "dataset.seed", seed, "an integer >= 0")
+        check_sizes(n_train, n_test, val, seed)
         self.name, self.root, self.download = name, Path(root).expanduser(), bool(download)
         self.n_train, self.n_test, self.val, self.seed = n_train, n_test, val, seed
         self.sequential, self.T = sequential_kind(sequential), T

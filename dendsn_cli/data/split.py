@@ -74,6 +74,14 @@ class DataInfo:
     name: str
 
 
+def check_sizes(n_train, n_test, val, seed) -> None:
+    """The keys every dataset of files shares: how many samples to keep, to hold out, and the seed."""
+    for key, n in (("dataset.n_train", n_train), ("dataset.n_test", n_test)):
+        require(n is None or (is_int(n) and n >= 1), key, n, "null (all) or an integer >= 1")
+    val_count(val, 1)  # type / range check
+    require(is_int(seed) and seed >= 0, "dataset.seed", seed, "an integer >= 0")
+
+
 def val_count(val, n_total: int, key: str = "dataset.val") -> int:
     """A count (int >= 0) or a fraction in [0, 1) of ``n_total`` -> a number of samples."""
     if is_int(val) and val >= 0:
