@@ -27,7 +27,6 @@ Weight dependence of STDP (``f_plus`` on potentiation, ``f_minus`` on depression
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -37,6 +36,8 @@ from torch import nn
 
 from dendsn.dendritic.compartments import decay_operator, leaky_scan
 
+from ..config.checks import is_real, must_be
+
 WEIGHT_DEPENDENCES = ("additive", "multiplicative")
 
 
@@ -44,15 +45,16 @@ WEIGHT_DEPENDENCES = ("additive", "multiplicative")
 def check_number(
     name: str, value, minimum: Optional[float] = None, above: Optional[float] = None, maximum: Optional[float] = None
 ) -> float:
-    """A finite float within the given bounds, or ValueError naming ``name``."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number (got {name}={value!r})")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be >= {minimum} (got {name}={value!r})")
-    if above is not None and not value > above:
-        raise ValueError(f"{name} must be > {above} (got {name}={value!r})")
-    if maximum is not None and value > maximum:
-        raise ValueError(f"{name} must be <= {maximum} (got {name}={value!r})")
+    """A finite float within the given bounds, or ValueError naming ``name`` (`config.checks.must_be`)."""
+    if not isinstance(value, (int, float)) or not is_real(value):
+        raise must_be(name, value, "a finite number", named=True)
+    for ok, what in (
+        (minimum is None or value >= minimum, f">= {minimum}"),
+        (above is None or value > above, f"> {above}"),
+        (maximum is None or value <= maximum, f"<= {maximum}"),
+    ):
+        if not ok:
+            raise must_be(name, value, what, named=True)
     return float(value)
 
 
@@ -63,7 +65,7 @@ def check_tau(name: str, value) -> float:
 
 def check_choice(name: str, value, choices) -> str:
     if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)} (got {name}={value!r})")
+        raise must_be(name, value, f"one of {', '.join(choices)}", named=True)
     return value
 
 
