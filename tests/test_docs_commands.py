@@ -27,14 +27,14 @@ the test says so and the entry goes).
 
 from __future__ import annotations
 
-import contextlib
-import io
+import os
 import re
 import shlex
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_here
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = "outputs/2026-01-01/12-00-00"  # the run dir the docs' resume / eval examples name
@@ -146,16 +146,10 @@ def _param(where: str, cmd: str, error: str | None):
 
 
 def _main(*args: str) -> tuple[int, str, str]:
-    """`dendsn ARGS` through the real entry point in this process: (exit code, stdout, stderr)."""
-    from dendsn_cli import cli
-
-    out, err, code = io.StringIO(), io.StringIO(), 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            cli.main(list(args))
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    return code, out.getvalue(), err.getvalue()
+    """`dendsn ARGS` through the real entry point in this process, in the current directory, with the
+    process state (logging handlers, Hydra, cwd, ...) restored after it (`conftest.run_here`)."""
+    p = run_here(*args, cwd=os.getcwd())
+    return p.returncode, p.stdout, p.stderr
 
 
 @pytest.fixture(scope="module")
@@ -180,8 +174,6 @@ def plugin_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(workdir):
-    import os
-
     from conftest import TINY
 
     here = os.getcwd()
